@@ -1,0 +1,234 @@
+//! The event envelope (SPEC §3): what subscribers receive as an EVT body.
+//!
+//! ```json
+//! {"v":1,"id":"<32 hex>","topic":"decky.d1.state","type":"state","ts":1732345678.123,"payload":{...}}
+//! ```
+//!
+//! The daemon builds envelopes on the hot path, so [`build_envelope`] writes
+//! the JSON by hand around the publisher's *raw* `type` and `payload` text:
+//! the PUB body is parsed once to validate it and locate those two values,
+//! and their bytes are copied through untouched. `topic` comes from the
+//! route (never from the body, so a publisher cannot spoof it); `id` and
+//! `ts` are minted here.
+
+use bytes::{BufMut, BytesMut};
+use rand::{rngs::SmallRng, Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::cell::RefCell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::frame::FrameError;
+
+/// Current envelope version. Bumps only on incompatible changes.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// A decoded envelope, as a subscriber sees it. Unknown keys are ignored
+/// and missing optional ones default, so newer daemons stay readable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    #[serde(default = "default_version")]
+    pub v: u32,
+    #[serde(default)]
+    pub id: String,
+    pub topic: String,
+    #[serde(rename = "type", default)]
+    pub event_type: String,
+    #[serde(default)]
+    pub ts: f64,
+    #[serde(default = "empty_object")]
+    pub payload: serde_json::Value,
+}
+
+fn default_version() -> u32 {
+    ENVELOPE_VERSION
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+impl Envelope {
+    /// Decode an EVT body.
+    pub fn from_slice(body: &[u8]) -> Result<Envelope, serde_json::Error> {
+        serde_json::from_slice(body)
+    }
+}
+
+/// The PUB body: `{"type": "...", "payload": {...}}`, both optional.
+/// Borrowed raw values so the daemon never rebuilds the payload tree.
+#[derive(Deserialize)]
+struct PubBody<'a> {
+    #[serde(rename = "type", borrow, default)]
+    event_type: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    payload: Option<&'a RawValue>,
+}
+
+/// Build a PUB body as a publisher sends it.
+pub fn pub_body(event_type: &str, payload: &serde_json::Value) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        #[serde(rename = "type")]
+        event_type: &'a str,
+        payload: &'a serde_json::Value,
+    }
+    // Serialising a Value into a Vec cannot fail.
+    serde_json::to_vec(&Body { event_type, payload }).unwrap_or_default()
+}
+
+/// Validate a PUB body and append the envelope JSON for `topic` to `out`.
+///
+/// Errors are the hostile-frame reasons of SPEC §2 (invalid JSON, not an
+/// object). A non-string `type` is refused too: subscribers rely on it
+/// being a string.
+pub fn build_envelope(topic: &str, pub_body: &[u8], out: &mut BytesMut) -> Result<(), FrameError> {
+    let (event_type, payload) = if pub_body.is_empty() {
+        (None, None)
+    } else {
+        // serde_json skips unknown fields without checking their UTF-8.
+        std::str::from_utf8(pub_body).map_err(|e| FrameError::InvalidJson(e.to_string()))?;
+        match pub_body.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => {}
+            _ => {
+                // Distinguish "not JSON at all" from "JSON but not an object".
+                return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(pub_body) {
+                    Ok(_) => FrameError::BodyNotObject,
+                    Err(e) => FrameError::InvalidJson(e.to_string()),
+                });
+            }
+        }
+        let body: PubBody<'_> = serde_json::from_slice(pub_body).map_err(|e| FrameError::InvalidJson(e.to_string()))?;
+        (body.event_type, body.payload)
+    };
+    let event_type = match event_type.map(RawValue::get) {
+        None | Some("null") => "\"\"",
+        Some(t) if t.starts_with('"') => t,
+        Some(_) => return Err(FrameError::InvalidJson("\"type\" must be a string".into())),
+    };
+    let payload = match payload.map(RawValue::get) {
+        None | Some("null") => "{}",
+        Some(p) => p,
+    };
+
+    out.reserve(96 + topic.len() + event_type.len() + payload.len());
+    out.put_slice(b"{\"v\":1,\"id\":\"");
+    put_random_id(out);
+    out.put_slice(b"\",\"topic\":");
+    put_json_string(out, topic);
+    out.put_slice(b",\"type\":");
+    out.put_slice(event_type.as_bytes());
+    out.put_slice(b",\"ts\":");
+    put_timestamp(out);
+    out.put_slice(b",\"payload\":");
+    out.put_slice(payload.as_bytes());
+    out.put_u8(b'}');
+    Ok(())
+}
+
+thread_local! {
+    // A per-thread PRNG seeded from the OS: ids must be unguessable enough
+    // not to collide across daemons, but this is not a security token, and
+    // a syscall per event would cost more than the rest of the envelope.
+    static ID_RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_os_rng());
+}
+
+fn put_random_id(out: &mut BytesMut) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n: u128 = ID_RNG.with(|r| r.borrow_mut().random());
+    let mut buf = [0u8; 32];
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    out.put_slice(&buf);
+}
+
+/// Seconds since the epoch with microseconds, like Python's `time.time()`.
+fn put_timestamp(out: &mut BytesMut) {
+    use std::fmt::Write;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    // Writing into a BytesMut cannot fail.
+    let _ = write!(out, "{}.{:06}", now.as_secs(), now.subsec_micros());
+}
+
+fn put_json_string(out: &mut BytesMut, s: &str) {
+    // Topics are validated ASCII without quotes-only restrictions, so `"`
+    // and `\` are legal token characters and must be escaped.
+    if s.bytes().all(|b| b != b'"' && b != b'\\' && b >= 0x20) {
+        out.put_u8(b'"');
+        out.put_slice(s.as_bytes());
+        out.put_u8(b'"');
+    } else {
+        let _ = serde_json::to_writer(out.writer(), s);
+    }
+}
+
+/// Current time as float seconds, the `ts` convention used in payloads.
+pub fn now_ts() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(topic: &str, body: &[u8]) -> Result<Envelope, FrameError> {
+        let mut out = BytesMut::new();
+        build_envelope(topic, body, &mut out)?;
+        Ok(serde_json::from_slice(&out).expect("envelope is valid JSON"))
+    }
+
+    #[test]
+    fn fields_come_from_route_body_and_server() {
+        let before = now_ts();
+        let e =
+            build("decky.d1.state", br#"{"type":"state","payload":{"services":["ssh"]},"topic":"spoofed"}"#).unwrap();
+        assert_eq!(e.v, 1);
+        assert_eq!(e.topic, "decky.d1.state");
+        assert_eq!(e.event_type, "state");
+        assert_eq!(e.payload, serde_json::json!({"services": ["ssh"]}));
+        assert_eq!(e.id.len(), 32);
+        assert!(e.id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(e.ts >= before - 0.001 && e.ts <= now_ts() + 0.001);
+    }
+
+    #[test]
+    fn absent_type_and_payload_default() {
+        for body in [&b""[..], b"{}", br#"{"type":null,"payload":null}"#] {
+            let e = build("a", body).unwrap();
+            assert_eq!(e.event_type, "");
+            assert_eq!(e.payload, serde_json::json!({}));
+        }
+    }
+
+    #[test]
+    fn ids_differ() {
+        let a = build("a", b"").unwrap();
+        let b = build("a", b"").unwrap();
+        assert_ne!(a.id, b.id);
+    }
+
+    #[test]
+    fn escaping_topic_and_type() {
+        let e = build("we\"ird\\t", br#"{"type":"x\"y"}"#).unwrap();
+        assert_eq!(e.topic, "we\"ird\\t");
+        assert_eq!(e.event_type, "x\"y");
+    }
+
+    #[test]
+    fn bad_bodies() {
+        assert_eq!(build("a", b"[1,2]"), Err(FrameError::BodyNotObject));
+        assert_eq!(build("a", b"42"), Err(FrameError::BodyNotObject));
+        assert!(matches!(build("a", b"{\"type\":"), Err(FrameError::InvalidJson(_))));
+        assert!(matches!(build("a", b"nope"), Err(FrameError::InvalidJson(_))));
+        assert!(matches!(build("a", br#"{"type":5}"#), Err(FrameError::InvalidJson(_))));
+        assert!(matches!(build("a", b"{\"a\":\"\xff\"}"), Err(FrameError::InvalidJson(_))));
+    }
+
+    #[test]
+    fn pub_body_round_trips() {
+        let body = pub_body("t", &serde_json::json!({"k": 1}));
+        let e = build("x.y", &body).unwrap();
+        assert_eq!((e.event_type.as_str(), e.payload), ("t", serde_json::json!({"k": 1})));
+    }
+}

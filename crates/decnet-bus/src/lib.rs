@@ -1,0 +1,27 @@
+//! # decnet-bus
+//!
+//! The host-local service bus of a decnet deception network, and the SDK
+//! every worker links. It has no HTTP and no SQL in it, so a worker that
+//! only needs to publish pulls in tokio, serde and little else.
+//!
+//! - [`frame`]: the wire format (SPEC §2), byte-compatible with the Python bus.
+//! - [`envelope`]: what subscribers receive (SPEC §3).
+//! - [`topic`]: topic and pattern rules (SPEC §4).
+//! - [`index`]: the subscription trie the daemon routes with.
+//! - [`queue`]: the drop-oldest queue behind every subscriber.
+//! - [`bus`]: the [`Bus`] trait and [`Subscription`] stream.
+
+pub mod bus;
+pub mod envelope;
+pub mod frame;
+pub mod index;
+pub mod paths;
+pub mod queue;
+pub mod topic;
+
+pub use bus::{Bus, BusError, RawEvent, Subscription};
+pub use envelope::Envelope;
+pub use frame::{Frame, FrameError, Verb};
+pub use index::SubscriptionIndex;
+pub use queue::EventQueue;
+pub use topic::{Pattern, Topic, TopicError};

@@ -1,0 +1,7 @@
+//! The `decnet` application: bus daemon front-end, control plane (API),
+//! store, mutator, events and the operator CLI. Worker-facing pieces live
+//! in the `decnet-bus` crate so workers need none of this.
+
+pub mod cli;
+
+pub use decnet_bus::paths as home;
