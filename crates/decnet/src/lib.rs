@@ -3,5 +3,6 @@
 //! in the `decnet-bus` crate so workers need none of this.
 
 pub mod cli;
+pub mod store;
 
 pub use decnet_bus::paths as home;

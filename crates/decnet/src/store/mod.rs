@@ -1,0 +1,46 @@
+//! The SQLite store: the source of truth (the bus is fire-and-forget).
+//!
+//! One database file under `$DECNET_HOME` (or wherever `--db`/`DECNET_DB`
+//! points). Schema changes are sqlx migrations in `crates/decnet/migrations`,
+//! embedded in the binary and applied on every start, so a fresh machine
+//! gets its schema on first run. Each table family has its own submodule.
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The database path: `DECNET_DB`, else `$DECNET_HOME/decnet.db`.
+pub fn default_db_path() -> PathBuf {
+    match std::env::var_os("DECNET_DB").filter(|p| !p.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => crate::home::decnet_home().join("decnet.db"),
+    }
+}
+
+/// Open (creating if needed) the database at `path` and apply migrations.
+pub async fn open(path: &Path) -> anyhow::Result<SqlitePool> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| anyhow::anyhow!("cannot create database folder {}: {e}", parent.display()))?;
+    }
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+        .create_if_missing(true)
+        // WAL lets the API read while the mutator writes; busy_timeout makes
+        // concurrent writers wait for each other instead of failing.
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(5))
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
+    sqlx::migrate!("./migrations")
+        .run(&pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot migrate database {}: {e}", path.display()))?;
+    Ok(pool)
+}
