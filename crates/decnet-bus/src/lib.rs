@@ -12,11 +12,13 @@
 //! - [`bus`]: the [`Bus`] trait and [`Subscription`] stream.
 
 pub mod bus;
+pub mod client;
 pub mod envelope;
 pub mod frame;
 pub mod index;
 pub mod paths;
 pub mod queue;
+pub mod server;
 pub mod topic;
 
 pub use bus::{Bus, BusError, RawEvent, Subscription};
