@@ -4,5 +4,6 @@
 
 pub mod cli;
 pub mod store;
+pub mod supervisor;
 
 pub use decnet_bus::paths as home;
