@@ -10,14 +10,19 @@
 //! - [`index`]: the subscription trie the daemon routes with.
 //! - [`queue`]: the drop-oldest queue behind every subscriber.
 //! - [`bus`]: the [`Bus`] trait and [`Subscription`] stream.
+//! - [`topics`]: the SPEC §4 topic tree: constants, validated builders, patterns.
+//! - [`identity`], [`fingerprint`]: typed publishers for the clusterer and prober.
 
 pub mod bus;
 pub mod envelope;
+pub mod fingerprint;
 pub mod frame;
+pub mod identity;
 pub mod index;
 pub mod paths;
 pub mod queue;
 pub mod topic;
+pub mod topics;
 
 pub use bus::{Bus, BusError, RawEvent, Subscription};
 pub use envelope::Envelope;
