@@ -11,14 +11,17 @@
 //! - [`queue`]: the drop-oldest queue behind every subscriber.
 //! - [`bus`]: the [`Bus`] trait and [`Subscription`] stream.
 //! - [`topics`]: the SPEC §4 topic tree: constants, validated builders, patterns.
+//! - [`fake`], [`null`]: the in-process and disabled transports.
 //! - [`identity`], [`fingerprint`]: typed publishers for the clusterer and prober.
 
 pub mod bus;
 pub mod envelope;
+pub mod fake;
 pub mod fingerprint;
 pub mod frame;
 pub mod identity;
 pub mod index;
+pub mod null;
 pub mod paths;
 pub mod queue;
 pub mod topic;
@@ -26,7 +29,9 @@ pub mod topics;
 
 pub use bus::{Bus, BusError, RawEvent, Subscription};
 pub use envelope::Envelope;
+pub use fake::FakeBus;
 pub use frame::{Frame, FrameError, Verb};
 pub use index::SubscriptionIndex;
+pub use null::NullBus;
 pub use queue::EventQueue;
 pub use topic::{Pattern, Topic, TopicError};
