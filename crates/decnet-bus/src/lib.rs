@@ -15,6 +15,7 @@
 //! - [`identity`], [`fingerprint`]: typed publishers for the clusterer and prober.
 
 pub mod bus;
+pub mod client;
 pub mod envelope;
 pub mod fake;
 pub mod fingerprint;
@@ -24,6 +25,7 @@ pub mod index;
 pub mod null;
 pub mod paths;
 pub mod queue;
+pub mod server;
 pub mod topic;
 pub mod topics;
 
