@@ -5,8 +5,74 @@
 //! same routes an in-process `FakeBus` client or a bus that is down, so
 //! every route and the registry run unchanged against either.
 
+use decnet_bus::client::UnixBus;
 use decnet_bus::Bus;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// A failed connect is retried at most this often (SPEC §6).
+pub const CONNECT_RETRY: Duration = Duration::from_secs(2);
+
+/// The production shared bus: a UNIX-socket client to `socket`, connected
+/// on first need. Once connected, the client reconnects by itself when the
+/// daemon restarts, so the same handle is returned from then on.
+pub fn app_bus(client_name: &str, socket: &Path) -> Arc<dyn SharedBus> {
+    Arc::new(LazyUnixBus {
+        name: client_name.to_owned(),
+        socket: socket.to_path_buf(),
+        last_attempt: Mutex::new(None),
+        connected_bus: std::sync::OnceLock::new(),
+    })
+}
+
+struct LazyUnixBus {
+    name: String,
+    socket: PathBuf,
+    /// Held while connecting, so concurrent callers connect once.
+    last_attempt: Mutex<Option<Instant>>,
+    /// Set once the first connect succeeded; read without locking.
+    connected_bus: std::sync::OnceLock<Arc<UnixBus>>,
+}
+
+#[async_trait::async_trait]
+impl SharedBus for LazyUnixBus {
+    async fn get(&self) -> Option<Arc<dyn Bus>> {
+        if let Some(bus) = self.connected_bus.get() {
+            return (!bus.is_closed()).then(|| bus.clone() as Arc<dyn Bus>);
+        }
+        let mut last_attempt = self.last_attempt.lock().await;
+        if let Some(bus) = self.connected_bus.get() {
+            return Some(bus.clone());
+        }
+        if last_attempt.is_some_and(|at| at.elapsed() < CONNECT_RETRY) {
+            return None;
+        }
+        *last_attempt = Some(Instant::now());
+        match UnixBus::connect(&self.name, self.socket.clone()).await {
+            Ok(bus) => {
+                tracing::info!(socket = %self.socket.display(), "connected to the bus");
+                let bus = self.connected_bus.get_or_init(|| Arc::new(bus));
+                Some(bus.clone())
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "bus not reachable; retrying in {}s", CONNECT_RETRY.as_secs());
+                None
+            }
+        }
+    }
+
+    fn is_connected(&self) -> bool {
+        self.connected_bus.get().is_some_and(|b| b.is_connected())
+    }
+
+    async fn close(&self) {
+        if let Some(bus) = self.connected_bus.get() {
+            bus.close().await;
+        }
+    }
+}
 
 #[async_trait::async_trait]
 pub trait SharedBus: Send + Sync + 'static {
@@ -17,6 +83,9 @@ pub trait SharedBus: Send + Sync + 'static {
 
     /// Whether the bus connection is up at this moment.
     fn is_connected(&self) -> bool;
+
+    /// Close the underlying bus on shutdown (say BYE). Idempotent.
+    async fn close(&self) {}
 }
 
 /// A fixed, already-connected bus (an in-process `FakeBus` client, say).
@@ -30,6 +99,10 @@ impl SharedBus for FixedBus {
 
     fn is_connected(&self) -> bool {
         self.0.is_connected()
+    }
+
+    async fn close(&self) {
+        self.0.close().await;
     }
 }
 

@@ -69,6 +69,11 @@ pub async fn find(pool: &SqlitePool, username: &str) -> Result<Option<User>, sql
     .transpose()
 }
 
+/// How many users exist (the API warns at start when there are none).
+pub async fn count(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
