@@ -79,7 +79,9 @@ pub async fn serve(
 }
 
 /// Publish `system.api.health` every `config.heartbeat_interval` while the
-/// bus is up (the registry shows the API like any other worker).
+/// bus is up. The bus never echoes an event to the connection that
+/// published it, so the API's registry cannot hear its own heartbeat:
+/// each one that goes out is also recorded locally.
 async fn heartbeat(state: AppState) {
     let topic = match decnet_bus::topics::system_health("api") {
         Ok(t) => t,
@@ -92,11 +94,13 @@ async fn heartbeat(state: AppState) {
             _ = state.shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Some(bus) = state.bus.get().await {
-            let payload = serde_json::json!({"worker": "api", "ts": decnet_bus::envelope::now_ts()});
-            if let Err(e) = bus.publish(topic.as_str(), "health", payload).await {
-                tracing::debug!(error = %e, "API heartbeat not published");
+        let Some(bus) = state.bus.get().await.filter(|b| b.is_connected()) else { continue };
+        let payload = decnet_bus::sdk::health_payload("api", None);
+        match bus.publish(topic.as_str(), "health", payload).await {
+            Ok(()) => {
+                state.registry.record("api", decnet_bus::envelope::now_ts(), serde_json::json!({}));
             }
+            Err(e) => tracing::debug!(error = %e, "API heartbeat not published"),
         }
     }
 }
