@@ -6,7 +6,6 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod registry;
-pub mod shared_bus;
 pub mod store;
 pub mod systemd;
 

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-use crate::shared_bus::SharedBus;
+use decnet_bus::sdk::AppBus;
 
 /// Default silence after which a worker turns `stale` (SPEC §7).
 pub const DEFAULT_STALE_WINDOW: Duration = Duration::from_secs(90);
@@ -185,7 +185,7 @@ impl WorkerRegistry {
 
     /// Subscribe through `source` and consume, forever: when the bus is
     /// away or the subscription ends, wait a moment and start again.
-    pub async fn run(self: Arc<Self>, source: Arc<dyn SharedBus>, cancel: CancellationToken) {
+    pub async fn run(self: Arc<Self>, source: Arc<AppBus>, cancel: CancellationToken) {
         while !cancel.is_cancelled() {
             if let Some(bus) = source.get().await {
                 match subscribe_health(bus.as_ref()).await {

@@ -5,11 +5,9 @@ mod api_support;
 
 use api_support::*;
 use decnet::auth::{unix_now, Claims, Role};
-use decnet::shared_bus::NoBus;
-use std::sync::Arc;
 
 async fn harness() -> Harness {
-    Harness::start(Arc::new(NoBus), SystemctlMode::StandIn { units: "", failing: &[] }).await
+    Harness::start(no_bus(), SystemctlMode::StandIn { units: "", failing: &[] }).await
 }
 
 #[tokio::test]

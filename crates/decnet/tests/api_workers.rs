@@ -5,8 +5,8 @@
 mod api_support;
 
 use api_support::*;
-use decnet::shared_bus::{FixedBus, NoBus};
 use decnet_bus::fake::FakeBus;
+use decnet_bus::sdk::AppBus;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,12 +27,15 @@ fn worker<'a>(body: &'a serde_json::Value, name: &str) -> &'a serde_json::Value 
 #[tokio::test]
 async fn list_shows_heartbeats_installed_units_and_bus_state() {
     let hub = FakeBus::new();
-    let h = Harness::start(Arc::new(FixedBus(hub.client("api"))), stand_in()).await;
+    let h = Harness::start(Arc::new(AppBus::fixed(hub.client("api"))), stand_in()).await;
     let token = h.admin().await;
     let worker_bus = hub.client("mutator");
     // Wait for the registry's subscriptions before publishing.
     eventually(5, "registry subscribed", || async { hub.subscription_count() >= 2 }).await;
-    worker_bus.publish("system.mutator.health", "health", serde_json::json!({"worker": "mutator", "ts": 1, "queue": 3})).await.unwrap();
+    worker_bus
+        .publish("system.mutator.health", "health", serde_json::json!({"worker": "mutator", "ts": 1, "queue": 3}))
+        .await
+        .unwrap();
     worker_bus.publish("system.intruder.health", "health", serde_json::json!({"worker": "intruder"})).await.unwrap();
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -62,7 +65,7 @@ async fn list_shows_heartbeats_installed_units_and_bus_state() {
 
 #[tokio::test]
 async fn installed_is_cached_between_requests() {
-    let h = Harness::start(Arc::new(NoBus), stand_in()).await;
+    let h = Harness::start(no_bus(), stand_in()).await;
     let token = h.admin().await;
     for _ in 0..3 {
         assert_eq!(h.call("GET", "/api/v1/workers", Some(&token)).await.0, 200);
@@ -73,7 +76,7 @@ async fn installed_is_cached_between_requests() {
 
 #[tokio::test]
 async fn installed_is_empty_and_page_renders_when_systemctl_is_missing() {
-    let h = Harness::start(Arc::new(NoBus), SystemctlMode::Missing).await;
+    let h = Harness::start(no_bus(), SystemctlMode::Missing).await;
     let token = h.admin().await;
     let (status, body) = h.call("GET", "/api/v1/workers", Some(&token)).await;
     assert_eq!(status, 200);
@@ -94,7 +97,7 @@ async fn installed_is_empty_and_page_renders_when_systemctl_is_missing() {
 #[tokio::test]
 async fn stop_publishes_a_control_intent_and_answers_202() {
     let hub = FakeBus::new();
-    let h = Harness::start(Arc::new(FixedBus(hub.client("api"))), stand_in()).await;
+    let h = Harness::start(Arc::new(AppBus::fixed(hub.client("api"))), stand_in()).await;
     let token = h.admin().await;
     let mutator = hub.client("mutator");
     let mut control = mutator.subscribe("system.mutator.control").await.unwrap();
@@ -113,7 +116,7 @@ async fn stop_publishes_a_control_intent_and_answers_202() {
 #[tokio::test]
 async fn stop_of_an_unknown_worker_is_404() {
     let hub = FakeBus::new();
-    let h = Harness::start(Arc::new(FixedBus(hub.client("api"))), stand_in()).await;
+    let h = Harness::start(Arc::new(AppBus::fixed(hub.client("api"))), stand_in()).await;
     let token = h.admin().await;
     for route in ["stop", "start"] {
         let (status, body) = h.call("POST", &format!("/api/v1/workers/collector/{route}"), Some(&token)).await;
@@ -127,9 +130,7 @@ async fn stop_of_an_unknown_worker_is_404() {
 #[tokio::test]
 async fn stop_with_the_bus_down_is_503() {
     // The production shared bus, pointed at a socket nobody listens on.
-    let dir = tempfile::tempdir().unwrap();
-    let bus = decnet::shared_bus::app_bus("api", &dir.path().join("no-bus.sock"));
-    let h = Harness::start(bus, stand_in()).await;
+    let h = Harness::start(no_bus(), stand_in()).await;
     let token = h.admin().await;
     let (status, body) = h.call("POST", "/api/v1/workers/mutator/stop", Some(&token)).await;
     assert_eq!(status, 503, "{body}");
@@ -154,7 +155,7 @@ async fn raw_post(h: &Harness, path: &str, token: &str) -> String {
 
 #[tokio::test]
 async fn hostile_worker_names_never_reach_systemctl() {
-    let h = Harness::start(Arc::new(NoBus), stand_in()).await;
+    let h = Harness::start(no_bus(), stand_in()).await;
     let token = h.admin().await;
     let long = "a".repeat(300);
     let names = ["a%2Fb", "..%2Fbus", "a..b", "bus%20x", "%20bus", "Bus", "MUTATOR", long.as_str(), "-bus", "bus;id"];
@@ -176,7 +177,7 @@ async fn hostile_worker_names_never_reach_systemctl() {
 
 #[tokio::test]
 async fn start_runs_systemctl_with_separate_argv_entries() {
-    let h = Harness::start(Arc::new(NoBus), stand_in()).await;
+    let h = Harness::start(no_bus(), stand_in()).await;
     let token = h.admin().await;
     let (status, body) = h.call("POST", "/api/v1/workers/mutator/start", Some(&token)).await;
     assert_eq!(status, 200, "{body}");
@@ -187,7 +188,7 @@ async fn start_runs_systemctl_with_separate_argv_entries() {
 
 #[tokio::test]
 async fn start_failure_reports_returncode_and_stderr() {
-    let h = Harness::start(Arc::new(NoBus), stand_in()).await;
+    let h = Harness::start(no_bus(), stand_in()).await;
     let token = h.admin().await;
     let (status, body) = h.call("POST", "/api/v1/workers/sniffer/start", Some(&token)).await;
     assert_eq!(status, 502, "{body}");
@@ -200,7 +201,7 @@ async fn start_failure_reports_returncode_and_stderr() {
 
 #[tokio::test]
 async fn start_all_starts_installed_known_workers_and_reports_failures() {
-    let h = Harness::start(Arc::new(NoBus), stand_in()).await;
+    let h = Harness::start(no_bus(), stand_in()).await;
     let token = h.admin().await;
     let (status, body) = h.call("POST", "/api/v1/workers/start-all", Some(&token)).await;
     assert_eq!(status, 200, "{body}");

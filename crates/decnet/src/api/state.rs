@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::JwtKeys;
 use crate::registry::WorkerRegistry;
-use crate::shared_bus::SharedBus;
 use crate::systemd::Systemctl;
+use decnet_bus::sdk::AppBus;
 
 /// Settings fixed at start.
 #[derive(Debug, Clone)]
@@ -32,7 +32,9 @@ pub struct AppState {
     pub pool: SqlitePool,
     pub jwt: Arc<JwtKeys>,
     pub registry: Arc<WorkerRegistry>,
-    pub bus: Arc<dyn SharedBus>,
+    /// The process-wide bus connection (SPEC §6): `get()` is `None` while
+    /// the bus is down; `is_connected()` is what `bus_connected` reports.
+    pub bus: Arc<AppBus>,
     pub systemctl: Arc<Systemctl>,
     pub config: Arc<ApiConfig>,
     /// Cancelled when the server shuts down: long-lived responses (SSE)
@@ -45,7 +47,7 @@ impl AppState {
         pool: SqlitePool,
         jwt: JwtKeys,
         registry: WorkerRegistry,
-        bus: Arc<dyn SharedBus>,
+        bus: Arc<AppBus>,
         systemctl: Systemctl,
         config: ApiConfig,
     ) -> Self {

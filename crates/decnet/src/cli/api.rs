@@ -77,7 +77,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let db = args.db.unwrap_or_else(crate::store::default_db_path);
     let pool = crate::store::open(&db).await?;
     let socket = decnet_bus::paths::resolve_socket_path(args.socket.as_deref());
-    let bus = crate::shared_bus::app_bus("api", &socket);
+    let bus = Arc::new(decnet_bus::sdk::AppBus::new("api", &socket));
 
     if crate::store::users::count(&pool).await? == 0 {
         tracing::warn!("no users yet: create one with `decnet user add NAME --role admin`");

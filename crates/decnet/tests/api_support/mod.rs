@@ -6,8 +6,8 @@
 use decnet::api::{self, ApiConfig, AppState};
 use decnet::auth::{self, Claims, JwtKeys, Role};
 use decnet::registry::WorkerRegistry;
-use decnet::shared_bus::SharedBus;
 use decnet::systemd::Systemctl;
+use decnet_bus::sdk::AppBus;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,11 +52,11 @@ exit 1
 "#;
 
 impl Harness {
-    pub async fn start(bus: Arc<dyn SharedBus>, mode: SystemctlMode) -> Harness {
+    pub async fn start(bus: Arc<AppBus>, mode: SystemctlMode) -> Harness {
         Self::start_with(bus, mode, Duration::from_secs(90)).await
     }
 
-    pub async fn start_with(bus: Arc<dyn SharedBus>, mode: SystemctlMode, stale: Duration) -> Harness {
+    pub async fn start_with(bus: Arc<AppBus>, mode: SystemctlMode, stale: Duration) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("bin");
         std::fs::create_dir(&bin).unwrap();
@@ -137,6 +137,11 @@ impl Harness {
             tokio::time::timeout(Duration::from_secs(5), s).await.expect("server stops").unwrap().unwrap();
         }
     }
+}
+
+/// The production shared bus pointed at a socket nobody listens on.
+pub fn no_bus() -> Arc<AppBus> {
+    Arc::new(AppBus::new("api", "/nonexistent/decnet-test/bus.sock"))
 }
 
 /// Every route that needs a token: (method, path, admin only).
