@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cli;
 pub mod registry;
 pub mod store;
+pub mod supervisor;
 pub mod systemd;
 
 pub use decnet_bus::paths as home;
