@@ -2,8 +2,12 @@
 //! store, mutator, events and the operator CLI. Worker-facing pieces live
 //! in the `decnet-bus` crate so workers need none of this.
 
+pub mod api;
+pub mod auth;
 pub mod cli;
+pub mod registry;
 pub mod store;
 pub mod supervisor;
+pub mod systemd;
 
 pub use decnet_bus::paths as home;

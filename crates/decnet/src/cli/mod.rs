@@ -7,8 +7,12 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+pub mod api;
 pub mod bus;
+pub mod login;
 pub mod pubsub;
+pub mod user;
+pub mod workers;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,6 +33,14 @@ pub enum Command {
     Pub(pubsub::PubArgs),
     /// Print events matching patterns, one envelope JSON per line.
     Sub(pubsub::SubArgs),
+    /// Run the HTTP control plane (worker registry, worker stop/start).
+    Api(api::ApiArgs),
+    /// Manage control-plane users.
+    User(user::UserArgs),
+    /// Log in to the API and store the token under $DECNET_HOME.
+    Login(login::LoginArgs),
+    /// List, stop and start workers through the API.
+    Workers(workers::WorkersArgs),
 }
 
 /// Log to stderr; `RUST_LOG` (e.g. `debug`, `decnet_bus=trace`) overrides the default `info`.
@@ -57,6 +69,10 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Bus(args) => bus::run(args).await,
             Command::Pub(args) => pubsub::run_pub(args).await,
             Command::Sub(args) => pubsub::run_sub(args).await,
+            Command::Api(args) => api::run(args).await,
+            Command::User(args) => user::run(args).await,
+            Command::Login(args) => login::run(args).await,
+            Command::Workers(args) => workers::run(args).await,
         }
     });
     match result {
