@@ -7,6 +7,9 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+pub mod bus;
+pub mod pubsub;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "decnet",
@@ -19,13 +22,25 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Run the bus daemon (UNIX-socket pub/sub broker, one per host).
+    Bus(bus::BusArgs),
+    /// Publish one event on the bus.
+    Pub(pubsub::PubArgs),
+    /// Print events matching patterns, one envelope JSON per line.
+    Sub(pubsub::SubArgs),
+}
 
 /// Log to stderr; `RUST_LOG` (e.g. `debug`, `decnet_bus=trace`) overrides the default `info`.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -37,7 +52,13 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result: anyhow::Result<()> = runtime.block_on(async move { match cli.command {} });
+    let result: anyhow::Result<()> = runtime.block_on(async move {
+        match cli.command {
+            Command::Bus(args) => bus::run(args).await,
+            Command::Pub(args) => pubsub::run_pub(args).await,
+            Command::Sub(args) => pubsub::run_sub(args).await,
+        }
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
