@@ -11,5 +11,6 @@ pub mod shared_bus;
 pub mod store;
 pub mod systemd;
 pub mod topology;
+pub mod topology_events;
 
 pub use decnet_bus::paths as home;

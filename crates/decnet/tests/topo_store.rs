@@ -90,7 +90,9 @@ async fn enqueue_requires_a_deployed_topology_and_the_current_version() {
 
     topo::set_status(&pool, &t.id, TopologyStatus::Deploying).await.unwrap();
     topo::set_status(&pool, &t.id, TopologyStatus::Active).await.unwrap();
-    let m = topo::enqueue_mutation(&pool, &t.id, &add("b", &["ftp"]), Some(1)).await.unwrap();
+    let queued = topo::enqueue_mutation(&pool, &t.id, &add("b", &["ftp"]), Some(1)).await.unwrap();
+    assert_eq!(queued.version, 2);
+    let m = queued.mutation;
     assert_eq!(m.state, MutationState::Pending);
     assert_eq!(m.op, "add_decky");
     assert_eq!(topo::get_topology(&pool, &t.id).await.unwrap().unwrap().version, 2, "enqueue bumps the version");
@@ -115,8 +117,8 @@ async fn enqueue_validates_against_the_projected_topology() {
     assert!(err.to_string().contains("ghost"), "{err}");
 
     // Queued-but-unapplied ops count: add then remove the same decky.
-    topo::enqueue_mutation(&pool, &id, &add("b", &["ftp"]), None).await.unwrap();
-    topo::enqueue_mutation(&pool, &id, &MutationOp::RemoveDecky { name: "b".into() }, None).await.unwrap();
+    topo::enqueue_mutation(&pool, &id, &add("b", &["ftp"]), None).await.unwrap().mutation;
+    topo::enqueue_mutation(&pool, &id, &MutationOp::RemoveDecky { name: "b".into() }, None).await.unwrap().mutation;
     let err =
         topo::enqueue_mutation(&pool, &id, &MutationOp::RemoveDecky { name: "b".into() }, None).await.unwrap_err();
     assert!(matches!(err, TopologyStoreError::Invalid(ValidationError::MissingDecky(_))), "{err}");
@@ -130,10 +132,10 @@ async fn claim_apply_and_fail_walk_the_queue_in_order() {
     let idle = active_topology(&pool, &[]).await;
     assert!(topo::live_topologies(&pool).await.unwrap().is_empty());
 
-    let m1 = topo::enqueue_mutation(&pool, &id, &add("b", &["ftp"]), None).await.unwrap();
+    let m1 = topo::enqueue_mutation(&pool, &id, &add("b", &["ftp"]), None).await.unwrap().mutation;
     let set = MutationOp::SetServices { decky: "a".into(), services: vec!["rdp".into(), "smb".into()] };
-    let m2 = topo::enqueue_mutation(&pool, &id, &set, None).await.unwrap();
-    let m3 = topo::enqueue_mutation(&pool, &id, &MutationOp::RemoveDecky { name: "b".into() }, None).await.unwrap();
+    let m2 = topo::enqueue_mutation(&pool, &id, &set, None).await.unwrap().mutation;
+    let m3 = topo::enqueue_mutation(&pool, &id, &MutationOp::RemoveDecky { name: "b".into() }, None).await.unwrap().mutation;
     assert_eq!(topo::live_topologies(&pool).await.unwrap(), vec![id.clone()]);
     assert!(topo::claim_next_pending(&pool, &idle).await.unwrap().is_none());
 
@@ -185,7 +187,7 @@ async fn claim_apply_and_fail_walk_the_queue_in_order() {
 async fn mark_applied_refuses_an_op_that_no_longer_fits() {
     let (_dir, pool) = open().await;
     let id = active_topology(&pool, &[decky("a", &["ssh"])]).await;
-    let m = topo::enqueue_mutation(&pool, &id, &MutationOp::RemoveDecky { name: "a".into() }, None).await.unwrap();
+    let m = topo::enqueue_mutation(&pool, &id, &MutationOp::RemoveDecky { name: "a".into() }, None).await.unwrap().mutation;
     // Someone removes the decky by another route before the mutator applies.
     sqlx::query("DELETE FROM topology_deckies WHERE topology_id = ?").bind(&id).execute(&pool).await.unwrap();
     topo::claim_next_pending(&pool, &id).await.unwrap().unwrap();
@@ -205,7 +207,7 @@ async fn concurrent_claimers_never_share_a_row() {
     let id = active_topology(&pool, &[]).await;
     const ROWS: usize = 120;
     for i in 0..ROWS {
-        topo::enqueue_mutation(&pool, &id, &add(&format!("d{i}"), &["ssh"]), None).await.unwrap();
+        topo::enqueue_mutation(&pool, &id, &add(&format!("d{i}"), &["ssh"]), None).await.unwrap().mutation;
     }
 
     let mut tasks = Vec::new();

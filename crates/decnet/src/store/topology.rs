@@ -54,6 +54,14 @@ impl Mutation {
     }
 }
 
+/// A queued mutation and the topology version it produced (what a client
+/// sends as `expected_version` next).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Enqueued {
+    pub mutation: Mutation,
+    pub version: i64,
+}
+
 /// A status change that happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatusChange {
@@ -271,7 +279,7 @@ pub async fn enqueue_mutation(
     topology_id: &str,
     op: &MutationOp,
     expected_version: Option<i64>,
-) -> Result<Mutation> {
+) -> Result<Enqueued> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let topology = load_topology(&mut tx, topology_id)
         .await?
@@ -315,7 +323,7 @@ pub async fn enqueue_mutation(
     .await?;
     let mutation = mutation_from_row(&row)?;
     tx.commit().await?;
-    Ok(mutation)
+    Ok(Enqueued { mutation, version: topology.version + 1 })
 }
 
 /// The mutations of a topology, oldest first, optionally only in `state`.
