@@ -12,6 +12,14 @@
 //!    `status`, ...) with data `{topic, type, ts, payload}`;
 //! 4. sends a `: keepalive` comment every `keepalive` (15 s by default).
 //!
+//! The bus never echoes an event to the connection that published it, and
+//! the API publishes on one shared connection, so the events the API itself
+//! publishes (`mutation.enqueued`, `status: deploying`) would never reach
+//! its own streams. [`EventStreams::echo`] hands them to the streams of
+//! this process directly; events from other processes (the mutator) come
+//! through the bus subscription. This also keeps those events flowing to
+//! open streams while the bus is down.
+//!
 //! With the bus down the stream still answers with the snapshot and
 //! keepalives, and retries the subscription on each keepalive. Each user
 //! may hold a bounded number of open streams (429 beyond); the slot and the
@@ -29,6 +37,7 @@ use axum::response::sse::{Event, Sse};
 use axum::response::IntoResponse;
 use decnet_bus::{topics, Envelope, Pattern, Subscription};
 use serde_json::json;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{ApiError, ApiPath, ErrorBody};
@@ -36,6 +45,7 @@ use super::state::AppState;
 use crate::auth::ViewerFromQuery;
 use crate::shared_bus::SharedBus;
 use crate::store::topology as store;
+use crate::topology_events::TopologyEvent;
 
 /// Interval of the `: keepalive` comment.
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
@@ -56,16 +66,43 @@ impl Default for EventsConfig {
     }
 }
 
-/// The settings of event streams and who holds how many open.
-#[derive(Debug, Default)]
+/// Events this process published, as its own streams see them.
+const LOCAL_ECHO_CAPACITY: usize = 1024;
+
+/// The settings of event streams, who holds how many open, and the local
+/// echo of this process's own topology events.
+#[derive(Debug)]
 pub struct EventStreams {
     config: EventsConfig,
     open: Mutex<HashMap<String, usize>>,
+    local: broadcast::Sender<Arc<Envelope>>,
+}
+
+impl Default for EventStreams {
+    fn default() -> Self {
+        Self::new(EventsConfig::default())
+    }
 }
 
 impl EventStreams {
     pub fn new(config: EventsConfig) -> Self {
-        EventStreams { config, open: Mutex::new(HashMap::new()) }
+        let (local, _) = broadcast::channel(LOCAL_ECHO_CAPACITY);
+        EventStreams { config, open: Mutex::new(HashMap::new()), local }
+    }
+
+    /// Deliver an event this process publishes to its own open streams
+    /// (the bus will not echo it back to us).
+    pub fn echo(&self, event: &TopologyEvent) {
+        let envelope = Envelope {
+            v: decnet_bus::envelope::ENVELOPE_VERSION,
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            topic: event.topic.as_str().to_string(),
+            event_type: event.event_type.clone(),
+            ts: decnet_bus::envelope::now_ts(),
+            payload: event.payload.clone(),
+        };
+        // No receivers (no open stream) is the common case, not an error.
+        let _ = self.local.send(Arc::new(envelope));
     }
 
     pub fn config(&self) -> &EventsConfig {
@@ -127,6 +164,7 @@ async fn subscribe(bus: &dyn SharedBus, pattern: &Pattern) -> Option<Subscriptio
 struct Feed {
     first: Option<Event>,
     subscription: Option<Subscription>,
+    local: broadcast::Receiver<Arc<Envelope>>,
     bus: Arc<dyn SharedBus>,
     pattern: Pattern,
     prefix: String,
@@ -149,6 +187,17 @@ impl Feed {
                     // The bus went away under us: carry on with keepalives
                     // and resubscribe on the next tick.
                     None => self.subscription = None,
+                },
+                local = self.local.recv() => match local {
+                    Ok(envelope) if envelope.topic.starts_with(&self.prefix) => {
+                        return Some(self.bus_event(Envelope::clone(&envelope)));
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "slow event stream skipped local topology events");
+                    }
+                    // The sender lives as long as the state; closed means shutdown.
+                    Err(broadcast::error::RecvError::Closed) => return None,
                 },
                 _ = self.keepalive.tick() => {
                     if self.subscription.is_none() {
@@ -216,6 +265,7 @@ pub async fn events(
     let pattern = topics::topology_events(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     // Subscribe first, then read the snapshot: an event published in
     // between is then both in the snapshot and delivered, never lost.
+    let local = state.event_streams.local.subscribe();
     let subscription = subscribe(state.bus.as_ref(), &pattern).await;
     let topology = store::get_topology(&state.pool, &id)
         .await?
@@ -234,6 +284,7 @@ pub async fn events(
     let feed = Feed {
         first: Some(Event::default().event("snapshot").data(snapshot.to_string())),
         subscription,
+        local,
         bus: state.bus.clone(),
         prefix: format!("topology.{id}."),
         pattern,

@@ -113,6 +113,7 @@ impl From<TopologyStoreError> for ApiError {
 async fn publish(state: &AppState, event: Result<TopologyEvent, decnet_bus::TopicError>) {
     match event {
         Ok(event) => {
+            state.event_streams.echo(&event);
             let bus = state.bus.get().await;
             event.publish(bus.as_deref()).await;
         }
