@@ -17,7 +17,11 @@ fn add_decky(name: &str) -> serde_json::Value {
 async fn every_route_needs_a_token_and_admin_routes_need_admin() {
     let api = start(BusKind::Fake, EventsConfig::default()).await;
     let id = api.active_topology(&[("a", &["ssh"])]).await;
-    let gets = ["/api/v1/topologies".to_string(), format!("/api/v1/topologies/{id}"), format!("/api/v1/topologies/{id}/mutations")];
+    let gets = [
+        "/api/v1/topologies".to_string(),
+        format!("/api/v1/topologies/{id}"),
+        format!("/api/v1/topologies/{id}/mutations"),
+    ];
     let posts = [
         ("/api/v1/topologies".to_string(), json!({"name": "x", "deckies": []})),
         (format!("/api/v1/topologies/{id}/deploy"), json!({})),
@@ -54,7 +58,10 @@ async fn create_validates_then_lists_and_shows() {
 
     let (status, shown) = api.get(&format!("/api/v1/topologies/{id}"), Some(&api.viewer)).await;
     assert_eq!(status, 200);
-    assert_eq!(shown["deckies"], json!([{"name": "web1", "services": ["http", "ssh"]}, {"name": "db1", "services": ["mysql"]}]));
+    assert_eq!(
+        shown["deckies"],
+        json!([{"name": "web1", "services": ["http", "ssh"]}, {"name": "db1", "services": ["mysql"]}])
+    );
     let (_, listed) = api.get("/api/v1/topologies", Some(&api.viewer)).await;
     assert_eq!(listed["topologies"][0]["id"], id.as_str());
 
@@ -64,7 +71,10 @@ async fn create_validates_then_lists_and_shows() {
 
     let bad = [
         (json!({"name": "x", "deckies": [{"name": "a", "services": ["gopher"]}]}), "gopher"),
-        (json!({"name": "x", "deckies": [{"name": "a", "services": ["ssh"]}, {"name": "a", "services": ["ftp"]}]}), "already exists"),
+        (
+            json!({"name": "x", "deckies": [{"name": "a", "services": ["ssh"]}, {"name": "a", "services": ["ftp"]}]}),
+            "already exists",
+        ),
         (json!({"name": "x", "deckies": [{"name": "a.b", "services": ["ssh"]}]}), "a.b"),
         (json!({"name": "", "deckies": []}), "topology name"),
         (json!({"name": "x", "deckies": "nope"}), "deckies"),
@@ -113,8 +123,13 @@ async fn deploy_moves_to_deploying_publishes_status_and_refuses_a_second_deploy(
 #[tokio::test]
 async fn mutations_are_checked_against_status_version_op_and_topology() {
     let api = start(BusKind::Fake, EventsConfig::default()).await;
-    let (_, created) =
-        api.post("/api/v1/topologies", Some(&api.admin), json!({"name": "lab", "deckies": [{"name": "a", "services": ["ssh"]}]})).await;
+    let (_, created) = api
+        .post(
+            "/api/v1/topologies",
+            Some(&api.admin),
+            json!({"name": "lab", "deckies": [{"name": "a", "services": ["ssh"]}]}),
+        )
+        .await;
     let id = created["id"].as_str().unwrap().to_string();
     let path = format!("/api/v1/topologies/{id}/mutations");
 
@@ -136,7 +151,10 @@ async fn mutations_are_checked_against_status_version_op_and_topology() {
         (json!({"op": "set_services", "payload": {"decky": "ghost", "services": ["ssh"]}}), "ghost"),
         (json!({"op": "set_services", "payload": {"decky": "a", "services": ["ssh", "ssh"]}}), "twice"),
         (json!({"op": "add_decky"}), "payload"),
-        (json!({"op": "add_decky", "payload": {"name": "b", "services": ["ssh"]}, "expected_version": "two"}), "expected_version"),
+        (
+            json!({"op": "add_decky", "payload": {"name": "b", "services": ["ssh"]}, "expected_version": "two"}),
+            "expected_version",
+        ),
     ];
     for (body, needle) in bad {
         let (status, err) = api.post(&path, Some(&api.admin), body.clone()).await;
@@ -191,7 +209,8 @@ async fn enqueued_is_published_only_after_the_row_is_committed() {
         let rows = topo::list_mutations(&pool, &topology_id, Some(MutationState::Pending)).await.unwrap();
         (event, rows.iter().any(|m| m.id == mutation_id))
     });
-    let (status, accepted) = api.post(&format!("/api/v1/topologies/{id}/mutations"), Some(&api.admin), add_decky("b")).await;
+    let (status, accepted) =
+        api.post(&format!("/api/v1/topologies/{id}/mutations"), Some(&api.admin), add_decky("b")).await;
     assert_eq!(status, 202);
     let (event, found) = tokio::time::timeout(std::time::Duration::from_secs(5), check).await.unwrap().unwrap();
     assert!(found, "the event arrived before its row was visible");
@@ -206,7 +225,8 @@ async fn enqueued_is_published_only_after_the_row_is_committed() {
 async fn a_dead_bus_never_fails_a_request() {
     let api = start(BusKind::Down, EventsConfig::default()).await;
     let id = api.active_topology(&[("a", &["ssh"])]).await;
-    let (status, accepted) = api.post(&format!("/api/v1/topologies/{id}/mutations"), Some(&api.admin), add_decky("b")).await;
+    let (status, accepted) =
+        api.post(&format!("/api/v1/topologies/{id}/mutations"), Some(&api.admin), add_decky("b")).await;
     assert_eq!(status, 202, "{accepted}");
     assert_eq!(topo::list_mutations(&api.pool, &id, None).await.unwrap().len(), 1);
 

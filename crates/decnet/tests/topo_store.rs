@@ -117,8 +117,8 @@ async fn enqueue_validates_against_the_projected_topology() {
     assert!(err.to_string().contains("ghost"), "{err}");
 
     // Queued-but-unapplied ops count: add then remove the same decky.
-    topo::enqueue_mutation(&pool, &id, &add("b", &["ftp"]), None).await.unwrap().mutation;
-    topo::enqueue_mutation(&pool, &id, &MutationOp::RemoveDecky { name: "b".into() }, None).await.unwrap().mutation;
+    topo::enqueue_mutation(&pool, &id, &add("b", &["ftp"]), None).await.unwrap();
+    topo::enqueue_mutation(&pool, &id, &MutationOp::RemoveDecky { name: "b".into() }, None).await.unwrap();
     let err =
         topo::enqueue_mutation(&pool, &id, &MutationOp::RemoveDecky { name: "b".into() }, None).await.unwrap_err();
     assert!(matches!(err, TopologyStoreError::Invalid(ValidationError::MissingDecky(_))), "{err}");
@@ -135,7 +135,8 @@ async fn claim_apply_and_fail_walk_the_queue_in_order() {
     let m1 = topo::enqueue_mutation(&pool, &id, &add("b", &["ftp"]), None).await.unwrap().mutation;
     let set = MutationOp::SetServices { decky: "a".into(), services: vec!["rdp".into(), "smb".into()] };
     let m2 = topo::enqueue_mutation(&pool, &id, &set, None).await.unwrap().mutation;
-    let m3 = topo::enqueue_mutation(&pool, &id, &MutationOp::RemoveDecky { name: "b".into() }, None).await.unwrap().mutation;
+    let m3 =
+        topo::enqueue_mutation(&pool, &id, &MutationOp::RemoveDecky { name: "b".into() }, None).await.unwrap().mutation;
     assert_eq!(topo::live_topologies(&pool).await.unwrap(), vec![id.clone()]);
     assert!(topo::claim_next_pending(&pool, &idle).await.unwrap().is_none());
 
@@ -187,7 +188,8 @@ async fn claim_apply_and_fail_walk_the_queue_in_order() {
 async fn mark_applied_refuses_an_op_that_no_longer_fits() {
     let (_dir, pool) = open().await;
     let id = active_topology(&pool, &[decky("a", &["ssh"])]).await;
-    let m = topo::enqueue_mutation(&pool, &id, &MutationOp::RemoveDecky { name: "a".into() }, None).await.unwrap().mutation;
+    let m =
+        topo::enqueue_mutation(&pool, &id, &MutationOp::RemoveDecky { name: "a".into() }, None).await.unwrap().mutation;
     // Someone removes the decky by another route before the mutator applies.
     sqlx::query("DELETE FROM topology_deckies WHERE topology_id = ?").bind(&id).execute(&pool).await.unwrap();
     topo::claim_next_pending(&pool, &id).await.unwrap().unwrap();
@@ -207,7 +209,7 @@ async fn concurrent_claimers_never_share_a_row() {
     let id = active_topology(&pool, &[]).await;
     const ROWS: usize = 120;
     for i in 0..ROWS {
-        topo::enqueue_mutation(&pool, &id, &add(&format!("d{i}"), &["ssh"]), None).await.unwrap().mutation;
+        topo::enqueue_mutation(&pool, &id, &add(&format!("d{i}"), &["ssh"]), None).await.unwrap();
     }
 
     let mut tasks = Vec::new();

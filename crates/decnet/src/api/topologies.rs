@@ -122,7 +122,9 @@ async fn publish(state: &AppState, event: Result<TopologyEvent, decnet_bus::Topi
 }
 
 async fn existing(state: &AppState, id: &str) -> Result<Topology, ApiError> {
-    store::get_topology(&state.pool, id).await?.ok_or_else(|| ApiError::not_found(format!("no topology with id {id:?}")))
+    store::get_topology(&state.pool, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no topology with id {id:?}")))
 }
 
 #[utoipa::path(
@@ -160,7 +162,10 @@ pub async fn create(
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
     )
 )]
-pub async fn list(State(state): State<AppState>, RequireViewer(_user): RequireViewer) -> Result<Json<TopologyList>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    RequireViewer(_user): RequireViewer,
+) -> Result<Json<TopologyList>, ApiError> {
     Ok(Json(TopologyList { topologies: store::list_topologies(&state.pool).await? }))
 }
 
@@ -238,7 +243,11 @@ pub async fn enqueue(
     publish(&state, TopologyEvent::mutation(&queued.mutation, BusMutationState::Enqueued)).await;
     Ok((
         StatusCode::ACCEPTED,
-        Json(MutationAccepted { mutation_id: queued.mutation.id, state: queued.mutation.state, version: queued.version }),
+        Json(MutationAccepted {
+            mutation_id: queued.mutation.id,
+            state: queued.mutation.state,
+            version: queued.version,
+        }),
     ))
 }
 

@@ -21,6 +21,7 @@ use sqlx::SqlitePool;
 pub enum BusKind {
     Fake,
     Down,
+    Shared(Arc<dyn SharedBus>),
 }
 
 pub struct Api {
@@ -49,6 +50,7 @@ pub async fn start(bus: BusKind, events: EventsConfig) -> Api {
             (Some(hub), Arc::new(FixedBus(client)))
         }
         BusKind::Down => (None, Arc::new(NoBus)),
+        BusKind::Shared(bus) => (None, bus),
     };
     let jwt = JwtKeys::new(b"test-secret-test-secret-test-secret", Duration::from_secs(3600));
     let mut state = AppState::new(
@@ -61,7 +63,8 @@ pub async fn start(bus: BusKind, events: EventsConfig) -> Api {
     );
     state.event_streams = Arc::new(EventStreams::new(events));
     let token = |user: &str, role| state.jwt.issue(user, role).unwrap().0;
-    let (admin, admin2, viewer) = (token("alice", Role::Admin), token("carol", Role::Admin), token("victor", Role::Viewer));
+    let (admin, admin2, viewer) =
+        (token("alice", Role::Admin), token("carol", Role::Admin), token("victor", Role::Viewer));
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
