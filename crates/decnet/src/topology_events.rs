@@ -3,9 +3,9 @@
 //! (`applying`, `applied`, `failed`, and the deploy outcome) publish the same
 //! shapes:
 //!
-//! - `topology.<id>.mutation.<state>`, event type `mutation.<state>`, payload
-//!   the mutation row (`id`, `topology_id`, `op`, `payload`, `state`,
-//!   `reason`, `created_at`, `updated_at`) plus `mutation_id`;
+//! - `topology.<id>.mutation.<state>`, event type `mutation`, payload
+//!   `{topology_id, mutation_id, op, payload, state, reason?}` where `state`
+//!   is the topic leaf (`enqueued`, `applying`, `applied`, `failed`);
 //! - `topology.<id>.status`, event type `status`, payload
 //!   `{topology_id, status, previous}`.
 //!
@@ -32,15 +32,22 @@ pub struct TopologyEvent {
 }
 
 impl TopologyEvent {
-    /// `topology.<id>.mutation.<state>` for `mutation` (its row as it is now).
+    /// `topology.<id>.mutation.<state>` for `mutation`; `reason` comes from
+    /// the row (set by `mark_failed`).
     pub fn mutation(mutation: &Mutation, state: BusMutationState) -> Result<TopologyEvent, TopicError> {
-        let mut payload = serde_json::to_value(mutation).unwrap_or_else(|_| json!({}));
-        if let Value::Object(map) = &mut payload {
-            map.insert("mutation_id".into(), json!(mutation.id));
+        let mut payload = json!({
+            "topology_id": mutation.topology_id,
+            "mutation_id": mutation.id,
+            "op": mutation.op,
+            "payload": mutation.payload,
+            "state": state.as_str(),
+        });
+        if let Some(reason) = &mutation.reason {
+            payload["reason"] = Value::from(reason.as_str());
         }
         Ok(TopologyEvent {
             topic: topics::topology_mutation(&mutation.topology_id, state)?,
-            event_type: format!("mutation.{state}"),
+            event_type: "mutation".into(),
             payload,
         })
     }

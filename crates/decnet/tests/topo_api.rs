@@ -215,10 +215,10 @@ async fn enqueued_is_published_only_after_the_row_is_committed() {
     let (event, found) = tokio::time::timeout(std::time::Duration::from_secs(5), check).await.unwrap().unwrap();
     assert!(found, "the event arrived before its row was visible");
     assert_eq!(event.topic, format!("topology.{id}.mutation.enqueued"));
-    assert_eq!(event.event_type, "mutation.enqueued");
+    assert_eq!(event.event_type, "mutation");
     assert_eq!(event.payload["mutation_id"], accepted["mutation_id"]);
     assert_eq!(event.payload["op"], "add_decky");
-    assert_eq!(event.payload["state"], "pending");
+    assert_eq!(event.payload["state"], "enqueued");
 }
 
 #[tokio::test]

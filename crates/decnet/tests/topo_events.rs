@@ -46,7 +46,7 @@ async fn snapshot_then_enqueued_applying_applied_in_order() {
     let id = api.active_topology(&[("a", &["ssh"])]).await;
     // Something already in flight shows in the snapshot.
     let op = decnet::topology::MutationOp::SetServices { decky: "a".into(), services: vec!["rdp".into()] };
-    let earlier = topo::enqueue_mutation(&api.pool, &id, &op, None).await.unwrap().mutation;
+    let earlier = topo::enqueue_mutation(&api.pool, &id, &op, None).await.unwrap();
 
     let mut stream = SseReader::new(api.events(&id, &api.viewer).await);
     let snapshot = stream.next().await;
@@ -93,7 +93,8 @@ async fn snapshot_then_enqueued_applying_applied_in_order() {
     for (frame, state) in frames.iter().zip(["enqueued", "applying", "applied"]) {
         let data = frame.json();
         assert_eq!(data["topic"], format!("topology.{id}.mutation.{state}"));
-        assert_eq!(data["type"], format!("mutation.{state}"));
+        assert_eq!(data["type"], "mutation");
+        assert_eq!(data["payload"]["state"], state);
         assert!(data["ts"].as_f64().unwrap() > 0.0);
         assert_eq!(data["payload"]["mutation_id"], accepted["mutation_id"]);
     }

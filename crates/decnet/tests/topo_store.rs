@@ -90,7 +90,7 @@ async fn enqueue_requires_a_deployed_topology_and_the_current_version() {
 
     topo::set_status(&pool, &t.id, TopologyStatus::Deploying).await.unwrap();
     topo::set_status(&pool, &t.id, TopologyStatus::Active).await.unwrap();
-    let queued = topo::enqueue_mutation(&pool, &t.id, &add("b", &["ftp"]), Some(1)).await.unwrap();
+    let queued = topo::enqueue_mutation_with_version(&pool, &t.id, &add("b", &["ftp"]), Some(1)).await.unwrap();
     assert_eq!(queued.version, 2);
     let m = queued.mutation;
     assert_eq!(m.state, MutationState::Pending);
@@ -132,11 +132,10 @@ async fn claim_apply_and_fail_walk_the_queue_in_order() {
     let idle = active_topology(&pool, &[]).await;
     assert!(topo::live_topologies(&pool).await.unwrap().is_empty());
 
-    let m1 = topo::enqueue_mutation(&pool, &id, &add("b", &["ftp"]), None).await.unwrap().mutation;
+    let m1 = topo::enqueue_mutation(&pool, &id, &add("b", &["ftp"]), None).await.unwrap();
     let set = MutationOp::SetServices { decky: "a".into(), services: vec!["rdp".into(), "smb".into()] };
-    let m2 = topo::enqueue_mutation(&pool, &id, &set, None).await.unwrap().mutation;
-    let m3 =
-        topo::enqueue_mutation(&pool, &id, &MutationOp::RemoveDecky { name: "b".into() }, None).await.unwrap().mutation;
+    let m2 = topo::enqueue_mutation(&pool, &id, &set, None).await.unwrap();
+    let m3 = topo::enqueue_mutation(&pool, &id, &MutationOp::RemoveDecky { name: "b".into() }, None).await.unwrap();
     assert_eq!(topo::live_topologies(&pool).await.unwrap(), vec![id.clone()]);
     assert!(topo::claim_next_pending(&pool, &idle).await.unwrap().is_none());
 
@@ -188,8 +187,7 @@ async fn claim_apply_and_fail_walk_the_queue_in_order() {
 async fn mark_applied_refuses_an_op_that_no_longer_fits() {
     let (_dir, pool) = open().await;
     let id = active_topology(&pool, &[decky("a", &["ssh"])]).await;
-    let m =
-        topo::enqueue_mutation(&pool, &id, &MutationOp::RemoveDecky { name: "a".into() }, None).await.unwrap().mutation;
+    let m = topo::enqueue_mutation(&pool, &id, &MutationOp::RemoveDecky { name: "a".into() }, None).await.unwrap();
     // Someone removes the decky by another route before the mutator applies.
     sqlx::query("DELETE FROM topology_deckies WHERE topology_id = ?").bind(&id).execute(&pool).await.unwrap();
     topo::claim_next_pending(&pool, &id).await.unwrap().unwrap();

@@ -239,7 +239,7 @@ pub async fn enqueue(
     // reported as the missing topology.
     existing(&state, &id).await?;
     let op = MutationOp::parse(&body.op, &body.payload).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let queued = store::enqueue_mutation(&state.pool, &id, &op, body.expected_version).await?;
+    let queued = store::enqueue_mutation_with_version(&state.pool, &id, &op, body.expected_version).await?;
     publish(&state, TopologyEvent::mutation(&queued.mutation, BusMutationState::Enqueued)).await;
     Ok((
         StatusCode::ACCEPTED,

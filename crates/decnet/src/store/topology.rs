@@ -279,6 +279,16 @@ pub async fn enqueue_mutation(
     topology_id: &str,
     op: &MutationOp,
     expected_version: Option<i64>,
+) -> Result<Mutation> {
+    Ok(enqueue_mutation_with_version(pool, topology_id, op, expected_version).await?.mutation)
+}
+
+/// [`enqueue_mutation`], also returning the topology's new version.
+pub async fn enqueue_mutation_with_version(
+    pool: &SqlitePool,
+    topology_id: &str,
+    op: &MutationOp,
+    expected_version: Option<i64>,
 ) -> Result<Enqueued> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let topology = load_topology(&mut tx, topology_id)
