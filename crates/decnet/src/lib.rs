@@ -4,10 +4,13 @@
 
 pub mod api;
 pub mod auth;
+pub mod catalogue;
 pub mod cli;
 pub mod registry;
 pub mod store;
 pub mod supervisor;
 pub mod systemd;
+pub mod topology;
+pub mod topology_events;
 
 pub use decnet_bus::paths as home;

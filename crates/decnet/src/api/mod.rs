@@ -8,8 +8,10 @@
 //! contributes its OpenAPI fragment to [`openapi`].
 
 pub mod error;
+pub mod events;
 pub mod login;
 pub mod state;
+pub mod topologies;
 pub mod workers;
 
 use axum::http::StatusCode;
@@ -43,6 +45,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/workers/start-all", post(workers::start_all))
         .route("/api/v1/workers/{name}/stop", post(workers::stop))
         .route("/api/v1/workers/{name}/start", post(workers::start))
+        .route("/api/v1/topologies", post(topologies::create).get(topologies::list))
+        .route("/api/v1/topologies/{id}", get(topologies::show))
+        .route("/api/v1/topologies/{id}/deploy", post(topologies::deploy))
+        .route("/api/v1/topologies/{id}/mutations", post(topologies::enqueue).get(topologies::mutations))
+        .route("/api/v1/topologies/{id}/events", get(events::events))
         .fallback(no_such_route)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
@@ -155,5 +162,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = MetaDoc::openapi();
     doc.merge(login::LoginDoc::openapi());
     doc.merge(workers::WorkersDoc::openapi());
+    doc.merge(topologies::TopologiesDoc::openapi());
+    doc.merge(events::EventsDoc::openapi());
     doc
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+use super::events::EventStreams;
 use crate::auth::JwtKeys;
 use crate::registry::WorkerRegistry;
 use crate::systemd::Systemctl;
@@ -40,6 +41,9 @@ pub struct AppState {
     /// Cancelled when the server shuts down: long-lived responses (SSE)
     /// and background tasks end on it so graceful shutdown never hangs.
     pub shutdown: CancellationToken,
+    /// Settings and per-user counts of open SSE streams (tests swap in a
+    /// short keepalive or a small cap).
+    pub event_streams: Arc<EventStreams>,
 }
 
 impl AppState {
@@ -59,6 +63,7 @@ impl AppState {
             systemctl: Arc::new(systemctl),
             config: Arc::new(config),
             shutdown: CancellationToken::new(),
+            event_streams: Arc::new(EventStreams::default()),
         }
     }
 }
