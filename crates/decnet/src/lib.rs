@@ -2,7 +2,11 @@
 //! store, mutator, events and the operator CLI. Worker-facing pieces live
 //! in the `decnet-bus` crate so workers need none of this.
 
+pub mod catalogue;
 pub mod cli;
+pub mod correlate;
+pub mod events;
+pub mod fleet;
 pub mod store;
 
 pub use decnet_bus::paths as home;

@@ -4,6 +4,8 @@
 //! [`run`] owns the runtime, logging and the mapping of errors to a
 //! message on stderr and a non-zero exit code.
 
+pub mod correlate;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -19,7 +21,10 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Fold the ingest log's mutation events per decky and check every chain is unbroken.
+    Correlate(correlate::CorrelateArgs),
+}
 
 /// Log to stderr; `RUST_LOG` (e.g. `debug`, `decnet_bus=trace`) overrides the default `info`.
 pub fn init_logging() {
@@ -37,7 +42,11 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result: anyhow::Result<()> = runtime.block_on(async move { match cli.command {} });
+    let result: anyhow::Result<()> = runtime.block_on(async move {
+        match cli.command {
+            Command::Correlate(args) => correlate::run(args).await,
+        }
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
