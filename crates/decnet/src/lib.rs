@@ -7,6 +7,7 @@ pub mod cli;
 pub mod correlate;
 pub mod events;
 pub mod fleet;
+pub mod mutator;
 pub mod store;
 
 pub use decnet_bus::paths as home;
