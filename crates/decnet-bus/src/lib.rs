@@ -10,18 +10,30 @@
 //! - [`index`]: the subscription trie the daemon routes with.
 //! - [`queue`]: the drop-oldest queue behind every subscriber.
 //! - [`bus`]: the [`Bus`] trait and [`Subscription`] stream.
+//! - [`topics`]: the SPEC §4 topic tree: constants, validated builders, patterns.
+//! - [`fake`], [`null`]: the in-process and disabled transports.
+//! - [`identity`], [`fingerprint`]: typed publishers for the clusterer and prober.
 
 pub mod bus;
+pub mod client;
 pub mod envelope;
+pub mod fake;
+pub mod fingerprint;
 pub mod frame;
+pub mod identity;
 pub mod index;
+pub mod null;
 pub mod paths;
 pub mod queue;
+pub mod server;
 pub mod topic;
+pub mod topics;
 
 pub use bus::{Bus, BusError, RawEvent, Subscription};
 pub use envelope::Envelope;
+pub use fake::FakeBus;
 pub use frame::{Frame, FrameError, Verb};
 pub use index::SubscriptionIndex;
+pub use null::NullBus;
 pub use queue::EventQueue;
 pub use topic::{Pattern, Topic, TopicError};

@@ -4,10 +4,16 @@
 //! [`run`] owns the runtime, logging and the mapping of errors to a
 //! message on stderr and a non-zero exit code.
 
-pub mod correlate;
-
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+
+pub mod bus;
+pub mod correlate;
+pub mod deploy;
+pub mod mutate;
+pub mod mutator;
+pub mod pubsub;
+pub mod teardown;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,15 +28,34 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the bus daemon (UNIX-socket pub/sub broker, one per host).
+    Bus(bus::BusArgs),
+    /// Publish one event on the bus.
+    Pub(pubsub::PubArgs),
+    /// Print events matching patterns, one envelope JSON per line.
+    Sub(pubsub::SubArgs),
     /// Fold the ingest log's mutation events per decky and check every chain is unbroken.
     Correlate(correlate::CorrelateArgs),
+    /// Deploy the deckies of a fleet file and start rotating them.
+    Deploy(deploy::DeployArgs),
+    /// Tear deckies down (all when none are named).
+    Teardown(teardown::TeardownArgs),
+    /// Run the mutator: rotate decky services on schedule and on request.
+    Mutator(mutator::MutatorArgs),
+    /// Ask for deckies to be mutated now (or do it in-process with --now).
+    Mutate(mutate::MutateArgs),
 }
 
 /// Log to stderr; `RUST_LOG` (e.g. `debug`, `decnet_bus=trace`) overrides the default `info`.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -44,7 +69,14 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     let result: anyhow::Result<()> = runtime.block_on(async move {
         match cli.command {
+            Command::Bus(args) => bus::run(args).await,
+            Command::Pub(args) => pubsub::run_pub(args).await,
+            Command::Sub(args) => pubsub::run_sub(args).await,
             Command::Correlate(args) => correlate::run(args).await,
+            Command::Deploy(args) => deploy::run(args).await,
+            Command::Teardown(args) => teardown::run(args).await,
+            Command::Mutator(args) => mutator::run(args).await,
+            Command::Mutate(args) => mutate::run(args).await,
         }
     });
     match result {

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use decnet_bus::Bus;
+use decnet_bus::{topics, Bus};
 use sqlx::SqlitePool;
 
 use crate::catalogue;
@@ -94,7 +94,12 @@ impl Mutator {
                     "services": services,
                     "archetype": decky.archetype,
                 });
-                events::publish_logged(bus, &format!("decky.{}.state", decky.name), "state", payload).await;
+                match topics::decky_state(&decky.name) {
+                    Ok(topic) => {
+                        events::publish_logged(bus, topic.as_str(), "state", payload).await;
+                    }
+                    Err(e) => tracing::error!(decky = %decky.name, error = %e, "state not published"),
+                }
             }
         }
         events::emit_decky_mutated(self.bus(), &self.log_path, &decky.name, &old, &services, trigger, actor).await;

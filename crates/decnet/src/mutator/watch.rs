@@ -20,8 +20,9 @@ use super::{schedule, Mutator};
 use crate::events::Trigger;
 
 /// Patterns the loop wakes on.
-pub const MUTATE_REQUEST_ALL: &str = "decky.*.mutate_request";
-pub const TOPOLOGY_ENQUEUED_ALL: &str = "topology.*.mutation.enqueued";
+pub use decnet_bus::topics::{
+    DECKY_MUTATE_REQUEST_ALL as MUTATE_REQUEST_ALL, TOPOLOGY_MUTATION_ENQUEUED_ALL as TOPOLOGY_ENQUEUED_ALL,
+};
 
 /// Why the loop woke early.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,10 +72,10 @@ pub async fn run(config: MutatorConfig, shutdown: CancellationToken) -> anyhow::
     result
 }
 
-/// The bus client the daemon uses (reconnects on its own).
+/// The bus client the daemon uses: connects lazily, reconnects and
+/// resubscribes on its own after the daemon comes back.
 fn connect_bus(socket: &std::path::Path) -> Arc<dyn Bus> {
-    let _ = socket;
-    Arc::new(decnet_bus_placeholder::Unconnected)
+    Arc::new(decnet_bus::client::UnixBus::new("mutator", socket))
 }
 
 /// Heartbeat and control listener.
@@ -85,29 +86,6 @@ fn start_side_tasks(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let _ = (bus, heartbeat, shutdown);
     Vec::new()
-}
-
-mod decnet_bus_placeholder {
-    use decnet_bus::{Bus, BusError, Subscription};
-
-    pub struct Unconnected;
-
-    #[async_trait::async_trait]
-    impl Bus for Unconnected {
-        fn name(&self) -> &str {
-            "mutator"
-        }
-        async fn publish(&self, _: &str, _: &str, _: serde_json::Value) -> Result<(), BusError> {
-            Err(BusError::Closed)
-        }
-        async fn subscribe_with_capacity(&self, _: &str, _: usize) -> Result<Subscription, BusError> {
-            Err(BusError::Closed)
-        }
-        async fn close(&self) {}
-        fn is_closed(&self) -> bool {
-            true
-        }
-    }
 }
 
 /// Decode a wake-up event; `None` for anything that is not one.

@@ -1,0 +1,220 @@
+//! The routing core: who is connected, who wants what, and the counters.
+//!
+//! A publish runs entirely on the publisher's connection task: validate the
+//! body, build the envelope, encode the EVT frame **once**, look up the
+//! subscribed connections and push the same `Bytes` (a refcount bump, not a
+//! copy) onto each one's drop-oldest queue. Nothing here awaits, so a slow
+//! subscriber can never slow a publisher: the worst it can do is lose its
+//! own oldest events.
+
+use bytes::{Bytes, BytesMut};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use crate::envelope::build_envelope;
+use crate::frame::{encode_frame, FrameError, Verb};
+use crate::index::SubscriptionIndex;
+use crate::queue::{EventQueue, PushOutcome};
+
+pub type ConnId = u64;
+
+/// What a connection's writer sends: already-encoded frames.
+pub type OutboundQueue = EventQueue<Bytes>;
+
+/// Per-connection state the router needs.
+#[derive(Debug)]
+pub struct ConnHandle {
+    pub id: ConnId,
+    pub label: String,
+    pub queue: OutboundQueue,
+    /// Set on the first drop of a burst so the burst is logged once.
+    pub dropping: AtomicBool,
+}
+
+/// Daemon-wide counters, reported in `system.bus.health`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub connections: AtomicU64,
+    pub published: AtomicU64,
+    pub delivered: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+/// A point-in-time copy of the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    pub connections: u64,
+    pub subscriptions: u64,
+    pub published: u64,
+    pub delivered: u64,
+    pub dropped: u64,
+}
+
+#[derive(Debug)]
+pub struct Broker {
+    index: Mutex<SubscriptionIndex<ConnId>>,
+    conns: RwLock<HashMap<ConnId, Arc<ConnHandle>>>,
+    next_id: AtomicU64,
+    queue_capacity: usize,
+    pub counters: Counters,
+    pub started: Instant,
+}
+
+impl Broker {
+    pub fn new(queue_capacity: usize) -> Broker {
+        Broker {
+            index: Mutex::new(SubscriptionIndex::new()),
+            conns: RwLock::new(HashMap::new()),
+            // 0 is reserved for events the daemon publishes itself.
+            next_id: AtomicU64::new(1),
+            queue_capacity,
+            counters: Counters::default(),
+            started: Instant::now(),
+        }
+    }
+
+    fn index(&self) -> std::sync::MutexGuard<'_, SubscriptionIndex<ConnId>> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Register a new connection and hand back its handle.
+    pub fn connect(&self, peer: &str) -> Arc<ConnHandle> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let handle = Arc::new(ConnHandle {
+            id,
+            label: format!("conn#{id} {peer}"),
+            queue: EventQueue::new(self.queue_capacity),
+            dropping: AtomicBool::new(false),
+        });
+        self.conns.write().unwrap_or_else(|e| e.into_inner()).insert(id, handle.clone());
+        self.counters.connections.fetch_add(1, Ordering::Relaxed);
+        handle
+    }
+
+    /// Forget a connection and all its subscriptions.
+    pub fn disconnect(&self, id: ConnId) {
+        self.index().remove_key(id);
+        if self.conns.write().unwrap_or_else(|e| e.into_inner()).remove(&id).is_some() {
+            self.counters.connections.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn subscribe(&self, id: ConnId, pattern: &str) -> bool {
+        self.index().insert(id, pattern)
+    }
+
+    pub fn unsubscribe(&self, id: ConnId, pattern: &str) -> bool {
+        self.index().remove(id, pattern)
+    }
+
+    /// Route one PUB. `from` is never delivered to (no echo). Errors are
+    /// body faults that make the publisher's connection hostile.
+    pub fn publish(&self, from: Option<ConnId>, topic: &str, body: &[u8]) -> Result<(), FrameError> {
+        // Validate and build even when nobody listens: a hostile body must
+        // be refused the same way whether or not anyone is subscribed.
+        let mut envelope = BytesMut::with_capacity(128 + body.len());
+        build_envelope(topic, body, &mut envelope)?;
+        self.counters.published.fetch_add(1, Ordering::Relaxed);
+
+        let targets = self.index().lookup(topic);
+        if targets.is_empty() || (targets.len() == 1 && Some(targets[0]) == from) {
+            return Ok(());
+        }
+        let mut frame = BytesMut::with_capacity(envelope.len() + topic.len() + 9);
+        encode_frame(Verb::Evt, topic, &envelope, &mut frame)?;
+        let frame = frame.freeze();
+
+        let conns = self.conns.read().unwrap_or_else(|e| e.into_inner());
+        for id in targets.iter().filter(|id| Some(**id) != from) {
+            let Some(conn) = conns.get(id) else { continue };
+            if conn.queue.push(frame.clone()) == PushOutcome::DroppedOldest {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                if !conn.dropping.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        peer = %conn.label,
+                        queue = self.queue_capacity,
+                        "subscriber is not keeping up: its queue is full, dropping its oldest events"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self) -> Stats {
+        let c = &self.counters;
+        Stats {
+            connections: c.connections.load(Ordering::Relaxed),
+            subscriptions: self.index().len() as u64,
+            published: c.published.load(Ordering::Relaxed),
+            delivered: c.delivered.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Every live connection (used to say BYE on shutdown).
+    pub fn connections(&self) -> Vec<Arc<ConnHandle>> {
+        self.conns.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(conn: &ConnHandle) -> Vec<Bytes> {
+        let mut out = std::collections::VecDeque::new();
+        conn.queue.try_drain_into(&mut out);
+        out.into()
+    }
+
+    #[test]
+    fn routes_without_echo_and_counts() {
+        let b = Broker::new(4);
+        let a = b.connect("a");
+        let c = b.connect("c");
+        b.subscribe(a.id, "x.>");
+        b.subscribe(c.id, "x.*");
+        b.publish(Some(a.id), "x.y", br#"{"type":"t"}"#).unwrap();
+        assert!(drain(&a).is_empty(), "publisher must not receive its own event");
+        let got = drain(&c);
+        assert_eq!(got.len(), 1);
+        assert!(got[0].starts_with(b"EVT x.y\n"));
+        assert_eq!(b.stats().published, 1);
+        assert_eq!(b.stats().subscriptions, 2);
+    }
+
+    #[test]
+    fn full_queue_drops_oldest_and_counts() {
+        let b = Broker::new(2);
+        let s = b.connect("s");
+        b.subscribe(s.id, ">");
+        for i in 0..5 {
+            b.publish(None, "t", format!(r#"{{"payload":{{"i":{i}}}}}"#).as_bytes()).unwrap();
+        }
+        let got = drain(&s);
+        assert_eq!(got.len(), 2);
+        assert!(String::from_utf8_lossy(&got[1]).contains(r#""i":4"#));
+        assert_eq!(b.stats().dropped, 3);
+    }
+
+    #[test]
+    fn disconnect_forgets_subscriptions() {
+        let b = Broker::new(2);
+        let s = b.connect("s");
+        b.subscribe(s.id, "a");
+        b.subscribe(s.id, "b.>");
+        b.disconnect(s.id);
+        assert_eq!(b.stats().subscriptions, 0);
+        assert_eq!(b.stats().connections, 0);
+    }
+
+    #[test]
+    fn hostile_body_is_refused_even_without_subscribers() {
+        let b = Broker::new(2);
+        assert_eq!(b.publish(None, "a", b"[1]"), Err(FrameError::BodyNotObject));
+        assert_eq!(b.stats().published, 0);
+    }
+}

@@ -1,0 +1,70 @@
+//! `decnet bus`: run the host's bus daemon.
+
+use decnet_bus::server::{BusServer, ServerConfig};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, clap::Args)]
+pub struct BusArgs {
+    /// Socket to listen on. Default: /run/decnet/bus.sock when /run/decnet
+    /// exists, else $DECNET_HOME/bus.sock (folder created).
+    #[arg(long, env = "DECNET_BUS_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// Group owning the socket (mode 0660). Default: `decnet` if that group exists.
+    #[arg(long, env = "DECNET_BUS_GROUP")]
+    pub group: Option<String>,
+    /// Events queued per connection before its oldest are dropped.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub queue: u32,
+    /// Seconds between `system.bus.health` heartbeats (0 disables).
+    #[arg(long, default_value_t = 10.0)]
+    pub heartbeat_secs: f64,
+}
+
+pub async fn run(args: BusArgs) -> anyhow::Result<()> {
+    let socket = match args.socket {
+        Some(explicit) => explicit,
+        None => {
+            let path = decnet_bus::paths::default_socket_path();
+            // Only the default location is created for the operator; an
+            // explicit path with a missing folder is a mistake to report.
+            if let Some(parent) = path.parent() {
+                if !parent.exists() {
+                    crate::home::ensure_home()?;
+                    std::fs::create_dir_all(parent)?;
+                }
+            }
+            path
+        }
+    };
+    if !args.heartbeat_secs.is_finite() || args.heartbeat_secs < 0.0 {
+        anyhow::bail!("--heartbeat-secs must be zero or a positive number of seconds");
+    }
+    let config = ServerConfig {
+        socket,
+        group: args.group,
+        queue_capacity: args.queue as usize,
+        heartbeat_interval: Duration::from_secs_f64(args.heartbeat_secs),
+    };
+    let server = BusServer::bind(config)?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    server.run(shutdown).await?;
+    Ok(())
+}
+
+/// Cancel `token` on SIGTERM or SIGINT (systemd stop, Ctrl-C).
+pub async fn cancel_on_signal(token: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
+        _ = token.cancelled() => return,
+    }
+    token.cancel();
+}
