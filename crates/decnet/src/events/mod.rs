@@ -95,11 +95,22 @@ pub async fn emit_decky_mutated(
 }
 
 /// Publish, logging (not returning) a failure. True when handed to the bus.
+/// A dead bus is logged at WARN at most every 30 s (like the SDK's
+/// `publish_safely`), so a mutator running without a bus does not flood
+/// its log; the caller still learns whether this event went out.
 pub async fn publish_logged(bus: &dyn Bus, topic: &str, event_type: &str, payload: serde_json::Value) -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_WARN: AtomicU64 = AtomicU64::new(0);
     match bus.publish(topic, event_type, payload).await {
         Ok(()) => true,
         Err(e) => {
-            tracing::warn!(topic, error = %e, "bus publish failed");
+            let now = crate::mutator::now_secs() as u64;
+            let last = LAST_WARN.load(Ordering::Relaxed);
+            if now >= last + 30 && LAST_WARN.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+                tracing::warn!(topic, error = %e, "bus publish failed; event dropped (repeats logged at debug)");
+            } else {
+                tracing::debug!(topic, error = %e, "bus publish failed; event dropped");
+            }
             false
         }
     }

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use decnet_bus::sdk::{run_control_listener, run_health_heartbeat, HealthExtra};
 use decnet_bus::Bus;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +24,9 @@ use crate::events::Trigger;
 pub use decnet_bus::topics::{
     DECKY_MUTATE_REQUEST_ALL as MUTATE_REQUEST_ALL, TOPOLOGY_MUTATION_ENQUEUED_ALL as TOPOLOGY_ENQUEUED_ALL,
 };
+
+/// The worker name on `system.mutator.health` / `.control`.
+pub const WORKER: &str = "mutator";
 
 /// Why the loop woke early.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,8 +64,9 @@ pub async fn run(config: MutatorConfig, shutdown: CancellationToken) -> anyhow::
         poll_secs = config.poll.as_secs_f64(),
         "mutator starting"
     );
+    let driver_name = driver.name();
     let mutator = Mutator::new(pool, driver, Some(bus.clone()), config.log_path.clone());
-    let side_tasks = start_side_tasks(bus.clone(), config.heartbeat, shutdown.clone());
+    let side_tasks = start_side_tasks(bus.clone(), config.heartbeat, driver_name, shutdown.clone());
     let result = watch_loop(mutator, config.poll, shutdown.clone()).await;
     shutdown.cancel();
     for t in side_tasks {
@@ -78,14 +83,33 @@ fn connect_bus(socket: &std::path::Path) -> Arc<dyn Bus> {
     Arc::new(decnet_bus::client::UnixBus::new("mutator", socket))
 }
 
-/// Heartbeat and control listener.
+/// Heartbeat on `system.mutator.health` and the control listener (a
+/// `stop` intent cancels `shutdown`, the same path as SIGTERM).
 fn start_side_tasks(
     bus: Arc<dyn Bus>,
     heartbeat: Duration,
+    driver: &'static str,
     shutdown: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let _ = (bus, heartbeat, shutdown);
-    Vec::new()
+    let extra: HealthExtra = Arc::new(move || {
+        let mut m = serde_json::Map::new();
+        m.insert("driver".into(), serde_json::Value::from(driver));
+        Ok(m)
+    });
+    let hb = {
+        let (bus, shutdown) = (bus.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = run_health_heartbeat(bus, WORKER, heartbeat, Some(extra), shutdown).await {
+                tracing::error!(error = %e, "heartbeat stopped");
+            }
+        })
+    };
+    let control = tokio::spawn(async move {
+        if let Err(e) = run_control_listener(bus, WORKER, shutdown).await {
+            tracing::error!(error = %e, "control listener stopped");
+        }
+    });
+    vec![hb, control]
 }
 
 /// Decode a wake-up event; `None` for anything that is not one.
