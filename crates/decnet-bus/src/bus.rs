@@ -88,13 +88,16 @@ pub trait Bus: Send + Sync + 'static {
 /// Called once when a [`Subscription`] is dropped, to undo the subscribe.
 pub type Unsubscriber = Box<dyn FnOnce() + Send + Sync>;
 
+/// A pending wait on the queue: the drained events and whether it is still open.
+type DrainFuture = Pin<Box<dyn std::future::Future<Output = (VecDeque<RawEvent>, bool)> + Send>>;
+
 /// A stream of events for one pattern. Ends when the bus closes; dropping
 /// it unsubscribes.
 pub struct Subscription {
     pattern: String,
     queue: Arc<EventQueue<RawEvent>>,
     buffered: VecDeque<RawEvent>,
-    pending: Option<Pin<Box<dyn std::future::Future<Output = (VecDeque<RawEvent>, bool)> + Send>>>,
+    pending: Option<DrainFuture>,
     finished: bool,
     on_drop: Option<Unsubscriber>,
 }

@@ -1,11 +1,14 @@
-//! The honeypot services a decky can expose, and archetypes: named pools
-//! of services that make a decky look like one kind of host.
+//! The service catalogue: every service a decky may run.
 //!
-//! The catalogue is the single list every other part (fleet files,
-//! topologies, the mutator's draw) checks names against, so a typo in a
-//! config file is caught before anything is deployed.
+//! Shared by topology validation (an unknown service is refused at the API
+//! edge, before anything is queued) and the mutator (which draws services
+//! from it). Kept as plain data so other modules can extend this file
+//! without touching the lookups.
+//!
+//! Archetypes are named pools of services that make a decky look like one
+//! kind of host; the mutator draws a decky's next services from its pool.
 
-/// Every service a decky can expose, by the name used in configs and events.
+/// Every service name a decky may run, in catalogue order.
 pub const SERVICES: &[&str] = &[
     "ssh",
     "telnet",
@@ -36,7 +39,7 @@ pub const SERVICES: &[&str] = &[
     "llmnr",
 ];
 
-/// Whether `name` is a service of the catalogue.
+/// Whether `name` is in [`SERVICES`] (exact, case-sensitive match).
 pub fn is_known_service(name: &str) -> bool {
     SERVICES.contains(&name)
 }
@@ -137,6 +140,15 @@ pub fn draw_services<R: Rng + ?Sized>(pool: &[&str], current: &[String], rng: &m
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_and_unknown_services() {
+        assert!(is_known_service("ssh"));
+        assert!(is_known_service("docker_api"));
+        assert!(!is_known_service("SSH"));
+        assert!(!is_known_service("gopher"));
+        assert!(!is_known_service(""));
+    }
 
     #[test]
     fn archetype_pools_only_name_catalogue_services() {

@@ -6,6 +6,8 @@
 //! gets its schema on first run. Each table family has its own submodule.
 
 pub mod fleet;
+pub mod topology;
+pub mod users;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;

@@ -1,0 +1,62 @@
+//! What every handler can reach: the database, the token keys, the worker
+//! registry, the shared bus, systemctl and the static configuration.
+//!
+//! Cheap to clone (everything is behind an `Arc`); axum clones it per
+//! request. Later route groups (topologies, SSE) use the same state.
+
+use sqlx::SqlitePool;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::JwtKeys;
+use crate::registry::WorkerRegistry;
+use crate::shared_bus::SharedBus;
+use crate::systemd::Systemctl;
+
+/// Settings fixed at start.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Interval of the API's own `system.api.health` heartbeat.
+    pub heartbeat_interval: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { heartbeat_interval: Duration::from_secs(30) }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: SqlitePool,
+    pub jwt: Arc<JwtKeys>,
+    pub registry: Arc<WorkerRegistry>,
+    pub bus: Arc<dyn SharedBus>,
+    pub systemctl: Arc<Systemctl>,
+    pub config: Arc<ApiConfig>,
+    /// Cancelled when the server shuts down: long-lived responses (SSE)
+    /// and background tasks end on it so graceful shutdown never hangs.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub fn new(
+        pool: SqlitePool,
+        jwt: JwtKeys,
+        registry: WorkerRegistry,
+        bus: Arc<dyn SharedBus>,
+        systemctl: Systemctl,
+        config: ApiConfig,
+    ) -> Self {
+        AppState {
+            pool,
+            jwt: Arc::new(jwt),
+            registry: Arc::new(registry),
+            bus,
+            systemctl: Arc::new(systemctl),
+            config: Arc::new(config),
+            shutdown: CancellationToken::new(),
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! The real `decnet bus` daemon over a real UNIX socket: hostile frames,
+//! slow subscribers, socket rules, signals, heartbeat, and the pub/sub CLI.
+
+mod support;
+
+use decnet_bus::client::{ClientOptions, UnixBus};
+use decnet_bus::Bus;
+use serde_json::json;
+use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use support::{decnet, wait_until, Daemon};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::time::timeout;
+
+const T: Duration = Duration::from_secs(5);
+
+fn frame(verb_line: &str, body: &[u8]) -> Vec<u8> {
+    let mut v = format!("{verb_line}\n").into_bytes();
+    v.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    v.extend_from_slice(body);
+    v
+}
+
+/// Send `bytes` on a raw connection and check the three promises of SPEC §2:
+/// that connection is closed, one log line names the peer and the reason,
+/// and another subscriber still receives events published afterwards.
+async fn assert_hostile(bytes: &[u8], half_close: bool, reason: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[]);
+    let good = UnixBus::connect("good-sub", &daemon.socket).await.unwrap();
+    let mut sub = good.subscribe("after.>").await.unwrap();
+
+    let mut raw = UnixStream::connect(&daemon.socket).await.unwrap();
+    raw.write_all(&frame("HELLO hostile-client", b"")).await.unwrap();
+    raw.write_all(bytes).await.unwrap();
+    if half_close {
+        raw.shutdown().await.unwrap();
+    }
+    let mut buf = [0u8; 64];
+    let closed = timeout(T, raw.read(&mut buf)).await.expect("server did not close the hostile connection");
+    assert!(matches!(closed, Ok(0) | Err(_)), "expected EOF, got {closed:?}");
+
+    let pid = format!("pid={}", std::process::id());
+    assert!(
+        wait_until(5.0, || daemon.log().lines().any(|l| l.contains("malformed frame")
+            && l.contains(reason)
+            && l.contains(&pid)
+            && l.contains("hostile-client"))),
+        "no log line naming peer and reason {reason:?}; log:\n{}",
+        daemon.log()
+    );
+    assert_eq!(daemon.log().matches("malformed frame").count(), 1, "exactly one line per hostile connection");
+
+    let publisher = UnixBus::connect("publisher", &daemon.socket).await.unwrap();
+    publisher.publish("after.hostile", "t", json!({"still": "serving"})).await.unwrap();
+    let env = timeout(T, sub.recv()).await.expect("other subscriber starved").unwrap();
+    assert_eq!(env.topic, "after.hostile");
+    assert_eq!(env.payload, json!({"still": "serving"}));
+}
+
+#[tokio::test]
+async fn hostile_unknown_verb() {
+    assert_hostile(&frame("PING x", b""), false, "unknown verb \"PING\"").await;
+}
+
+#[tokio::test]
+async fn hostile_empty_header() {
+    assert_hostile(&frame("", b""), false, "empty header line").await;
+}
+
+#[tokio::test]
+async fn hostile_oversize_header() {
+    assert_hostile(&vec![b'A'; 5000], false, "header line longer than 4096 bytes").await;
+}
+
+#[tokio::test]
+async fn hostile_oversize_body() {
+    let mut b = b"PUB a.b\n".to_vec();
+    b.extend_from_slice(&(1_048_577u32).to_be_bytes());
+    assert_hostile(&b, false, "body of 1048577 bytes exceeds").await;
+}
+
+#[tokio::test]
+async fn hostile_non_ascii_header() {
+    assert_hostile(&frame("PUB caf\u{e9}.x", b""), false, "non-ASCII byte in header").await;
+}
+
+#[tokio::test]
+async fn hostile_pub_without_topic() {
+    assert_hostile(&frame("PUB", b"{}"), false, "PUB without an argument").await;
+}
+
+#[tokio::test]
+async fn hostile_sub_without_pattern() {
+    assert_hostile(&frame("SUB   ", b""), false, "SUB without an argument").await;
+}
+
+#[tokio::test]
+async fn hostile_body_not_an_object() {
+    assert_hostile(&frame("PUB a.b", b"[1,2,3]"), false, "body is not a JSON object").await;
+}
+
+#[tokio::test]
+async fn hostile_invalid_json() {
+    assert_hostile(&frame("PUB a.b", b"{\"type\": nope"), false, "body is not valid UTF-8 JSON").await;
+}
+
+#[tokio::test]
+async fn hostile_client_sends_evt() {
+    assert_hostile(&frame("EVT a.b", b"{}"), false, "client sent EVT").await;
+}
+
+#[tokio::test]
+async fn hostile_close_mid_frame() {
+    assert_hostile(b"PUB a.b\n\0\0\0\x10{\"type\"", true, "connection closed mid-frame").await;
+}
+
+#[tokio::test]
+async fn hostile_wildcard_publish() {
+    assert_hostile(&frame("PUB a.*", b"{}"), false, "PUB to invalid topic").await;
+}
+
+/// A subscriber that never reads must not slow the publisher or others:
+/// 20,000 × 2 KB events all reach a reading subscriber while a non-reader
+/// sits on the same daemon, which drops (and counts) the non-reader's
+/// oldest events and logs the burst once, not per event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_reading_subscriber_does_not_hurt_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &["--queue", "4096", "--heartbeat-secs", "0.2"]);
+
+    let mut stuck = UnixStream::connect(&daemon.socket).await.unwrap();
+    stuck.write_all(&frame("HELLO never-reads", b"")).await.unwrap();
+    stuck.write_all(&frame("SUB load.>", b"")).await.unwrap();
+
+    let good = UnixBus::connect("reader", &daemon.socket).await.unwrap();
+    let mut sub = good.subscribe_with_capacity("load.>", 32768).await.unwrap();
+    let mut health = good.subscribe("system.bus.health").await.unwrap();
+    // SUBs on one connection are applied in order: once `warm.>` is live,
+    // `load.>` is too, so event 0 cannot race the subscription.
+    let mut warm = good.subscribe("warm.>").await.unwrap();
+    let publisher = UnixBus::connect("publisher", &daemon.socket).await.unwrap();
+    publish_until_seen(&publisher, "warm.up", &mut warm).await;
+    let received = Arc::new(AtomicU64::new(0));
+    let counter = received.clone();
+    let reader = tokio::spawn(async move {
+        let mut expected = 0u64;
+        while let Some(raw) = sub.next_raw().await {
+            let env = raw.decode().unwrap();
+            assert_eq!(env.payload["seq"], json!(expected), "events arrive in order, none lost");
+            expected += 1;
+            counter.store(expected, Ordering::Release);
+            if expected == 20_000 {
+                break;
+            }
+        }
+        expected
+    });
+
+    let pad = "x".repeat(2048);
+    for seq in 0..20_000u64 {
+        let body = serde_json::to_vec(&json!({"type": "load", "payload": {"seq": seq, "pad": pad}})).unwrap();
+        publisher.publish_raw("load.event", &body).await.unwrap();
+        // Window well under the queue size so the *reading* subscriber can
+        // never be the one that overflows; the stuck one overflows quickly.
+        if seq % 1000 == 999 {
+            let want = seq + 1;
+            let ok = timeout(Duration::from_secs(20), async {
+                while received.load(Ordering::Acquire) < want {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+            .await;
+            assert!(ok.is_ok(), "reader stalled at {} of {want}", received.load(Ordering::Acquire));
+        }
+    }
+    assert_eq!(timeout(Duration::from_secs(20), reader).await.unwrap().unwrap(), 20_000);
+
+    // The daemon's own counters: the stuck connection lost events.
+    let dropped = timeout(T, async {
+        loop {
+            let env = health.recv().await.unwrap();
+            let d = env.payload["dropped"].as_u64().unwrap();
+            if env.payload["published"].as_u64().unwrap() >= 20_000 && d > 0 {
+                return d;
+            }
+        }
+    })
+    .await
+    .expect("heartbeat never showed the drops");
+    assert!(dropped >= 20_000 - 4096 - 200, "dropped {dropped}");
+    assert_eq!(daemon.log().matches("not keeping up").count(), 1, "one line per burst:\n{}", daemon.log());
+    drop(stuck);
+}
+
+/// The protocol has no SUB acknowledgement, so a SUB on one connection
+/// and a PUB on another race inside the daemon: keep publishing until the
+/// subscriber has seen one.
+async fn publish_until_seen(publisher: &UnixBus, topic: &str, sub: &mut decnet_bus::Subscription) -> usize {
+    for sent in 1..=250 {
+        publisher.publish(topic, "", json!({})).await.unwrap();
+        if let Ok(Some(env)) = timeout(Duration::from_millis(20), sub.recv()).await {
+            assert_eq!(env.topic, topic);
+            return sent;
+        }
+    }
+    panic!("{topic} never delivered");
+}
+
+#[tokio::test]
+async fn no_echo_to_the_publishing_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[]);
+    let a = UnixBus::connect("a", &daemon.socket).await.unwrap();
+    let b = UnixBus::connect("b", &daemon.socket).await.unwrap();
+    let mut sub_a = a.subscribe("x.>").await.unwrap();
+    let mut sub_b = b.subscribe("x.>").await.unwrap();
+    let sent_by_a = publish_until_seen(&a, "x.from_a", &mut sub_b).await;
+    publish_until_seen(&b, "x.from_b", &mut sub_a).await;
+    // a subscribed before publishing, yet saw none of its own events.
+    while let Ok(Some(env)) = timeout(Duration::from_millis(100), sub_a.recv()).await {
+        assert_eq!(env.topic, "x.from_b", "a received its own event (sent {sent_by_a})");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_says_bye_removes_socket_and_exits_zero() {
+    for signal in ["TERM", "INT"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut daemon = Daemon::start(dir.path(), &[]);
+        let client = UnixBus::with_options("c", &daemon.socket, ClientOptions { reconnect: false });
+        let mut sub = client.subscribe("a.>").await.unwrap();
+        support::send_signal(daemon.pid(), signal);
+        let status = support::wait_exit(&mut daemon.child, 10.0).expect("daemon exits");
+        assert!(status.success(), "exit status {status:?}");
+        assert!(!daemon.socket.exists(), "socket file removed");
+        assert!(timeout(T, sub.recv()).await.expect("subscription ended, not hung").is_none());
+        assert!(daemon.log().contains("bus stopped"));
+    }
+}
+
+#[tokio::test]
+async fn socket_mode_live_and_stale_sockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Daemon::start(dir.path(), &[]);
+    assert_eq!(std::fs::metadata(&first.socket).unwrap().mode() & 0o777, 0o660);
+
+    let second =
+        std::process::Command::new(support::BIN).args(["bus", "--socket"]).arg(&first.socket).output().unwrap();
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already listening"), "{second:?}");
+
+    // The first daemon is unharmed.
+    let c = UnixBus::connect("c", &first.socket).await.unwrap();
+    c.publish("still.up", "", json!({})).await.unwrap();
+
+    // A crash leaves the file behind; the next daemon replaces it.
+    first.kill_hard();
+    assert!(first.socket.exists());
+    let again = Daemon::start(dir.path(), &[]);
+    assert!(again.log().contains("replacing stale socket"));
+}
+
+#[test]
+fn missing_parent_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(support::BIN)
+        .args(["bus", "--socket"])
+        .arg(dir.path().join("no/such/dir/bus.sock"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn default_socket_lives_under_decnet_home() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("state");
+    let mut child = std::process::Command::new(support::BIN)
+        .arg("bus")
+        .env("DECNET_HOME", &home)
+        .env_remove("DECNET_BUS_SOCKET")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // (When /run/decnet exists the SPEC puts the socket there instead.)
+    let expected = if std::path::Path::new("/run/decnet").is_dir() {
+        std::path::PathBuf::from("/run/decnet/bus.sock")
+    } else {
+        home.join("bus.sock")
+    };
+    let up = wait_until(5.0, || expected.exists());
+    support::send_signal(child.id() as i32, "TERM");
+    let status = support::wait_exit(&mut child, 5.0);
+    assert!(up, "no socket at {}", expected.display());
+    assert!(status.unwrap().success());
+}
+
+#[test]
+fn heartbeat_carries_the_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &["--heartbeat-secs", "0.2"]);
+    let out = decnet(&daemon.socket, &["sub", "system.bus.health", "--count", "2"], None);
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    let p = &lines[1]["payload"];
+    for key in ["pid", "uptime_sec", "ts", "connections", "subscriptions", "published", "delivered", "dropped"] {
+        assert!(p.get(key).is_some(), "missing {key} in {p}");
+    }
+    assert_eq!(p["worker"], "bus");
+    assert_eq!(p["pid"], json!(daemon.child.id()));
+    assert!(p["connections"].as_u64().unwrap() >= 1);
+    assert!(p["subscriptions"].as_u64().unwrap() >= 1);
+    assert!(p["published"].as_u64().unwrap() >= 1, "the first heartbeat counts as published");
+    assert_eq!(lines[1]["topic"], "system.bus.health");
+}
+
+#[tokio::test]
+async fn cli_refuses_bad_input_and_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[]);
+    let watcher = UnixBus::connect("watcher", &daemon.socket).await.unwrap();
+    let mut all = watcher.subscribe(">").await.unwrap();
+
+    for (args, stdin, msg) in [
+        (vec!["pub", "bad..topic", "{}"], None, "empty token"),
+        (vec!["pub", "a.*", "{}"], None, "wildcard in topic"),
+        (vec!["pub", "a.b", "{not json"], None, "not valid JSON"),
+        (vec!["pub", "a.b", "[1]"], None, "must be a JSON object"),
+        (vec!["pub", "a.b"], Some("42"), "must be a JSON object"),
+        (vec!["sub", "a.>.b"], None, "'>' must be the last token"),
+    ] {
+        let out = decnet(&daemon.socket, &args, stdin);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(msg), "{args:?}: {err}");
+    }
+    let out = decnet(&daemon.socket, &["pub", "a.good", "--type", "t"], Some(r#"{"ok":true}"#));
+    assert!(out.status.success(), "{out:?}");
+    let first = timeout(T, all.recv()).await.unwrap().unwrap();
+    assert_eq!((first.topic.as_str(), first.event_type.as_str()), ("a.good", "t"), "nothing bad was sent first");
+    assert_eq!(first.payload, json!({"ok": true}));
+}
+
+#[tokio::test]
+async fn cli_sub_prints_envelopes_and_exits_after_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[]);
+    let socket = daemon.socket.clone();
+    let sub = tokio::task::spawn_blocking(move || decnet(&socket, &["sub", "topology.>", "--count", "2"], None));
+    let publisher = UnixBus::connect("p", &daemon.socket).await.unwrap();
+    // `decnet sub` may not have subscribed yet: publish until it has seen two.
+    let mut n = 0;
+    while !sub.is_finished() && n < 500 {
+        publisher.publish("topology.t1.status", "status", json!({"status": "active", "n": n})).await.unwrap();
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out = sub.await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+    assert_eq!(lines.len(), 2);
+    let env: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(env["topic"], "topology.t1.status");
+    assert_eq!(env["v"], 1);
+    assert_eq!(env["id"].as_str().unwrap().len(), 32);
+}
