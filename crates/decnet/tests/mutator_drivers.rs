@@ -37,8 +37,8 @@ async fn command_driver_passes_decky_and_services_as_argv_and_env() {
     );
     let driver = CommandDriver::new(script);
     let new = services(&["ssh", "http"]);
-    driver.apply(&Change { decky: "web-01", services: &new, fleet: &[] }).await.unwrap();
-    driver.apply(&Change { decky: "web-01", services: &[], fleet: &[] }).await.unwrap();
+    driver.apply(&Change { project: "fleet", decky: "web-01", services: &new, fleet: &[] }).await.unwrap();
+    driver.apply(&Change { project: "fleet", decky: "web-01", services: &[], fleet: &[] }).await.unwrap();
     let calls = std::fs::read_to_string(&record).unwrap();
     assert_eq!(calls, "web-01|ssh|http|web-01 ssh,http deploy\nweb-01|web-01  teardown\n");
 }
@@ -48,7 +48,7 @@ async fn command_driver_fails_on_non_zero_exit_with_stderr_and_on_timeout() {
     let _serial = SPAWN_LOCK.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let new = services(&["ssh"]);
-    let change = Change { decky: "d", services: &new, fleet: &[] };
+    let change = Change { project: "fleet", decky: "d", services: &new, fleet: &[] };
 
     let failing = CommandDriver::new(write_script(dir.path(), "fail", "echo 'no capacity' >&2; exit 7"));
     let err = failing.apply(&change).await.unwrap_err().to_string();
@@ -65,7 +65,7 @@ async fn command_driver_fails_on_non_zero_exit_with_stderr_and_on_timeout() {
 }
 
 fn compose_driver(dir: &Path, docker_body: &str) -> ComposeDriver {
-    let mut driver = ComposeDriver::new(dir.join("compose/fleet.json"));
+    let mut driver = ComposeDriver::new(dir.join("compose"));
     driver.docker = write_script(dir, "docker", docker_body);
     driver.first_backoff = Duration::from_millis(10);
     driver.attempts = 3;
@@ -87,7 +87,7 @@ async fn compose_driver_writes_the_fleet_file_and_retries_until_up_succeeds() {
         DeckyShape { name: "a".into(), services: services(&["ssh", "http"]) },
         DeckyShape { name: "b \"quoted\"".into(), services: services(&["smb"]) },
     ];
-    driver.apply(&Change { decky: "a", services: &fleet[0].services, fleet: &fleet }).await.unwrap();
+    driver.apply(&Change { project: "fleet", decky: "a", services: &fleet[0].services, fleet: &fleet }).await.unwrap();
 
     let file = dir.path().join("compose/fleet.json");
     let expected_call = format!("compose -f {} up -d --remove-orphans\n", file.display());
@@ -106,7 +106,11 @@ async fn compose_driver_gives_up_after_bounded_attempts() {
         compose_driver(dir.path(), &format!("echo x >> {}; echo 'cannot pull image' >&2; exit 1", calls.display()));
     let new = services(&["ssh"]);
     let fleet = vec![DeckyShape { name: "a".into(), services: new.clone() }];
-    let err = driver.apply(&Change { decky: "a", services: &new, fleet: &fleet }).await.unwrap_err().to_string();
+    let err = driver
+        .apply(&Change { project: "fleet", decky: "a", services: &new, fleet: &fleet })
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("cannot pull image"), "{err}");
     assert_eq!(std::fs::read_to_string(&calls).unwrap().lines().count(), 3);
 }

@@ -22,6 +22,10 @@ pub struct DeckyShape {
 /// What to deploy.
 #[derive(Debug, Clone)]
 pub struct Change<'a> {
+    /// Which set of deckies this belongs to: [`FLEET_PROJECT`] for the
+    /// fleet, `topology-<id>` for a topology. Compose keeps one file and
+    /// project per set, so `--remove-orphans` never touches another set.
+    pub project: &'a str,
     pub decky: &'a str,
     /// The decky's services after the change; empty means tear it down.
     pub services: &'a [String],
@@ -29,6 +33,9 @@ pub struct Change<'a> {
     /// included unless it is being torn down).
     pub fleet: &'a [DeckyShape],
 }
+
+/// The project of the fleet file's deckies.
+pub const FLEET_PROJECT: &str = "fleet";
 
 impl Change<'_> {
     pub fn is_teardown(&self) -> bool {
@@ -63,7 +70,7 @@ pub enum DriverKind {
 pub fn build_driver(kind: DriverKind, command: Option<&Path>) -> anyhow::Result<Box<dyn DeployDriver>> {
     Ok(match kind {
         DriverKind::DryRun => Box::new(DryRunDriver),
-        DriverKind::Compose => Box::new(ComposeDriver::new(crate::home::decnet_home().join("fleet-compose.json"))),
+        DriverKind::Compose => Box::new(ComposeDriver::new(crate::home::decnet_home().join("compose"))),
         DriverKind::Command => {
             let program = command.ok_or_else(|| {
                 anyhow::anyhow!("the command driver needs --command PATH (or DECNET_MUTATOR_COMMAND)")
@@ -155,13 +162,14 @@ impl DeployDriver for CommandDriver {
     }
 }
 
-/// Writes one compose file for the whole fleet and runs
+/// Writes one compose file per project (the fleet, each topology) and runs
 /// `docker compose -f FILE up -d --remove-orphans`, retrying a bounded
 /// number of times with doubling backoff (the Docker daemon is often
 /// briefly busy while containers restart).
 #[derive(Debug, Clone)]
 pub struct ComposeDriver {
-    pub compose_file: PathBuf,
+    /// Folder of the compose files, one `<project>.json` per project.
+    pub compose_dir: PathBuf,
     /// The docker executable (`docker`, looked up on PATH, by default).
     pub docker: PathBuf,
     /// Image every decky container runs; it reads `DECNET_SERVICES`.
@@ -172,9 +180,9 @@ pub struct ComposeDriver {
 }
 
 impl ComposeDriver {
-    pub fn new(compose_file: PathBuf) -> Self {
+    pub fn new(compose_dir: PathBuf) -> Self {
         ComposeDriver {
-            compose_file,
+            compose_dir,
             docker: PathBuf::from("docker"),
             image: std::env::var("DECNET_DECKY_IMAGE").unwrap_or_else(|_| "decnet/decky:latest".to_string()),
             attempts: 3,
@@ -185,7 +193,7 @@ impl ComposeDriver {
 
     /// The compose document. JSON is valid YAML and docker compose reads
     /// it, so serde_json does all the quoting (no YAML dependency).
-    pub fn compose_document(&self, fleet: &[DeckyShape]) -> serde_json::Value {
+    pub fn compose_document(&self, project: &str, fleet: &[DeckyShape]) -> serde_json::Value {
         let mut services = serde_json::Map::new();
         for decky in fleet {
             services.insert(
@@ -202,18 +210,24 @@ impl ComposeDriver {
                 }),
             );
         }
-        serde_json::json!({ "name": "decnet-fleet", "services": services })
+        serde_json::json!({ "name": format!("decnet-{}", compose_name(project)), "services": services })
     }
 
-    fn write_compose_file(&self, fleet: &[DeckyShape]) -> std::io::Result<()> {
-        if let Some(parent) = self.compose_file.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)?;
-        }
+    /// The compose file of `project`.
+    pub fn compose_file(&self, project: &str) -> PathBuf {
+        self.compose_dir.join(format!("{}.json", compose_name(project)))
+    }
+
+    fn write_compose_file(&self, project: &str, fleet: &[DeckyShape]) -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(&self.compose_dir)?;
         // Write then rename, so docker never reads a half-written file.
-        let tmp = self.compose_file.with_extension("tmp");
-        let body = serde_json::to_vec_pretty(&self.compose_document(fleet)).expect("compose document serialises");
+        let file = self.compose_file(project);
+        let tmp = file.with_extension("tmp");
+        let body =
+            serde_json::to_vec_pretty(&self.compose_document(project, fleet)).expect("compose document serialises");
         std::fs::write(&tmp, body)?;
-        std::fs::rename(&tmp, &self.compose_file)
+        std::fs::rename(&tmp, &file)?;
+        Ok(file)
     }
 }
 
@@ -225,13 +239,14 @@ impl DeployDriver for ComposeDriver {
 
     async fn apply(&self, change: &Change<'_>) -> Result<(), DeployError> {
         let fail = |reason: String| DeployError { driver: "compose", decky: change.decky.to_string(), reason };
-        self.write_compose_file(change.fleet)
-            .map_err(|e| fail(format!("cannot write {}: {e}", self.compose_file.display())))?;
+        let file = self
+            .write_compose_file(change.project, change.fleet)
+            .map_err(|e| fail(format!("cannot write the compose file in {}: {e}", self.compose_dir.display())))?;
         let mut backoff = self.first_backoff;
         let mut last_error = String::new();
         for attempt in 1..=self.attempts.max(1) {
             let mut cmd = Command::new(&self.docker);
-            cmd.arg("compose").arg("-f").arg(&self.compose_file).args(["up", "-d", "--remove-orphans"]);
+            cmd.arg("compose").arg("-f").arg(&file).args(["up", "-d", "--remove-orphans"]);
             match run_bounded(cmd, self.timeout).await {
                 Ok(done) if done.status.success() => return Ok(()),
                 Ok(done) => last_error = format!("docker compose exited with {}: {}", done.status, done.stderr),
@@ -245,4 +260,12 @@ impl DeployDriver for ComposeDriver {
         }
         Err(fail(last_error))
     }
+}
+
+/// A compose project name: lowercase letters, digits, `-` and `_` only.
+fn compose_name(project: &str) -> String {
+    project
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c.to_ascii_lowercase() } else { '-' })
+        .collect()
 }

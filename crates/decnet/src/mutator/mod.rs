@@ -9,6 +9,7 @@
 
 pub mod drivers;
 pub mod schedule;
+pub mod topologies;
 pub mod watch;
 
 use std::collections::HashSet;
@@ -23,7 +24,7 @@ use crate::catalogue;
 use crate::events::{self, Trigger};
 use crate::fleet::Fleet;
 use crate::store::fleet::{self as fleet_store, FleetDecky};
-use drivers::{Change, DeckyShape, DeployDriver};
+use drivers::{Change, DeckyShape, DeployDriver, FLEET_PROJECT};
 
 pub use watch::{run, MutatorConfig};
 
@@ -77,7 +78,7 @@ impl Mutator {
         actor: Option<&str>,
     ) -> anyhow::Result<Vec<String>> {
         let fleet = self.fleet_after(&decky.name, &services).await?;
-        let change = Change { decky: &decky.name, services: &services, fleet: &fleet };
+        let change = Change { project: FLEET_PROJECT, decky: &decky.name, services: &services, fleet: &fleet };
         if let Err(e) = self.driver.apply(&change).await {
             tracing::error!(decky = %decky.name, trigger = %trigger, error = %e, "deploy failed; mutation not recorded");
             return Err(e.into());
@@ -135,7 +136,7 @@ impl Mutator {
         let now = now_secs();
         let mut failed = HashSet::new();
         for decky in &deckies {
-            let wanted = only.map_or(true, |set| set.contains(&decky.name));
+            let wanted = only.is_none_or(|set| set.contains(&decky.name));
             if wanted
                 && schedule::is_due(decky, now)
                 && self.mutate_decky(&decky.name, Trigger::Scheduled, None).await.is_err()

@@ -12,7 +12,7 @@ pub const MIN_SLEEP: Duration = Duration::from_secs(1);
 /// Whether `decky` is due at `now` (unix seconds). A deployed decky that
 /// was never mutated is due at once.
 pub fn is_due(decky: &FleetDecky, now: f64) -> bool {
-    decky.deployed && decky.due_at().map_or(true, |due| due <= now)
+    decky.deployed && decky.due_at().is_none_or(|due| due <= now)
 }
 
 /// Time from `now` until the earliest due decky among `deckies`

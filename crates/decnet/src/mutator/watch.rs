@@ -240,11 +240,6 @@ async fn handle_wake(mutator: &Mutator, wake: Wake) {
     }
 }
 
-impl Mutator {
-    /// Drain pending topology mutations (filled in with the topology store).
-    pub async fn drain_topologies(&self) {}
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
