@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use decnet::api::events::EventsConfig;
-use decnet::shared_bus::FixedBus;
+use decnet_bus::sdk::AppBus;
 use decnet_bus::client::UnixBus;
 use decnet_bus::{Bus, Subscription};
 use topo_common::{start, BusKind, SseReader};
@@ -32,7 +32,7 @@ async fn a_hundred_cycles_leave_no_subscription_in_the_daemon() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = support::Daemon::start(dir.path(), &["--heartbeat-secs", "0.1"]);
     let api_bus: Arc<dyn Bus> = Arc::new(UnixBus::connect("api", &daemon.socket).await.unwrap());
-    let api = start(BusKind::Shared(Arc::new(FixedBus(api_bus))), EventsConfig::default()).await;
+    let api = start(BusKind::Shared(Arc::new(AppBus::fixed(api_bus))), EventsConfig::default()).await;
     let id = api.active_topology(&[]).await;
 
     let watcher = UnixBus::connect("watcher", &daemon.socket).await.unwrap();

@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 use super::error::{ApiError, ApiPath, ErrorBody};
 use super::state::AppState;
 use crate::auth::ViewerFromQuery;
-use crate::shared_bus::SharedBus;
+use decnet_bus::sdk::AppBus;
 use crate::store::topology as store;
 use crate::topology_events::TopologyEvent;
 
@@ -145,7 +145,7 @@ impl Drop for StreamSlot {
     }
 }
 
-async fn subscribe(bus: &dyn SharedBus, pattern: &Pattern) -> Option<Subscription> {
+async fn subscribe(bus: &AppBus, pattern: &Pattern) -> Option<Subscription> {
     let attempt = async {
         let bus = bus.get().await?;
         match bus.subscribe(pattern.as_str()).await {
@@ -165,7 +165,7 @@ struct Feed {
     first: Option<Event>,
     subscription: Option<Subscription>,
     local: broadcast::Receiver<Arc<Envelope>>,
-    bus: Arc<dyn SharedBus>,
+    bus: Arc<AppBus>,
     pattern: Pattern,
     prefix: String,
     keepalive: tokio::time::Interval,

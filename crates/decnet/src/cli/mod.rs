@@ -9,8 +9,13 @@ use std::process::ExitCode;
 
 pub mod api;
 pub mod bus;
+pub mod correlate;
+pub mod deploy;
 pub mod login;
+pub mod mutate;
+pub mod mutator;
 pub mod pubsub;
+pub mod teardown;
 pub mod user;
 pub mod workers;
 
@@ -41,6 +46,16 @@ pub enum Command {
     Login(login::LoginArgs),
     /// List, stop and start workers through the API.
     Workers(workers::WorkersArgs),
+    /// Fold the ingest log's mutation events per decky and check every chain is unbroken.
+    Correlate(correlate::CorrelateArgs),
+    /// Deploy the deckies of a fleet file and start rotating them.
+    Deploy(deploy::DeployArgs),
+    /// Tear deckies down (all when none are named).
+    Teardown(teardown::TeardownArgs),
+    /// Run the mutator: rotate decky services on schedule and on request.
+    Mutator(mutator::MutatorArgs),
+    /// Ask for deckies to be mutated now (or do it in-process with --now).
+    Mutate(mutate::MutateArgs),
 }
 
 /// Log to stderr; `RUST_LOG` (e.g. `debug`, `decnet_bus=trace`) overrides the default `info`.
@@ -73,6 +88,11 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::User(args) => user::run(args).await,
             Command::Login(args) => login::run(args).await,
             Command::Workers(args) => workers::run(args).await,
+            Command::Correlate(args) => correlate::run(args).await,
+            Command::Deploy(args) => deploy::run(args).await,
+            Command::Teardown(args) => teardown::run(args).await,
+            Command::Mutator(args) => mutator::run(args).await,
+            Command::Mutate(args) => mutate::run(args).await,
         }
     });
     match result {

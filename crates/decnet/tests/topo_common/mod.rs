@@ -10,7 +10,7 @@ use decnet::api::events::{EventStreams, EventsConfig};
 use decnet::api::{ApiConfig, AppState};
 use decnet::auth::{JwtKeys, Role};
 use decnet::registry::WorkerRegistry;
-use decnet::shared_bus::{FixedBus, NoBus, SharedBus};
+use decnet_bus::sdk::AppBus;
 use decnet::store::topology as topo;
 use decnet::systemd::Systemctl;
 use decnet::topology::{Decky, TopologyStatus};
@@ -21,7 +21,7 @@ use sqlx::SqlitePool;
 pub enum BusKind {
     Fake,
     Down,
-    Shared(Arc<dyn SharedBus>),
+    Shared(Arc<AppBus>),
 }
 
 pub struct Api {
@@ -43,13 +43,14 @@ pub async fn start(bus: BusKind, events: EventsConfig) -> Api {
         // Tokens are issued directly; the hash is never checked here.
         decnet::store::users::create(&pool, name, "unused-hash", role).await.unwrap();
     }
-    let (hub, shared): (Option<FakeBus>, Arc<dyn SharedBus>) = match bus {
+    let (hub, shared): (Option<FakeBus>, Arc<AppBus>) = match bus {
         BusKind::Fake => {
             let hub = FakeBus::new();
             let client = hub.client("api");
-            (Some(hub), Arc::new(FixedBus(client)))
+            (Some(hub), Arc::new(AppBus::fixed(client)))
         }
-        BusKind::Down => (None, Arc::new(NoBus)),
+        // A real socket path with no daemon behind it: the bus is down.
+        BusKind::Down => (None, Arc::new(AppBus::new("api", dir.path().join("no-daemon.sock")))),
         BusKind::Shared(bus) => (None, bus),
     };
     let jwt = JwtKeys::new(b"test-secret-test-secret-test-secret", Duration::from_secs(3600));
