@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use decnet::api::events::EventsConfig;
-use decnet_bus::sdk::AppBus;
 use decnet_bus::client::UnixBus;
+use decnet_bus::sdk::AppBus;
 use decnet_bus::{Bus, Subscription};
 use topo_common::{start, BusKind, SseReader};
 

@@ -43,9 +43,9 @@ use tokio_util::sync::CancellationToken;
 use super::error::{ApiError, ApiPath, ErrorBody};
 use super::state::AppState;
 use crate::auth::ViewerFromQuery;
-use decnet_bus::sdk::AppBus;
 use crate::store::topology as store;
 use crate::topology_events::TopologyEvent;
+use decnet_bus::sdk::AppBus;
 
 /// Interval of the `: keepalive` comment.
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);

@@ -7,6 +7,7 @@
 //! is tested is what runs. Each route group lives in its own file and
 //! contributes its OpenAPI fragment to [`openapi`].
 
+pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod login;
@@ -38,6 +39,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Every route, with tracing, a timeout and a body-size limit.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(dashboard::page))
         .route("/api/v1/health", get(health))
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/api/v1/auth/login", post(login::login))

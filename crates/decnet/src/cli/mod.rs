@@ -16,6 +16,7 @@ pub mod mutate;
 pub mod mutator;
 pub mod pubsub;
 pub mod teardown;
+pub mod up;
 pub mod user;
 pub mod workers;
 
@@ -38,6 +39,8 @@ pub enum Command {
     Pub(pubsub::PubArgs),
     /// Print events matching patterns, one envelope JSON per line.
     Sub(pubsub::SubArgs),
+    /// Run the whole stack locally: bus, API + dashboard, mutator, demo fleet.
+    Up(up::UpArgs),
     /// Run the HTTP control plane (worker registry, worker stop/start).
     Api(api::ApiArgs),
     /// Manage control-plane users.
@@ -84,6 +87,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Bus(args) => bus::run(args).await,
             Command::Pub(args) => pubsub::run_pub(args).await,
             Command::Sub(args) => pubsub::run_sub(args).await,
+            Command::Up(args) => up::run(args).await,
             Command::Api(args) => api::run(args).await,
             Command::User(args) => user::run(args).await,
             Command::Login(args) => login::run(args).await,

@@ -34,6 +34,10 @@ pub struct SubArgs {
     /// Exit when the daemon goes away instead of reconnecting.
     #[arg(long)]
     pub no_reconnect: bool,
+    /// Give up after this many seconds (exit 1 if `--count` was not reached;
+    /// exit 0 without `--count`). Useful in scripts and health checks.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
 }
 
 pub async fn run_pub(args: PubArgs) -> anyhow::Result<()> {
@@ -71,8 +75,22 @@ pub async fn run_sub(args: SubArgs) -> anyhow::Result<()> {
     let mut merged = futures_util::stream::select_all(streams);
     let mut seen = 0u64;
     let mut out = std::io::stdout().lock();
+    let deadline = args.timeout.map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs_f64(s.max(0.0)));
     while args.count.is_none_or(|n| seen < n) {
-        let Some(env) = merged.next().await else {
+        let next = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, merged.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    bus.close().await;
+                    if let Some(n) = args.count {
+                        anyhow::bail!("timed out after {}s with {seen} of {n} events", args.timeout.unwrap_or(0.0));
+                    }
+                    return Ok(());
+                }
+            },
+            None => merged.next().await,
+        };
+        let Some(env) = next else {
             anyhow::bail!("the bus closed the subscription");
         };
         let line = serde_json::to_string(&env)?;

@@ -10,11 +10,11 @@ use decnet::api::events::{EventStreams, EventsConfig};
 use decnet::api::{ApiConfig, AppState};
 use decnet::auth::{JwtKeys, Role};
 use decnet::registry::WorkerRegistry;
-use decnet_bus::sdk::AppBus;
 use decnet::store::topology as topo;
 use decnet::systemd::Systemctl;
 use decnet::topology::{Decky, TopologyStatus};
 use decnet_bus::fake::FakeBus;
+use decnet_bus::sdk::AppBus;
 use serde_json::{json, Value};
 use sqlx::SqlitePool;
 

@@ -1,0 +1,183 @@
+//! `decnet up`: the whole stack on one machine, for a first run and for
+//! development.
+//!
+//! It runs the bus, the API and the mutator as supervised child processes
+//! of this same binary (see [`crate::supervisor`]), all sharing one
+//! `$DECNET_HOME`: the socket, the SQLite file, the ingest log. On first
+//! start it creates an `admin` user (password printed once) and deploys a
+//! small demo fleet whose deckies rotate every minute through the dry-run
+//! driver, so events flow immediately without docker.
+
+use rand::distr::{Alphanumeric, SampleString};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Role;
+use crate::supervisor::{supervise, ChildSpec};
+
+/// The demo fleet deployed on first start.
+pub const DEMO_FLEET: &str = r#"# decnet demo fleet, deployed by `decnet up` on first start.
+# Each decky rotates its services every `interval` minutes.
+interval = 1
+
+[[decky]]
+name = "web-01"
+archetype = "linux-server"
+
+[[decky]]
+name = "ws-finance"
+archetype = "windows-workstation"
+
+[[decky]]
+name = "db-02"
+archetype = "database-host"
+
+[[decky]]
+name = "cam-lobby"
+archetype = "iot-device"
+"#;
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Address for the API and dashboard.
+    #[arg(long, env = "DECNET_API_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: String,
+    /// Deploy driver for the mutator (dry-run needs no docker).
+    #[arg(long, env = "DECNET_MUTATOR_DRIVER", default_value = "dry-run")]
+    pub driver: String,
+    /// Do not deploy the demo fleet on first start.
+    #[arg(long)]
+    pub no_demo: bool,
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let home = crate::home::ensure_home()?;
+    let socket = home.join("bus.sock");
+    let db = home.join("decnet.db");
+    let ingest = home.join("ingest.log");
+
+    // Fail early, with the cause, on what would otherwise be a restart loop.
+    let listener = std::net::TcpListener::bind(&args.listen)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} for the API: {e} (use --listen)", args.listen))?;
+    let api_addr = listener.local_addr()?;
+    drop(listener);
+
+    let pool = crate::store::open(&db).await?;
+    let admin_password = ensure_admin(&pool).await?;
+    let first_start = crate::store::fleet::list(&pool).await?.is_empty();
+    pool.close().await;
+
+    let env = |spec: ChildSpec| {
+        spec.env("DECNET_HOME", &home)
+            .env("DECNET_BUS_SOCKET", &socket)
+            .env("DECNET_DB", &db)
+            .env("DECNET_INGEST_LOG_FILE", &ingest)
+    };
+    let bus = env(ChildSpec::this_binary("bus", &["bus"])?);
+    let api = env(ChildSpec::this_binary("api", &["api", "--listen", &api_addr.to_string()])?);
+    // A shorter heartbeat than production's 30 s, so the dashboard shows a
+    // restarted mutator within seconds in development.
+    let mutator =
+        env(ChildSpec::this_binary("mutator", &["mutator", "--driver", &args.driver, "--heartbeat-secs", "10"])?);
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(super::bus::cancel_on_signal(shutdown.clone()));
+
+    // The bus outlives the workers at shutdown, so they can say goodbye on it.
+    let bus_stop = CancellationToken::new();
+    let bus_task = tokio::spawn(supervise(bus, bus_stop.clone()));
+    if !wait_for_socket(&socket, Duration::from_secs(10)).await {
+        bus_stop.cancel();
+        let _ = bus_task.await;
+        anyhow::bail!("the bus did not come up on {} within 10 s (see its log above)", socket.display());
+    }
+
+    if first_start && !args.no_demo {
+        let fleet_file = home.join("demo-fleet.toml");
+        std::fs::write(&fleet_file, DEMO_FLEET)?;
+        let status = tokio::process::Command::new(std::env::current_exe()?)
+            .arg("deploy")
+            .arg("--config")
+            .arg(&fleet_file)
+            .arg("--driver")
+            .arg(&args.driver)
+            .env("DECNET_HOME", &home)
+            .env("DECNET_BUS_SOCKET", &socket)
+            .env("DECNET_DB", &db)
+            .env("DECNET_INGEST_LOG_FILE", &ingest)
+            .status()
+            .await?;
+        if !status.success() {
+            tracing::warn!(%status, "demo fleet deploy failed; continuing without it");
+        }
+    }
+
+    // The API first: its registry must be listening before the mutator's
+    // first heartbeat, or the dashboard shows the mutator unknown until the
+    // next one.
+    let workers_stop = CancellationToken::new();
+    let api_task = tokio::spawn(supervise(api, workers_stop.clone()));
+    if !wait_for_api(&api_addr, Duration::from_secs(15)).await {
+        tracing::warn!(addr = %api_addr, "the API is not answering yet; starting the mutator anyway");
+    }
+    let workers = [api_task, tokio::spawn(supervise(mutator, workers_stop.clone()))];
+
+    println!();
+    println!("decnet is up (state in {})", home.display());
+    println!("  dashboard and API: http://{api_addr}/");
+    match &admin_password {
+        Some(password) => println!("  sign in as admin / {password}   (shown once; add users with `decnet user add`)"),
+        None => println!("  sign in with an existing user (`decnet user add NAME --role admin` to add one)"),
+    }
+    println!("  bus socket:        {}   (try: decnet sub 'decky.>')", socket.display());
+    println!("  ingest log:        {}", ingest.display());
+    println!("Press Ctrl-C to stop.");
+    println!();
+
+    shutdown.cancelled().await;
+    workers_stop.cancel();
+    for w in workers {
+        let _ = w.await;
+    }
+    bus_stop.cancel();
+    let _ = bus_task.await;
+    println!("decnet stopped");
+    Ok(())
+}
+
+/// Create the `admin` user when the database has no users yet, returning
+/// its generated password (to print once).
+async fn ensure_admin(pool: &sqlx::SqlitePool) -> anyhow::Result<Option<String>> {
+    if crate::store::users::count(pool).await? > 0 {
+        return Ok(None);
+    }
+    let password = Alphanumeric.sample_string(&mut rand::rng(), 20);
+    let hash = crate::auth::hash_password(&password)?;
+    crate::store::users::create(pool, "admin", &hash, Role::Admin).await?;
+    Ok(Some(password))
+}
+
+async fn wait_for_api(addr: &std::net::SocketAddr, within: Duration) -> bool {
+    let url = format!("http://{addr}/api/v1/health");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+async fn wait_for_socket(path: &Path, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}

@@ -1,0 +1,241 @@
+//! `decnet up` end to end: the whole stack as a user runs it, a real
+//! Chromium signing in to the dashboard, operator mutations flowing through
+//! the bus into the ingest log, a killed bus coming back, and Ctrl-C.
+
+mod support;
+
+use fantoccini::{ClientBuilder, Locator};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::{send_signal, wait_exit, wait_until, BIN};
+
+struct Up {
+    child: Child,
+    out: Arc<Mutex<String>>,
+    home: PathBuf,
+    url: String,
+}
+
+impl Up {
+    fn start(home: &Path) -> Up {
+        let port = free_port();
+        let mut child = Command::new(BIN)
+            .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+            .env("DECNET_HOME", home)
+            .env_remove("DECNET_BUS_SOCKET")
+            .env_remove("DECNET_DB")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let sink = out.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut s = sink.lock().unwrap();
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            });
+        }
+        let up = Up { child, out, home: home.to_path_buf(), url: format!("http://127.0.0.1:{port}/") };
+        assert!(wait_until(30.0, || up.output().contains("Press Ctrl-C")), "decnet up did not start:\n{}", up.output());
+        up
+    }
+
+    fn output(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+
+    fn admin_password(&self) -> String {
+        let out = self.output();
+        let line = out.lines().find(|l| l.contains("sign in as admin / ")).expect("password printed");
+        line.split("admin / ").nth(1).unwrap().split_whitespace().next().unwrap().to_string()
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.home.join("bus.sock")
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            send_signal(self.child.id() as i32, "INT");
+            let _ = wait_exit(&mut self.child, 10.0);
+            let _ = self.child.kill();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `decnet sub` with a 40 s timeout, so a failure is reported instead of
+/// hanging the test.
+fn sub(home: &Path, args: &[&str]) -> std::process::Output {
+    let mut full = vec!["sub", "--timeout", "40"];
+    full.extend_from_slice(args);
+    cli(home, &full)
+}
+
+/// The `decnet` CLI as an operator runs it next to `decnet up`: only
+/// `DECNET_HOME` set, everything else (socket, database) derived from it.
+fn cli(home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env("DECNET_HOME", home)
+        .env_remove("DECNET_BUS_SOCKET")
+        .env_remove("DECNET_DB")
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn decnet")
+}
+
+/// The latest `system.bus.health` payload's pid.
+fn bus_pid(home: &Path) -> Option<i64> {
+    let out = sub(home, &["system.bus.health", "--count", "1"]);
+    let line = String::from_utf8_lossy(&out.stdout).lines().next()?.to_string();
+    serde_json::from_str::<serde_json::Value>(&line).ok()?["payload"]["pid"].as_i64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_runs_the_stack_and_the_dashboard_works_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut up = Up::start(dir.path());
+    let password = up.admin_password();
+    assert!(up.output().contains(&up.url), "dashboard URL printed");
+
+    // --- a real browser signs in and sees the workers ---
+    let driver_port = free_port();
+    let mut driver = Command::new("chromedriver")
+        .arg(format!("--port={driver_port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver is installed by scripts/test.sh");
+    let profile = dir.path().join("chromium-profile");
+    let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--no-first-run", "--window-size=1280,900", format!("--user-data-dir={}", profile.display())]
+        }
+    }))
+    .unwrap();
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let mut browser = None;
+    for _ in 0..100 {
+        match ClientBuilder::new(connector.clone())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{driver_port}"))
+            .await
+        {
+            Ok(c) => {
+                browser = Some(c);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let browser = browser.expect("chromedriver session");
+    browser.goto(&up.url).await.unwrap();
+    browser.find(Locator::Id("username")).await.unwrap().send_keys("admin").await.unwrap();
+    browser.find(Locator::Id("password")).await.unwrap().send_keys("wrong-password").await.unwrap();
+    browser.find(Locator::Id("login-button")).await.unwrap().click().await.unwrap();
+    let error = browser.wait().for_element(Locator::Css("#login-error:not(:empty)")).await.unwrap();
+    assert!(!error.text().await.unwrap().is_empty(), "a wrong password shows an error");
+
+    let field = browser.find(Locator::Id("password")).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(&password).await.unwrap();
+    browser.find(Locator::Id("login-button")).await.unwrap().click().await.unwrap();
+    for worker in ["bus", "api", "mutator"] {
+        browser
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(&format!("#worker-{worker} .status.ok")))
+            .await
+            .unwrap_or_else(|e| panic!("{worker} never shown ok: {e}"));
+    }
+    let unknown = browser.find(Locator::Css("#worker-sniffer .status.unknown")).await;
+    assert!(unknown.is_ok(), "a worker that never reported is unknown");
+    let bus_pill = browser.find(Locator::Id("bus")).await.unwrap().text().await.unwrap();
+    assert_eq!(bus_pill, "bus connected");
+    let shot = browser.screenshot().await.unwrap();
+    let shot_path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    std::fs::write(&shot_path, shot).unwrap();
+    browser.close().await.unwrap();
+    let _ = driver.kill();
+    let _ = driver.wait();
+
+    // --- operator mutations reach the bus, the ingest log and the correlator ---
+    let socket = up.socket();
+    let home = dir.path().to_path_buf();
+    let watcher = tokio::task::spawn_blocking(move || sub(&home, &["decky.*.mutation", "--count", "4"]));
+    let mut requested = false;
+    for _ in 0..100 {
+        if watcher.is_finished() {
+            break;
+        }
+        // Repeat until the watcher (a separate process) is subscribed.
+        let out = cli(dir.path(), &["mutate", "--all"]);
+        assert!(out.status.success(), "{out:?}\n{}", up.output());
+        requested = true;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(requested);
+    let out = watcher.await.unwrap();
+    assert!(out.status.success(), "{out:?}\n{}", up.output());
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let env: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(env["payload"]["trigger"], "operator");
+    }
+    let log = std::fs::read_to_string(dir.path().join("ingest.log")).unwrap();
+    assert!(log.lines().any(|l| l.contains("trigger=\"creation\"")), "demo fleet creation logged");
+    assert!(log.lines().any(|l| l.contains("trigger=\"operator\"")), "operator mutation logged");
+    let correlate = cli(dir.path(), &["correlate", "--log", dir.path().join("ingest.log").to_str().unwrap()]);
+    assert!(correlate.status.success(), "{correlate:?}");
+
+    // --- a killed bus comes back and events resume ---
+    let old_pid = bus_pid(dir.path()).unwrap_or_else(|| panic!("no bus heartbeat\n{}", up.output()));
+    send_signal(old_pid as i32, "KILL");
+    assert!(
+        wait_until(20.0, || bus_pid(dir.path()).is_some_and(|p| p != old_pid)),
+        "the bus was not restarted:\n{}",
+        up.output()
+    );
+    let home = dir.path().to_path_buf();
+    let watcher = tokio::task::spawn_blocking(move || sub(&home, &["decky.web-01.mutation", "--count", "1"]));
+    for _ in 0..100 {
+        if watcher.is_finished() {
+            break;
+        }
+        cli(dir.path(), &["mutate", "web-01"]);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let out = watcher.await.unwrap();
+    assert!(out.status.success(), "mutations did not resume after the bus restart: {out:?}\n{}", up.output());
+
+    // --- Ctrl-C stops everything cleanly ---
+    send_signal(up.child.id() as i32, "INT");
+    let status = wait_exit(&mut up.child, 20.0).expect("decnet up exits on Ctrl-C");
+    assert!(status.success(), "{status:?}\n{}", up.output());
+    assert!(!socket.exists(), "socket removed");
+    assert!(up.output().contains("decnet stopped"));
+
+    // A second start keeps the users and fleet: no new password, no redeploy.
+    let again = Up::start(dir.path());
+    assert!(!again.output().contains("sign in as admin /"), "password is shown only once");
+    assert!(!again.output().contains("decky(ies) in"), "demo fleet deployed only once");
+}
