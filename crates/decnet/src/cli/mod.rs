@@ -7,6 +7,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+pub mod bench;
 pub mod bus;
 pub mod pubsub;
 
@@ -29,6 +30,8 @@ pub enum Command {
     Pub(pubsub::PubArgs),
     /// Print events matching patterns, one envelope JSON per line.
     Sub(pubsub::SubArgs),
+    /// Load the bus (or, with --nats, a NATS server) and report throughput, latency and drops.
+    Bench(bench::BenchArgs),
 }
 
 /// Log to stderr; `RUST_LOG` (e.g. `debug`, `decnet_bus=trace`) overrides the default `info`.
@@ -57,6 +60,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Bus(args) => bus::run(args).await,
             Command::Pub(args) => pubsub::run_pub(args).await,
             Command::Sub(args) => pubsub::run_sub(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     match result {
