@@ -510,9 +510,8 @@ impl Fanout {
             self.generation = generation;
             self.topic = Some(Arc::from(topic));
             self.targets.clear();
-            self.targets.extend(
-                table.subs.values().filter(|s| pattern_matches(&s.pattern, topic)).map(|s| s.queue.clone()),
-            );
+            self.targets
+                .extend(table.subs.values().filter(|s| pattern_matches(&s.pattern, topic)).map(|s| s.queue.clone()));
         }
         let Some(topic) = &self.topic else { return };
         // A subscription dropped since caching has a closed queue: the push is a no-op.

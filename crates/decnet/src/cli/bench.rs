@@ -149,7 +149,10 @@ impl Report {
                 String::new()
             }
         );
-        println!("  published  {:>10} events in {:.3} s  = {:>12.0} events/s", self.published, self.publish_secs, pub_rate);
+        println!(
+            "  published  {:>10} events in {:.3} s  = {:>12.0} events/s",
+            self.published, self.publish_secs, pub_rate
+        );
         println!(
             "  delivered  {:>10} of {} ({:.2} %) in {:.3} s = {:>12.0} events/s",
             self.delivered, self.expected, pct, self.deliver_secs, del_rate
@@ -182,8 +185,13 @@ impl Report {
                 h.max() as f64 / 1000.0,
                 h.len()
             );
-            summary +=
-                &format!(" p50_us={:.1} p99_us={:.1} p999_us={:.1} max_us={:.1}", us(0.5), us(0.99), us(0.999), h.max() as f64 / 1000.0);
+            summary += &format!(
+                " p50_us={:.1} p99_us={:.1} p999_us={:.1} max_us={:.1}",
+                us(0.5),
+                us(0.99),
+                us(0.999),
+                h.max() as f64 / 1000.0
+            );
         }
         match (target, drops) {
             (Target::Bus(_), Some(d)) => {
