@@ -7,9 +7,18 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+pub mod api;
 pub mod bench;
 pub mod bus;
+pub mod correlate;
+pub mod deploy;
+pub mod login;
+pub mod mutate;
+pub mod mutator;
 pub mod pubsub;
+pub mod teardown;
+pub mod user;
+pub mod workers;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,6 +39,24 @@ pub enum Command {
     Pub(pubsub::PubArgs),
     /// Print events matching patterns, one envelope JSON per line.
     Sub(pubsub::SubArgs),
+    /// Run the HTTP control plane (worker registry, worker stop/start).
+    Api(api::ApiArgs),
+    /// Manage control-plane users.
+    User(user::UserArgs),
+    /// Log in to the API and store the token under $DECNET_HOME.
+    Login(login::LoginArgs),
+    /// List, stop and start workers through the API.
+    Workers(workers::WorkersArgs),
+    /// Fold the ingest log's mutation events per decky and check every chain is unbroken.
+    Correlate(correlate::CorrelateArgs),
+    /// Deploy the deckies of a fleet file and start rotating them.
+    Deploy(deploy::DeployArgs),
+    /// Tear deckies down (all when none are named).
+    Teardown(teardown::TeardownArgs),
+    /// Run the mutator: rotate decky services on schedule and on request.
+    Mutator(mutator::MutatorArgs),
+    /// Ask for deckies to be mutated now (or do it in-process with --now).
+    Mutate(mutate::MutateArgs),
     /// Load the bus (or, with --nats, a NATS server) and report throughput, latency and drops.
     Bench(bench::BenchArgs),
 }
@@ -60,6 +87,15 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Bus(args) => bus::run(args).await,
             Command::Pub(args) => pubsub::run_pub(args).await,
             Command::Sub(args) => pubsub::run_sub(args).await,
+            Command::Api(args) => api::run(args).await,
+            Command::User(args) => user::run(args).await,
+            Command::Login(args) => login::run(args).await,
+            Command::Workers(args) => workers::run(args).await,
+            Command::Correlate(args) => correlate::run(args).await,
+            Command::Deploy(args) => deploy::run(args).await,
+            Command::Teardown(args) => teardown::run(args).await,
+            Command::Mutator(args) => mutator::run(args).await,
+            Command::Mutate(args) => mutate::run(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
     });

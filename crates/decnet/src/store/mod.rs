@@ -5,6 +5,10 @@
 //! embedded in the binary and applied on every start, so a fresh machine
 //! gets its schema on first run. Each table family has its own submodule.
 
+pub mod fleet;
+pub mod topology;
+pub mod users;
+
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,41 @@
+//! The worker SDK (SPEC §6): everything a decnet worker needs to be a good
+//! citizen of the bus, so each worker's `main` is its own logic and a few
+//! lines of wiring.
+//!
+//! - [`get_bus`]: the transport the environment asks for (socket, in-process, or off).
+//! - [`publish_safely`]: publish without ever failing the caller.
+//! - [`ThreadSafePublisher`]: publish from `std::thread` code without blocking it.
+//! - [`run_health_heartbeat`]: `system.<worker>.health` every interval.
+//! - [`run_control_listener`]: `{"action":"stop"}` on `system.<worker>.control` → shutdown.
+//! - [`AppBus`]: the process-wide bus of a request server, never failing a request.
+//! - [`run_worker`] / [`Worker`]: all of the above wired around a worker body,
+//!   with SIGTERM/SIGINT and the control listener on one shutdown token.
+//!
+//! A whole worker (see `examples/heartbeat_worker.rs`):
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), decnet_bus::BusError> {
+//! decnet_bus::sdk::run_worker("sniffer", |ctx| async move {
+//!     // ... do the work, publishing with ctx.bus ...
+//!     ctx.shutdown.cancelled().await;
+//! })
+//! .await
+//! # }
+//! ```
+
+mod app_bus;
+mod control;
+mod env;
+mod heartbeat;
+mod publish;
+mod worker;
+
+pub use app_bus::{AppBus, APP_BUS_RETRY_WINDOW};
+pub use control::{run_control_listener, ControlAction};
+pub use env::{fake_hub, get_bus, BUS_ENABLED_ENV, BUS_TYPE_ENV};
+pub use heartbeat::{health_payload, run_health_heartbeat, HealthExtra, DEFAULT_HEARTBEAT_INTERVAL};
+pub use publish::{publish_safely, ThreadSafePublisher};
+pub use worker::{run_worker, Worker, WorkerContext, HEARTBEAT_SECS_ENV};
+
+/// Error type health `extra` functions may return.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,156 @@
+//! The worker runtime: one call that runs a worker body with everything a
+//! decnet worker owes the system wired around it.
+//!
+//! - the bus from the environment ([`get_bus`](super::get_bus));
+//! - one shutdown [`CancellationToken`] cancelled by SIGTERM, SIGINT, or a
+//!   `{"action":"stop"}` on `system.<name>.control`, whichever comes first;
+//! - heartbeats on `system.<name>.health`, started only once the control
+//!   subscription is in place, so anything that sees a heartbeat can stop
+//!   the worker;
+//! - when the body returns: heartbeat and listener stopped, bus closed.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::control::listen;
+use super::heartbeat::{run_health_heartbeat, HealthExtra, DEFAULT_HEARTBEAT_INTERVAL};
+use super::{get_bus, BoxError};
+use crate::bus::{Bus, BusError};
+use crate::topics::validate_segment;
+
+/// Overrides the heartbeat interval (seconds, fractions allowed) of every
+/// worker started through [`Worker`].
+pub const HEARTBEAT_SECS_ENV: &str = "DECNET_HEARTBEAT_SECS";
+/// How long to wait for the heartbeat and listener tasks to finish.
+const AUX_STOP_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What the worker body gets.
+#[derive(Clone)]
+pub struct WorkerContext {
+    pub name: String,
+    pub bus: Arc<dyn Bus>,
+    /// Cancelled on SIGTERM/SIGINT or a bus stop request: return when it fires.
+    pub shutdown: CancellationToken,
+}
+
+/// A worker to run; [`run_worker`] is `Worker::new(name).run(body)`.
+pub struct Worker {
+    name: String,
+    heartbeat_interval: Duration,
+    extra: Option<HealthExtra>,
+    bus: Option<Arc<dyn Bus>>,
+}
+
+impl Worker {
+    /// Heartbeat interval: `DECNET_HEARTBEAT_SECS`, else 30 s.
+    pub fn new(name: &str) -> Self {
+        let interval = std::env::var(HEARTBEAT_SECS_ENV)
+            .ok()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(Duration::from_secs_f64)
+            .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL);
+        Worker { name: name.to_owned(), heartbeat_interval: interval, extra: None, bus: None }
+    }
+
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self
+    }
+
+    /// Extra heartbeat fields, computed each tick.
+    pub fn health_extra(
+        mut self,
+        extra: impl Fn() -> Result<Map<String, Value>, BoxError> + Send + Sync + 'static,
+    ) -> Self {
+        self.extra = Some(Arc::new(extra));
+        self
+    }
+
+    /// Use `bus` instead of the one the environment selects.
+    pub fn bus(mut self, bus: Arc<dyn Bus>) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// Run `body` to completion with heartbeat, control listener and signals
+    /// wired. Errors before the body starts: an invalid worker name or bus
+    /// configuration.
+    pub async fn run<F, Fut>(self, body: F) -> Result<Fut::Output, BusError>
+    where
+        F: FnOnce(WorkerContext) -> Fut,
+        Fut: Future,
+    {
+        validate_segment(&self.name)?;
+        let bus = match self.bus {
+            Some(bus) => bus,
+            None => get_bus(&self.name)?,
+        };
+        let shutdown = CancellationToken::new();
+        // Stops the helpers once the body is done, whatever ended it.
+        let helpers = CancellationToken::new();
+
+        let signals = tokio::spawn(cancel_on_signal(shutdown.clone(), helpers.clone()));
+
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let listener = tokio::spawn({
+            let (bus, name, shutdown) = (bus.clone(), self.name.clone(), shutdown.clone());
+            async move { listen(Some(bus), &name, shutdown, Some(ready_tx)).await }
+        });
+        // Wait for the first subscribe attempt (or a stop before it).
+        tokio::select! {
+            _ = ready_rx => {}
+            _ = shutdown.cancelled() => {}
+        }
+        let heartbeat = tokio::spawn({
+            let (bus, name, extra, helpers) = (bus.clone(), self.name.clone(), self.extra, helpers.clone());
+            let interval = self.heartbeat_interval;
+            async move { run_health_heartbeat(bus, &name, interval, extra, helpers).await }
+        });
+        tracing::info!(worker = %self.name, bus = bus.name(), "worker started");
+
+        let output =
+            body(WorkerContext { name: self.name.clone(), bus: bus.clone(), shutdown: shutdown.clone() }).await;
+
+        helpers.cancel();
+        shutdown.cancel();
+        for task in [listener, heartbeat] {
+            if tokio::time::timeout(AUX_STOP_TIMEOUT, task).await.is_err() {
+                tracing::warn!(worker = %self.name, "a worker helper task did not stop in time");
+            }
+        }
+        signals.abort();
+        bus.close().await;
+        tracing::info!(worker = %self.name, "worker stopped");
+        Ok(output)
+    }
+}
+
+/// Run a worker body named `name` with the defaults (see [`Worker`]).
+pub async fn run_worker<F, Fut>(name: &str, body: F) -> Result<Fut::Output, BusError>
+where
+    F: FnOnce(WorkerContext) -> Fut,
+    Fut: Future,
+{
+    Worker::new(name).run(body).await
+}
+
+/// Cancel `shutdown` on SIGTERM or SIGINT; give up once `done` fires.
+async fn cancel_on_signal(shutdown: CancellationToken, done: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install SIGTERM/SIGINT handlers; stop the worker over the bus");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
+        _ = done.cancelled() => return,
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,306 @@
+//! Live topology events over Server-Sent Events:
+//! `GET /api/v1/topologies/{id}/events?token=...`.
+//!
+//! Browsers' `EventSource` cannot send headers, hence the `?token=` form of
+//! auth; it is checked before the topology lookup so ids cannot be probed
+//! without a valid token. A stream:
+//!
+//! 1. subscribes to `topology.<id>.>` (before reading the snapshot, so no
+//!    event can fall between the snapshot and the first live event);
+//! 2. sends `event: snapshot` with `{topology_id, status, version, in_flight}`;
+//! 3. forwards each bus event named by its topic tail (`mutation.applied`,
+//!    `status`, ...) with data `{topic, type, ts, payload}`;
+//! 4. sends a `: keepalive` comment every `keepalive` (15 s by default).
+//!
+//! The bus never echoes an event to the connection that published it, and
+//! the API publishes on one shared connection, so the events the API itself
+//! publishes (`mutation.enqueued`, `status: deploying`) would never reach
+//! its own streams. [`EventStreams::echo`] hands them to the streams of
+//! this process directly; events from other processes (the mutator) come
+//! through the bus subscription. This also keeps those events flowing to
+//! open streams while the bus is down.
+//!
+//! With the bus down the stream still answers with the snapshot and
+//! keepalives, and retries the subscription on each keepalive. Each user
+//! may hold a bounded number of open streams (429 beyond); the slot and the
+//! bus subscription are both owned by the response body, so a client that
+//! disconnects frees them when hyper drops the body.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header::HeaderName, HeaderValue, StatusCode};
+use axum::response::sse::{Event, Sse};
+use axum::response::IntoResponse;
+use decnet_bus::{topics, Envelope, Pattern, Subscription};
+use serde_json::json;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::error::{ApiError, ApiPath, ErrorBody};
+use super::state::AppState;
+use crate::auth::ViewerFromQuery;
+use decnet_bus::sdk::AppBus;
+use crate::store::topology as store;
+use crate::topology_events::TopologyEvent;
+
+/// Interval of the `: keepalive` comment.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
+/// Open event streams allowed per user.
+pub const DEFAULT_MAX_STREAMS_PER_USER: usize = 4;
+/// Longest a stream waits for the bus when (re)subscribing.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    pub keepalive: Duration,
+    pub max_streams_per_user: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig { keepalive: DEFAULT_KEEPALIVE, max_streams_per_user: DEFAULT_MAX_STREAMS_PER_USER }
+    }
+}
+
+/// Events this process published, as its own streams see them.
+const LOCAL_ECHO_CAPACITY: usize = 1024;
+
+/// The settings of event streams, who holds how many open, and the local
+/// echo of this process's own topology events.
+#[derive(Debug)]
+pub struct EventStreams {
+    config: EventsConfig,
+    open: Mutex<HashMap<String, usize>>,
+    local: broadcast::Sender<Arc<Envelope>>,
+}
+
+impl Default for EventStreams {
+    fn default() -> Self {
+        Self::new(EventsConfig::default())
+    }
+}
+
+impl EventStreams {
+    pub fn new(config: EventsConfig) -> Self {
+        let (local, _) = broadcast::channel(LOCAL_ECHO_CAPACITY);
+        EventStreams { config, open: Mutex::new(HashMap::new()), local }
+    }
+
+    /// Deliver an event this process publishes to its own open streams
+    /// (the bus will not echo it back to us).
+    pub fn echo(&self, event: &TopologyEvent) {
+        let envelope = Envelope {
+            v: decnet_bus::envelope::ENVELOPE_VERSION,
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            topic: event.topic.as_str().to_string(),
+            event_type: event.event_type.clone(),
+            ts: decnet_bus::envelope::now_ts(),
+            payload: event.payload.clone(),
+        };
+        // No receivers (no open stream) is the common case, not an error.
+        let _ = self.local.send(Arc::new(envelope));
+    }
+
+    pub fn config(&self) -> &EventsConfig {
+        &self.config
+    }
+
+    /// Streams `user` holds open right now.
+    pub fn open_for(&self, user: &str) -> usize {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).get(user).copied().unwrap_or(0)
+    }
+
+    /// Take one of `user`'s slots, or `None` when all are in use.
+    fn try_acquire(self: &Arc<Self>, user: &str) -> Option<StreamSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(user.to_string()).or_insert(0);
+        if *count >= self.config.max_streams_per_user {
+            return None;
+        }
+        *count += 1;
+        Some(StreamSlot { streams: self.clone(), user: user.to_string() })
+    }
+}
+
+/// One open stream of one user; gives the slot back when dropped.
+#[derive(Debug)]
+struct StreamSlot {
+    streams: Arc<EventStreams>,
+    user: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.streams.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.user) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
+}
+
+async fn subscribe(bus: &AppBus, pattern: &Pattern) -> Option<Subscription> {
+    let attempt = async {
+        let bus = bus.get().await?;
+        match bus.subscribe(pattern.as_str()).await {
+            Ok(sub) => Some(sub),
+            Err(e) => {
+                tracing::debug!(pattern = %pattern.as_str(), error = %e, "event stream cannot subscribe yet");
+                None
+            }
+        }
+    };
+    tokio::time::timeout(SUBSCRIBE_TIMEOUT, attempt).await.ok().flatten()
+}
+
+/// What the response body pulls events from. Owns the bus subscription
+/// and the user's slot, so dropping the body releases both.
+struct Feed {
+    first: Option<Event>,
+    subscription: Option<Subscription>,
+    local: broadcast::Receiver<Arc<Envelope>>,
+    bus: Arc<AppBus>,
+    pattern: Pattern,
+    prefix: String,
+    keepalive: tokio::time::Interval,
+    shutdown: CancellationToken,
+    _slot: StreamSlot,
+}
+
+impl Feed {
+    async fn next_event(&mut self) -> Option<Event> {
+        if let Some(first) = self.first.take() {
+            return Some(first);
+        }
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return None,
+                envelope = next_envelope(&mut self.subscription) => match envelope {
+                    Some(envelope) => return Some(self.bus_event(envelope)),
+                    // The bus went away under us: carry on with keepalives
+                    // and resubscribe on the next tick.
+                    None => self.subscription = None,
+                },
+                local = self.local.recv() => match local {
+                    Ok(envelope) if envelope.topic.starts_with(&self.prefix) => {
+                        return Some(self.bus_event(Envelope::clone(&envelope)));
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "slow event stream skipped local topology events");
+                    }
+                    // The sender lives as long as the state; closed means shutdown.
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = self.keepalive.tick() => {
+                    if self.subscription.is_none() {
+                        self.subscription = subscribe(self.bus.as_ref(), &self.pattern).await;
+                    }
+                    return Some(Event::default().comment("keepalive"));
+                }
+            }
+        }
+    }
+
+    fn bus_event(&self, envelope: Envelope) -> Event {
+        let name = envelope.topic.strip_prefix(&self.prefix).unwrap_or(&envelope.topic);
+        let data = json!({
+            "topic": envelope.topic,
+            "type": envelope.event_type,
+            "ts": envelope.ts,
+            "payload": envelope.payload,
+        });
+        Event::default().event(name).data(data.to_string())
+    }
+}
+
+async fn next_envelope(subscription: &mut Option<Subscription>) -> Option<Envelope> {
+    match subscription {
+        Some(sub) => sub.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/topologies/{id}/events",
+    tag = "topologies",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "Topology id"),
+        ("token" = Option<String>, Query, description = "Bearer token, for clients that cannot send headers (EventSource)"),
+    ),
+    responses(
+        (status = 200, description = "text/event-stream: `snapshot`, then every topology.<id>.> event named by its tail, `: keepalive` comments", content_type = "text/event-stream", body = String),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "No such topology", body = ErrorBody),
+        (status = 429, description = "This user already holds the maximum of open event streams", body = ErrorBody),
+    )
+)]
+pub async fn events(
+    State(state): State<AppState>,
+    ViewerFromQuery(user): ViewerFromQuery,
+    ApiPath(id): ApiPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    if store::get_topology(&state.pool, &id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no topology with id {id:?}")));
+    }
+    let slot = state.event_streams.try_acquire(&user.username).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "{} already has {} event streams open (the limit); close one first",
+                user.username,
+                state.event_streams.config().max_streams_per_user
+            ),
+        )
+    })?;
+    let pattern = topics::topology_events(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // Subscribe first, then read the snapshot: an event published in
+    // between is then both in the snapshot and delivered, never lost.
+    let local = state.event_streams.local.subscribe();
+    let subscription = subscribe(state.bus.as_ref(), &pattern).await;
+    let topology = store::get_topology(&state.pool, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no topology with id {id:?}")))?;
+    let in_flight = store::in_flight(&state.pool, &id).await?;
+    let snapshot = json!({
+        "topology_id": topology.id,
+        "status": topology.status,
+        "version": topology.version,
+        "in_flight": in_flight,
+    });
+
+    let period = state.event_streams.config().keepalive;
+    let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let feed = Feed {
+        first: Some(Event::default().event("snapshot").data(snapshot.to_string())),
+        subscription,
+        local,
+        bus: state.bus.clone(),
+        prefix: format!("topology.{id}."),
+        pattern,
+        keepalive,
+        shutdown: state.shutdown.clone(),
+        _slot: slot,
+    };
+    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
+        let event = feed.next_event().await?;
+        Some((Ok::<_, Infallible>(event), feed))
+    });
+    // Tell buffering proxies (nginx) to pass events through at once.
+    let no_buffering = [(HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"))];
+    Ok((no_buffering, Sse::new(stream)))
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(events))]
+pub struct EventsDoc;

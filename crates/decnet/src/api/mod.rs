@@ -1,0 +1,168 @@
+//! The HTTP control plane (SPEC §7): an axum router over [`AppState`].
+//!
+//! [`router`] builds the routes and middleware, [`serve`] runs them on a
+//! listener together with the background tasks the API needs (worker
+//! registry, own heartbeat) until a shutdown future resolves. `decnet api`,
+//! `decnet up` and the integration tests all go through these two, so what
+//! is tested is what runs. Each route group lives in its own file and
+//! contributes its OpenAPI fragment to [`openapi`].
+
+pub mod error;
+pub mod events;
+pub mod login;
+pub mod state;
+pub mod topologies;
+pub mod workers;
+
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::future::Future;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+pub use error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
+pub use state::{ApiConfig, AppState};
+
+/// Largest request body accepted; the API takes small JSON documents only.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Longest a handler may take to produce its response head. (Streaming
+/// bodies such as SSE are not cut: the timeout ends at the headers.)
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Every route, with tracing, a timeout and a body-size limit.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/openapi.json", get(openapi_json))
+        .route("/api/v1/auth/login", post(login::login))
+        .route("/api/v1/workers", get(workers::list))
+        .route("/api/v1/workers/start-all", post(workers::start_all))
+        .route("/api/v1/workers/{name}/stop", post(workers::stop))
+        .route("/api/v1/workers/{name}/start", post(workers::start))
+        .route("/api/v1/topologies", post(topologies::create).get(topologies::list))
+        .route("/api/v1/topologies/{id}", get(topologies::show))
+        .route("/api/v1/topologies/{id}/deploy", post(topologies::deploy))
+        .route("/api/v1/topologies/{id}/mutations", post(topologies::enqueue).get(topologies::mutations))
+        .route("/api/v1/topologies/{id}/events", get(events::events))
+        .fallback(no_such_route)
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serve `router(state)` on `listener` until `shutdown` resolves, running
+/// the worker registry and the API's own heartbeat alongside. On shutdown
+/// `state.shutdown` is cancelled (ending SSE streams and background tasks)
+/// and in-flight requests are allowed to finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let cancel = state.shutdown.clone();
+    let registry = tokio::spawn(state.registry.clone().run(state.bus.clone(), cancel.clone()));
+    let heartbeat = tokio::spawn(heartbeat(state.clone()));
+    let app = router(state);
+    let stop = cancel.clone();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = stop.cancelled() => {}
+            }
+            stop.cancel();
+        })
+        .await;
+    cancel.cancel();
+    let _ = tokio::join!(registry, heartbeat);
+    result
+}
+
+/// Publish `system.api.health` every `config.heartbeat_interval` while the
+/// bus is up. The bus never echoes an event to the connection that
+/// published it, so the API's registry cannot hear its own heartbeat:
+/// each one that goes out is also recorded locally.
+async fn heartbeat(state: AppState) {
+    let topic = match decnet_bus::topics::system_health("api") {
+        Ok(t) => t,
+        Err(e) => return tracing::error!(error = %e, "cannot build the API heartbeat topic"),
+    };
+    let mut tick = tokio::time::interval(state.config.heartbeat_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(bus) = state.bus.get().await.filter(|b| b.is_connected()) else { continue };
+        let payload = decnet_bus::sdk::health_payload("api", None);
+        match bus.publish(topic.as_str(), "health", payload).await {
+            Ok(()) => {
+                state.registry.record("api", decnet_bus::envelope::now_ts(), serde_json::json!({}));
+            }
+            Err(e) => tracing::debug!(error = %e, "API heartbeat not published"),
+        }
+    }
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct HealthResponse {
+    /// Always `ok` when the API answers.
+    pub status: String,
+    pub bus_connected: bool,
+}
+
+/// Liveness probe: no auth, no database.
+#[utoipa::path(get, path = "/api/v1/health", tag = "meta", responses((status = 200, body = HealthResponse)))]
+pub async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> Json<HealthResponse> {
+    Json(HealthResponse { status: "ok".into(), bus_connected: state.bus.is_connected() })
+}
+
+/// This API's OpenAPI document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta", responses((status = 200, description = "OpenAPI 3.1 document")))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi())
+}
+
+async fn no_such_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {}", uri.path()))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "decnet control plane", description = "Worker registry, worker control, topologies and mutations."),
+    paths(health, openapi_json),
+    components(schemas(HealthResponse, ErrorBody)),
+    modifiers(&BearerAuth)
+)]
+struct MetaDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// The whole document: one fragment per route group, merged.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = MetaDoc::openapi();
+    doc.merge(login::LoginDoc::openapi());
+    doc.merge(workers::WorkersDoc::openapi());
+    doc.merge(topologies::TopologiesDoc::openapi());
+    doc.merge(events::EventsDoc::openapi());
+    doc
+}

@@ -1,0 +1,69 @@
+//! What every handler can reach: the database, the token keys, the worker
+//! registry, the shared bus, systemctl and the static configuration.
+//!
+//! Cheap to clone (everything is behind an `Arc`); axum clones it per
+//! request. Later route groups (topologies, SSE) use the same state.
+
+use sqlx::SqlitePool;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use super::events::EventStreams;
+use crate::auth::JwtKeys;
+use crate::registry::WorkerRegistry;
+use crate::systemd::Systemctl;
+use decnet_bus::sdk::AppBus;
+
+/// Settings fixed at start.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Interval of the API's own `system.api.health` heartbeat.
+    pub heartbeat_interval: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { heartbeat_interval: Duration::from_secs(30) }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: SqlitePool,
+    pub jwt: Arc<JwtKeys>,
+    pub registry: Arc<WorkerRegistry>,
+    /// The process-wide bus connection (SPEC §6): `get()` is `None` while
+    /// the bus is down; `is_connected()` is what `bus_connected` reports.
+    pub bus: Arc<AppBus>,
+    pub systemctl: Arc<Systemctl>,
+    pub config: Arc<ApiConfig>,
+    /// Cancelled when the server shuts down: long-lived responses (SSE)
+    /// and background tasks end on it so graceful shutdown never hangs.
+    pub shutdown: CancellationToken,
+    /// Settings and per-user counts of open SSE streams (tests swap in a
+    /// short keepalive or a small cap).
+    pub event_streams: Arc<EventStreams>,
+}
+
+impl AppState {
+    pub fn new(
+        pool: SqlitePool,
+        jwt: JwtKeys,
+        registry: WorkerRegistry,
+        bus: Arc<AppBus>,
+        systemctl: Systemctl,
+        config: ApiConfig,
+    ) -> Self {
+        AppState {
+            pool,
+            jwt: Arc::new(jwt),
+            registry: Arc::new(registry),
+            bus,
+            systemctl: Arc::new(systemctl),
+            config: Arc::new(config),
+            shutdown: CancellationToken::new(),
+            event_streams: Arc::new(EventStreams::default()),
+        }
+    }
+}

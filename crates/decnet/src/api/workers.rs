@@ -1,0 +1,205 @@
+//! The workers routes (SPEC §7): list health, stop over the bus, start
+//! through systemd.
+//!
+//! A worker name from the URL is checked twice before it is used: it must
+//! match `^[a-z][a-z0-9_-]*$` (400 otherwise) and be on the known list (404
+//! otherwise). Only then does it become a topic or a unit name.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiPath, ErrorBody};
+use super::state::AppState;
+use crate::auth::{RequireAdmin, RequireViewer};
+use crate::registry::{WorkerHealth, WorkerStatus};
+use crate::systemd::{self, StartFailure};
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WorkersResponse {
+    pub workers: Vec<WorkerStatus>,
+    /// Unix time this answer was built.
+    pub generated_at: f64,
+    /// Whether the API's own bus connection is up right now.
+    pub bus_connected: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StopAccepted {
+    pub accepted: bool,
+    pub worker: String,
+    /// Always `stop`.
+    pub action: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StartResponse {
+    pub started: bool,
+    pub worker: String,
+    pub unit: String,
+}
+
+/// A failed start as an error answer: `StartFailure` plus `error`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StartFailureBody {
+    pub error: String,
+    pub worker: String,
+    pub returncode: i32,
+    pub stderr: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StartAllResponse {
+    pub started: Vec<String>,
+    pub failed: Vec<StartFailure>,
+}
+
+/// 400 for a name that could never be a worker, 404 for one not on the list.
+fn check_worker(state: &AppState, name: &str) -> Result<(), ApiError> {
+    if !systemd::valid_worker_name(name) {
+        let shown: String = name.chars().take(64).collect();
+        return Err(ApiError::bad_request(format!(
+            "invalid worker name {shown:?}: must match ^[a-z][a-z0-9_-]*$ and be at most 64 characters"
+        )));
+    }
+    if !state.registry.is_known(name) {
+        return Err(ApiError::not_found(format!("unknown worker {name:?}")));
+    }
+    Ok(())
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/workers",
+    tag = "workers",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every known worker", body = WorkersResponse),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+    )
+)]
+pub async fn list(State(state): State<AppState>, _user: RequireViewer) -> Json<WorkersResponse> {
+    let installed = state.systemctl.installed().await;
+    let now = decnet_bus::envelope::now_ts();
+    let workers = state
+        .registry
+        .snapshot(now)
+        .into_iter()
+        .map(|mut w| {
+            w.installed = installed.contains(&w.name);
+            w
+        })
+        .collect();
+    Json(WorkersResponse { workers, generated_at: now, bus_connected: state.bus.is_connected() })
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/workers/{name}/stop",
+    tag = "workers",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "Worker name from the known list")),
+    responses(
+        (status = 202, description = "Stop request published on system.<name>.control", body = StopAccepted),
+        (status = 400, description = "Invalid worker name", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "Unknown worker", body = ErrorBody),
+        (status = 503, description = "Bus down", body = ErrorBody),
+    )
+)]
+pub async fn stop(
+    State(state): State<AppState>,
+    RequireAdmin(user): RequireAdmin,
+    ApiPath(name): ApiPath<String>,
+) -> Result<(StatusCode, Json<StopAccepted>), ApiError> {
+    check_worker(&state, &name)?;
+    let topic = decnet_bus::topics::system_control(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let bus = match state.bus.get().await {
+        Some(bus) if bus.is_connected() => bus,
+        _ => return Err(ApiError::unavailable("bus is not connected; the stop request was not sent")),
+    };
+    let payload =
+        serde_json::json!({"action": "stop", "requested_by": user.username, "ts": decnet_bus::envelope::now_ts()});
+    bus.publish(topic.as_str(), "control", payload)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("cannot publish the stop request: {e}")))?;
+    tracing::info!(worker = %name, by = %user.username, "stop requested");
+    Ok((StatusCode::ACCEPTED, Json(StopAccepted { accepted: true, worker: name, action: "stop".into() })))
+}
+
+fn start_failure(f: StartFailure) -> ApiError {
+    let message = format!("systemctl start {} failed with code {}", systemd::unit_name(&f.worker), f.returncode);
+    ApiError::with_fields(StatusCode::BAD_GATEWAY, message, f)
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/workers/{name}/start",
+    tag = "workers",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "Worker name from the known list")),
+    responses(
+        (status = 200, description = "decnet-<name>.service started", body = StartResponse),
+        (status = 400, description = "Invalid worker name", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "Unknown worker", body = ErrorBody),
+        (status = 502, description = "systemctl failed (StartFailure)", body = StartFailureBody),
+    )
+)]
+pub async fn start(
+    State(state): State<AppState>,
+    RequireAdmin(user): RequireAdmin,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<StartResponse>, ApiError> {
+    check_worker(&state, &name)?;
+    tracing::info!(worker = %name, by = %user.username, "start requested");
+    state.systemctl.start(&name).await.map_err(start_failure)?;
+    Ok(Json(StartResponse { started: true, unit: systemd::unit_name(&name), worker: name }))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/workers/start-all",
+    tag = "workers",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every installed known worker was asked to start", body = StartAllResponse),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+    )
+)]
+pub async fn start_all(State(state): State<AppState>, RequireAdmin(user): RequireAdmin) -> Json<StartAllResponse> {
+    tracing::info!(by = %user.username, "start-all requested");
+    let installed = state.systemctl.installed().await;
+    let mut started = Vec::new();
+    let mut failed = Vec::new();
+    // Known-list order (bus before the workers that need it); only units
+    // that exist, so an absent optional worker is not a failure.
+    for name in state.registry.known().iter().filter(|n| installed.contains(*n)) {
+        match state.systemctl.start(name).await {
+            Ok(()) => started.push(name.clone()),
+            Err(f) => failed.push(f),
+        }
+    }
+    Json(StartAllResponse { started, failed })
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(list, stop, start, start_all),
+    components(schemas(
+        WorkersResponse,
+        WorkerStatus,
+        WorkerHealth,
+        StopAccepted,
+        StartResponse,
+        StartFailureBody,
+        StartAllResponse,
+        StartFailure,
+        ErrorBody
+    ))
+)]
+pub struct WorkersDoc;

@@ -1,0 +1,227 @@
+//! `fleet.toml`: the operator's description of the deckies to deploy.
+//!
+//! ```toml
+//! interval = 30                 # fleet-wide default, minutes
+//!
+//! [[decky]]
+//! name = "web-01"
+//! archetype = "linux-server"    # services drawn from this pool
+//!
+//! [[decky]]
+//! name = "db-01"
+//! services = ["mysql", "ssh"]   # explicit first shape
+//! interval = 10                 # overrides the default
+//! ```
+//!
+//! The whole file is checked before anything is deployed: an unknown
+//! service or archetype, a duplicate or malformed name is an error that
+//! names the line, so a typo never leaves a half-deployed fleet.
+
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::path::Path;
+use toml::Spanned;
+
+use crate::catalogue;
+
+/// Default mutation interval when neither the decky nor the fleet sets one.
+pub const DEFAULT_INTERVAL_MINUTES: u32 = 30;
+
+/// One decky as the fleet file describes it, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeckySpec {
+    pub name: String,
+    pub archetype: Option<String>,
+    /// Explicit first services; empty means "draw from the archetype".
+    pub services: Vec<String>,
+    pub interval_minutes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fleet {
+    pub default_interval_minutes: u32,
+    pub deckies: Vec<DeckySpec>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("cannot read fleet file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}:{line}: {message}")]
+    Invalid { origin: String, line: usize, message: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    interval: Option<Spanned<u32>>,
+    #[serde(default)]
+    decky: Vec<Spanned<RawDecky>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDecky {
+    name: Spanned<String>,
+    archetype: Option<Spanned<String>>,
+    services: Option<Vec<Spanned<String>>>,
+    interval: Option<Spanned<u32>>,
+}
+
+impl Fleet {
+    /// Read and validate a fleet file.
+    pub fn load(path: &Path) -> Result<Fleet, FleetError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| FleetError::Read { path: path.display().to_string(), source })?;
+        Fleet::parse(&text, &path.display().to_string())
+    }
+
+    /// Parse and validate fleet TOML; `origin` (usually the file name)
+    /// prefixes error messages as `origin:line: message`.
+    pub fn parse(text: &str, origin: &str) -> Result<Fleet, FleetError> {
+        let invalid = |offset: usize, message: String| FleetError::Invalid {
+            origin: origin.to_string(),
+            line: line_of(text, offset),
+            message,
+        };
+        let raw: RawFleet = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map(|s| s.start).unwrap_or(0);
+            invalid(offset, e.message().to_string())
+        })?;
+
+        let default_interval = match raw.interval {
+            Some(i) if *i.get_ref() == 0 => {
+                return Err(invalid(i.span().start, "interval must be at least 1 minute".into()))
+            }
+            Some(i) => i.into_inner(),
+            None => DEFAULT_INTERVAL_MINUTES,
+        };
+
+        let mut seen = HashSet::new();
+        let mut deckies = Vec::with_capacity(raw.decky.len());
+        for entry in raw.decky {
+            let entry_start = entry.span().start;
+            let d = entry.into_inner();
+            let name = d.name.get_ref().clone();
+            if !decnet_bus::topic::is_valid_token(&name) {
+                return Err(invalid(
+                    d.name.span().start,
+                    format!("decky name {name:?} must be non-empty without '.', '*', '>' or whitespace (it is a topic segment)"),
+                ));
+            }
+            if !seen.insert(name.clone()) {
+                return Err(invalid(d.name.span().start, format!("decky {name:?} is declared twice")));
+            }
+            if let Some(a) = &d.archetype {
+                if catalogue::archetype(a.get_ref()).is_none() {
+                    let known: Vec<&str> = catalogue::ARCHETYPES.iter().map(|a| a.name).collect();
+                    return Err(invalid(
+                        a.span().start,
+                        format!("unknown archetype {:?} (known: {})", a.get_ref(), known.join(", ")),
+                    ));
+                }
+            }
+            let mut services = Vec::new();
+            for s in d.services.unwrap_or_default() {
+                if !catalogue::is_known_service(s.get_ref()) {
+                    return Err(invalid(
+                        s.span().start,
+                        format!("unknown service {:?} for decky {name:?}", s.get_ref()),
+                    ));
+                }
+                if !services.contains(s.get_ref()) {
+                    services.push(s.into_inner());
+                }
+            }
+            if services.is_empty() && d.archetype.is_none() {
+                return Err(invalid(
+                    entry_start,
+                    format!("decky {name:?} needs an archetype or a non-empty services list"),
+                ));
+            }
+            let interval_minutes = match d.interval {
+                Some(i) if *i.get_ref() == 0 => {
+                    return Err(invalid(i.span().start, "interval must be at least 1 minute".into()))
+                }
+                Some(i) => i.into_inner(),
+                None => default_interval,
+            };
+            deckies.push(DeckySpec {
+                name,
+                archetype: d.archetype.map(Spanned::into_inner),
+                services,
+                interval_minutes,
+            });
+        }
+        Ok(Fleet { default_interval_minutes: default_interval, deckies })
+    }
+}
+
+/// 1-based line number of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+interval = 15
+
+[[decky]]
+name = "web-01"
+archetype = "linux-server"
+
+[[decky]]
+name = "db-01"
+services = ["mysql", "ssh"]
+interval = 5
+"#;
+
+    #[test]
+    fn parses_deckies_with_default_and_own_intervals() {
+        let fleet = Fleet::parse(GOOD, "fleet.toml").unwrap();
+        assert_eq!(fleet.default_interval_minutes, 15);
+        assert_eq!(fleet.deckies.len(), 2);
+        assert_eq!(fleet.deckies[0].archetype.as_deref(), Some("linux-server"));
+        assert_eq!(fleet.deckies[0].interval_minutes, 15);
+        assert_eq!(fleet.deckies[1].services, vec!["mysql", "ssh"]);
+        assert_eq!(fleet.deckies[1].interval_minutes, 5);
+    }
+
+    fn error_of(text: &str) -> String {
+        Fleet::parse(text, "fleet.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_service_names_its_line() {
+        let e = error_of("[[decky]]\nname = \"a\"\nservices = [\"ssh\",\n  \"gopher\"]\n");
+        assert!(e.starts_with("fleet.toml:4:"), "{e}");
+        assert!(e.contains("gopher"), "{e}");
+    }
+
+    #[test]
+    fn unknown_archetype_names_its_line() {
+        let e = error_of("interval = 3\n[[decky]]\nname = \"a\"\narchetype = \"mainframe\"\n");
+        assert!(e.starts_with("fleet.toml:4:"), "{e}");
+        assert!(e.contains("mainframe"), "{e}");
+    }
+
+    #[test]
+    fn duplicates_bad_names_missing_shape_and_typos_are_errors() {
+        assert!(error_of(
+            "[[decky]]\nname=\"a\"\narchetype=\"iot-device\"\n[[decky]]\nname=\"a\"\narchetype=\"iot-device\"\n"
+        )
+        .starts_with("fleet.toml:5:"));
+        assert!(error_of("[[decky]]\nname=\"a.b\"\narchetype=\"iot-device\"\n").contains("topic segment"));
+        assert!(error_of("[[decky]]\nname=\"a\"\n").contains("needs an archetype"));
+        assert!(error_of("[[decky]]\nname=\"a\"\narchtype=\"iot-device\"\n").starts_with("fleet.toml:3:"));
+        assert!(error_of("interval = 0\n").contains("at least 1 minute"));
+    }
+}

@@ -1,0 +1,210 @@
+//! The mutator: rotates which services each decky exposes, on schedule and
+//! on request, through a deploy driver, and records every transition.
+//!
+//! Order of a mutation matters: draw the new services, deploy them, and
+//! only when the driver succeeded save the state, publish
+//! `decky.<name>.state`, and emit the mutation event. A failed deploy
+//! leaves the database, the bus and the ingest log untouched, so the log's
+//! chain of `old_services -> new_services` stays exactly what is running.
+
+pub mod drivers;
+pub mod schedule;
+pub mod topologies;
+pub mod watch;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use decnet_bus::{topics, Bus};
+use sqlx::SqlitePool;
+
+use crate::catalogue;
+use crate::events::{self, Trigger};
+use crate::fleet::Fleet;
+use crate::store::fleet::{self as fleet_store, FleetDecky};
+use drivers::{Change, DeckyShape, DeployDriver, FLEET_PROJECT};
+
+pub use watch::{run, MutatorConfig};
+
+/// Unix seconds now.
+pub fn now_secs() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Everything a mutation needs: the store, a driver, the bus (optional:
+/// without it the ingest log is still written) and the ingest log path.
+#[derive(Clone)]
+pub struct Mutator {
+    pub pool: SqlitePool,
+    pub driver: Arc<dyn DeployDriver>,
+    pub bus: Option<Arc<dyn Bus>>,
+    pub log_path: PathBuf,
+}
+
+impl Mutator {
+    pub fn new(pool: SqlitePool, driver: Arc<dyn DeployDriver>, bus: Option<Arc<dyn Bus>>, log_path: PathBuf) -> Self {
+        Mutator { pool, driver, bus, log_path }
+    }
+
+    fn bus(&self) -> Option<&dyn Bus> {
+        self.bus.as_deref()
+    }
+
+    /// The shapes of every deployed decky, with `name` set to `services`
+    /// (or removed when `services` is empty): what should run after a change.
+    async fn fleet_after(&self, name: &str, services: &[String]) -> anyhow::Result<Vec<DeckyShape>> {
+        let mut shapes: Vec<DeckyShape> = fleet_store::list_deployed(&self.pool)
+            .await?
+            .into_iter()
+            .filter(|d| d.name != name)
+            .map(|d| DeckyShape { name: d.name, services: d.services })
+            .collect();
+        if !services.is_empty() {
+            shapes.push(DeckyShape { name: name.to_string(), services: services.to_vec() });
+            shapes.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        Ok(shapes)
+    }
+
+    /// Deploy `services` on `name` through the driver; on success save it,
+    /// publish the state and emit the mutation event.
+    async fn deploy_and_record(
+        &self,
+        decky: &FleetDecky,
+        services: Vec<String>,
+        trigger: Trigger,
+        actor: Option<&str>,
+    ) -> anyhow::Result<Vec<String>> {
+        let fleet = self.fleet_after(&decky.name, &services).await?;
+        let change = Change { project: FLEET_PROJECT, decky: &decky.name, services: &services, fleet: &fleet };
+        if let Err(e) = self.driver.apply(&change).await {
+            tracing::error!(decky = %decky.name, trigger = %trigger, error = %e, "deploy failed; mutation not recorded");
+            return Err(e.into());
+        }
+        let old = if decky.deployed { decky.services.clone() } else { Vec::new() };
+        let at = now_secs();
+        if services.is_empty() {
+            fleet_store::record_retirement(&self.pool, &decky.name, at).await?;
+        } else {
+            fleet_store::record_mutation(&self.pool, &decky.name, &services, at).await?;
+            if let Some(bus) = self.bus() {
+                let payload = serde_json::json!({
+                    "decky": decky.name,
+                    "services": services,
+                    "archetype": decky.archetype,
+                });
+                match topics::decky_state(&decky.name) {
+                    Ok(topic) => {
+                        events::publish_logged(bus, topic.as_str(), "state", payload).await;
+                    }
+                    Err(e) => tracing::error!(decky = %decky.name, error = %e, "state not published"),
+                }
+            }
+        }
+        events::emit_decky_mutated(self.bus(), &self.log_path, &decky.name, &old, &services, trigger, actor).await;
+        tracing::info!(decky = %decky.name, trigger = %trigger, old = %old.join(","), new = %services.join(","), "decky mutated");
+        Ok(services)
+    }
+
+    /// Mutate one deployed decky now: draw new services from its archetype
+    /// pool (or the catalogue) and deploy them. Returns the new services.
+    pub async fn mutate_decky(&self, name: &str, trigger: Trigger, actor: Option<&str>) -> anyhow::Result<Vec<String>> {
+        let decky = fleet_store::get(&self.pool, name)
+            .await?
+            .filter(|d| d.deployed)
+            .ok_or_else(|| anyhow::anyhow!("no deployed decky named {name:?}"))?;
+        let pool: &[&str] = decky.archetype.as_deref().and_then(catalogue::archetype).map_or(&[], |a| a.services);
+        let next = catalogue::draw_services(pool, &decky.services, &mut rand::rng());
+        self.deploy_and_record(&decky, next, trigger, actor).await
+    }
+
+    /// Mutate every due decky (only those named in `only`, when given),
+    /// with trigger `scheduled`. Returns the time until the next decky is
+    /// due, `None` when nothing is scheduled. A decky whose deploy failed
+    /// this pass is left out of that estimate, so a broken driver is
+    /// retried at the poll interval, not in a tight loop.
+    pub async fn mutate_all(&self, only: Option<&HashSet<String>>) -> Option<Duration> {
+        let deckies = match fleet_store::list_deployed(&self.pool).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the fleet");
+                return None;
+            }
+        };
+        let now = now_secs();
+        let mut failed = HashSet::new();
+        for decky in &deckies {
+            let wanted = only.is_none_or(|set| set.contains(&decky.name));
+            if wanted
+                && schedule::is_due(decky, now)
+                && self.mutate_decky(&decky.name, Trigger::Scheduled, None).await.is_err()
+            {
+                failed.insert(decky.name.clone());
+            }
+        }
+        let after = match fleet_store::list_deployed(&self.pool).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the fleet");
+                return None;
+            }
+        };
+        schedule::until_next_due(after.iter().filter(|d| !failed.contains(&d.name)), now_secs())
+    }
+
+    /// Deploy a validated fleet: each decky not yet deployed gets its first
+    /// services (explicit, else drawn) and a `creation` event; deckies
+    /// already deployed keep their services and only take the new
+    /// archetype and interval. Returns the names that failed to deploy.
+    pub async fn deploy_fleet(&self, fleet: &Fleet) -> anyhow::Result<Vec<String>> {
+        let mut failed = Vec::new();
+        for spec in &fleet.deckies {
+            let existing = fleet_store::get(&self.pool, &spec.name).await?;
+            let mut row = existing.clone().unwrap_or(FleetDecky {
+                name: spec.name.clone(),
+                archetype: None,
+                services: Vec::new(),
+                interval_minutes: spec.interval_minutes,
+                last_mutated: None,
+                deployed: false,
+            });
+            row.archetype = spec.archetype.clone();
+            row.interval_minutes = spec.interval_minutes;
+            if row.deployed {
+                fleet_store::upsert(&self.pool, &row).await?;
+                tracing::info!(decky = %spec.name, "already deployed; schedule updated");
+                continue;
+            }
+            fleet_store::upsert(&self.pool, &row).await?;
+            let services = if spec.services.is_empty() {
+                let pool: &[&str] =
+                    spec.archetype.as_deref().and_then(catalogue::archetype).map_or(&[], |a| a.services);
+                catalogue::draw_services(pool, &[], &mut rand::rng())
+            } else {
+                spec.services.clone()
+            };
+            if self.deploy_and_record(&row, services, Trigger::Creation, None).await.is_err() {
+                failed.push(spec.name.clone());
+            }
+        }
+        Ok(failed)
+    }
+
+    /// Tear down the named deployed deckies (all when `names` is empty),
+    /// each with a `retirement` event. Returns the names that failed.
+    pub async fn teardown(&self, names: &[String], actor: Option<&str>) -> anyhow::Result<Vec<String>> {
+        let deployed = fleet_store::list_deployed(&self.pool).await?;
+        for n in names {
+            anyhow::ensure!(deployed.iter().any(|d| &d.name == n), "no deployed decky named {n:?}");
+        }
+        let mut failed = Vec::new();
+        for decky in deployed.iter().filter(|d| names.is_empty() || names.contains(&d.name)) {
+            if self.deploy_and_record(decky, Vec::new(), Trigger::Retirement, actor).await.is_err() {
+                failed.push(decky.name.clone());
+            }
+        }
+        Ok(failed)
+    }
+}
