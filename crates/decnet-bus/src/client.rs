@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot, OnceCell};
 
 use crate::bus::{Bus, BusError, RawEvent, Subscription};
 use crate::envelope::pub_body;
-use crate::frame::{encode_frame, Frame, Verb};
+use crate::frame::{encode_frame, RawFrame, Verb};
 use crate::queue::EventQueue;
 use crate::topic::{pattern_matches, validate_pattern, validate_topic};
 
@@ -81,6 +81,8 @@ struct Shared {
     path: PathBuf,
     options: ClientOptions,
     subs: Mutex<SubTable>,
+    /// Bumped on every change of `subs`, so the reader's fan-out cache knows when to refresh.
+    generation: AtomicU64,
     connected: AtomicBool,
     closed: AtomicBool,
     closed_publish_warned: AtomicBool,
@@ -98,6 +100,7 @@ impl Shared {
             sub.queue.close();
         }
         table.subs.clear();
+        self.generation.fetch_add(1, Ordering::Release);
         table.patterns.clear();
     }
 }
@@ -128,6 +131,7 @@ impl UnixBus {
                 path: path.into(),
                 options,
                 subs: Mutex::new(SubTable::default()),
+                generation: AtomicU64::new(0),
                 connected: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 closed_publish_warned: AtomicBool::new(false),
@@ -236,6 +240,7 @@ impl Bus for UnixBus {
             table.next_id += 1;
             let id = table.next_id;
             table.subs.insert(id, LocalSub { pattern: pattern.to_string(), queue: queue.clone() });
+            self.shared.generation.fetch_add(1, Ordering::Release);
             let count = table.patterns.entry(pattern.to_string()).or_insert(0);
             *count += 1;
             (id, *count == 1)
@@ -260,6 +265,7 @@ impl Bus for UnixBus {
             let last = {
                 let mut table = shared.subs();
                 table.subs.remove(&id);
+                shared.generation.fetch_add(1, Ordering::Release);
                 match table.patterns.get_mut(&pattern_owned) {
                     Some(n) if *n > 1 => {
                         *n -= 1;
@@ -416,6 +422,7 @@ async fn session(shared: &Shared, stream: UnixStream, rx: &mut mpsc::Receiver<Co
     let mut rbuf = BytesMut::with_capacity(64 * 1024);
     let mut out = BytesMut::with_capacity(64 * 1024);
     let mut cmds = Vec::with_capacity(256);
+    let mut fanout = Fanout::default();
     loop {
         tokio::select! {
             n = rx.recv_many(&mut cmds, 1024) => {
@@ -452,9 +459,9 @@ async fn session(shared: &Shared, stream: UnixStream, rx: &mut mpsc::Receiver<Co
                     Ok(_) => {}
                 }
                 loop {
-                    match Frame::parse(&mut rbuf) {
+                    match RawFrame::parse(&mut rbuf) {
                         Ok(Some(frame)) => match frame.verb {
-                            Verb::Evt => dispatch(shared, frame.arg, frame.body),
+                            Verb::Evt => fanout.dispatch(shared, frame.arg(), frame.body.clone()),
                             Verb::Bye => return SessionEnd::Lost("the daemon said BYE".into()),
                             other => return SessionEnd::Lost(format!("unexpected {other} from the daemon")),
                         },
@@ -465,6 +472,10 @@ async fn session(shared: &Shared, stream: UnixStream, rx: &mut mpsc::Receiver<Co
                 if rbuf.capacity() - rbuf.len() < 4096 {
                     rbuf.reserve(64 * 1024);
                 }
+                // Let the subscription readers this chunk woke run before the
+                // next read: they sit in this worker's LIFO slot, which no
+                // other worker can steal, so a busy socket would starve them.
+                tokio::task::yield_now().await;
             }
         }
     }
@@ -476,13 +487,36 @@ async fn write_bye(writer: &mut tokio::net::unix::OwnedWriteHalf, out: &mut Byte
     writer.shutdown().await
 }
 
-fn dispatch(shared: &Shared, topic: String, body: Bytes) {
-    let table = shared.subs();
-    let mut topic_arc: Option<Arc<str>> = None;
-    for sub in table.subs.values() {
-        if pattern_matches(&sub.pattern, &topic) {
-            let topic = topic_arc.get_or_insert_with(|| Arc::from(topic.as_str())).clone();
-            sub.queue.push(RawEvent { topic, body: body.clone() });
+/// Fans EVTs out to the local subscriptions. Streams of events on one
+/// topic are the common case, so the matches of the last topic are kept
+/// until the topic or the subscription table changes: no pattern matching
+/// and no topic allocation per event.
+#[derive(Default)]
+struct Fanout {
+    generation: u64,
+    topic: Option<Arc<str>>,
+    targets: Vec<Arc<EventQueue<RawEvent>>>,
+}
+
+impl Fanout {
+    fn dispatch(&mut self, shared: &Shared, topic: &str, body: Bytes) {
+        let generation = shared.generation.load(Ordering::Acquire);
+        let cached = match &self.topic {
+            Some(t) => self.generation == generation && **t == *topic,
+            None => false,
+        };
+        if !cached {
+            let table = shared.subs();
+            self.generation = generation;
+            self.topic = Some(Arc::from(topic));
+            self.targets.clear();
+            self.targets
+                .extend(table.subs.values().filter(|s| pattern_matches(&s.pattern, topic)).map(|s| s.queue.clone()));
+        }
+        let Some(topic) = &self.topic else { return };
+        // A subscription dropped since caching has a closed queue: the push is a no-op.
+        for queue in &self.targets {
+            queue.push(RawEvent { topic: topic.clone(), body: body.clone() });
         }
     }
 }

@@ -14,7 +14,7 @@
 //! Encoding refuses exactly what decoding refuses, so a frame we send can
 //! never be one a peer (or we) would reject as hostile.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use std::fmt;
 
 /// Longest header line accepted, including the terminating LF.
@@ -115,6 +115,34 @@ impl Frame {
     /// Limits are enforced as soon as they can be known, so a peer can never
     /// make us buffer more than one header plus one maximum body.
     pub fn parse(buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        Ok(RawFrame::parse(buf)?.map(|raw| Frame { verb: raw.verb, arg: raw.arg().to_owned(), body: raw.body }))
+    }
+
+    /// Append this frame's bytes to `dst`, refusing anything `parse` would refuse.
+    pub fn encode(&self, dst: &mut BytesMut) -> Result<(), FrameError> {
+        encode_frame(self.verb, &self.arg, &self.body, dst)
+    }
+
+    /// Check that the body is empty or a JSON object (SPEC §2).
+    pub fn check_body(&self) -> Result<(), FrameError> {
+        check_json_object(&self.body)
+    }
+}
+
+/// A decoded frame whose argument still lives in the read buffer: the
+/// hot paths (daemon reader, client reader) parse with this so a frame
+/// costs no allocation, only reference-count bumps on the buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFrame {
+    pub verb: Verb,
+    /// Trimmed argument bytes, checked ASCII by the parser.
+    arg: Bytes,
+    pub body: Bytes,
+}
+
+impl RawFrame {
+    /// Same contract as [`Frame::parse`].
+    pub fn parse(buf: &mut BytesMut) -> Result<Option<RawFrame>, FrameError> {
         let scan = &buf[..buf.len().min(MAX_HEADER_LEN)];
         let Some(lf) = memchr_lf(scan) else {
             if buf.len() >= MAX_HEADER_LEN {
@@ -142,19 +170,14 @@ impl Frame {
             buf.reserve(after_header + 4 + body_len - buf.len());
             return Ok(None);
         }
-        buf.advance(after_header + 4);
-        let body = buf.split_to(body_len).freeze();
-        Ok(Some(Frame { verb, arg, body }))
+        let whole = buf.split_to(after_header + 4 + body_len).freeze();
+        Ok(Some(RawFrame { verb, arg: whole.slice(arg), body: whole.slice(after_header + 4..) }))
     }
 
-    /// Append this frame's bytes to `dst`, refusing anything `parse` would refuse.
-    pub fn encode(&self, dst: &mut BytesMut) -> Result<(), FrameError> {
-        encode_frame(self.verb, &self.arg, &self.body, dst)
-    }
-
-    /// Check that the body is empty or a JSON object (SPEC §2).
-    pub fn check_body(&self) -> Result<(), FrameError> {
-        check_json_object(&self.body)
+    /// The trimmed argument ("" when none).
+    pub fn arg(&self) -> &str {
+        // The parser refused any non-ASCII header byte, so this never fails.
+        std::str::from_utf8(&self.arg).unwrap_or_default()
     }
 }
 
@@ -209,7 +232,8 @@ fn memchr_lf(s: &[u8]) -> Option<usize> {
     s.iter().position(|&b| b == b'\n')
 }
 
-fn parse_header(line: &[u8]) -> Result<(Verb, String), FrameError> {
+/// The verb and the byte range of the trimmed argument within `line`.
+fn parse_header(line: &[u8]) -> Result<(Verb, std::ops::Range<usize>), FrameError> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if !line.is_ascii() {
         return Err(FrameError::NonAsciiHeader);
@@ -217,18 +241,27 @@ fn parse_header(line: &[u8]) -> Result<(Verb, String), FrameError> {
     if line.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(FrameError::EmptyHeader);
     }
-    let (verb_bytes, rest) = match line.iter().position(|&b| b == b' ') {
-        Some(i) => (&line[..i], &line[i + 1..]),
-        None => (line, &[][..]),
+    let (verb_bytes, rest_start) = match line.iter().position(|&b| b == b' ') {
+        Some(i) => (&line[..i], i + 1),
+        None => (line, line.len()),
     };
     let verb = Verb::from_bytes(verb_bytes)
         .ok_or_else(|| FrameError::UnknownVerb(String::from_utf8_lossy(verb_bytes).into_owned()))?;
-    // ASCII was checked above, so this cannot fail.
-    let arg = std::str::from_utf8(rest).unwrap_or_default().trim().to_owned();
-    if verb.requires_arg() && arg.is_empty() {
+    // Trim exactly what `str::trim` trims (on ASCII that includes \x0B,
+    // which `u8::is_ascii_whitespace` does not).
+    let blank = |b: u8| char::from(b).is_whitespace();
+    let mut start = rest_start;
+    let mut end = line.len();
+    while start < end && blank(line[start]) {
+        start += 1;
+    }
+    while end > start && blank(line[end - 1]) {
+        end -= 1;
+    }
+    if verb.requires_arg() && start == end {
         return Err(FrameError::MissingArgument(verb));
     }
-    Ok((verb, arg))
+    Ok((verb, start..end))
 }
 
 #[cfg(test)]

@@ -7,14 +7,14 @@
 //! subscriber can never slow a publisher: the worst it can do is lose its
 //! own oldest events.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use crate::envelope::build_envelope;
-use crate::frame::{encode_frame, FrameError, Verb};
+use crate::frame::{FrameError, MAX_BODY_LEN};
 use crate::index::SubscriptionIndex;
 use crate::queue::{EventQueue, PushOutcome};
 
@@ -114,17 +114,13 @@ impl Broker {
     pub fn publish(&self, from: Option<ConnId>, topic: &str, body: &[u8]) -> Result<(), FrameError> {
         // Validate and build even when nobody listens: a hostile body must
         // be refused the same way whether or not anyone is subscribed.
-        let mut envelope = BytesMut::with_capacity(128 + body.len());
-        build_envelope(topic, body, &mut envelope)?;
+        let frame = build_evt_frame(topic, body)?;
         self.counters.published.fetch_add(1, Ordering::Relaxed);
 
         let targets = self.index().lookup(topic);
         if targets.is_empty() || (targets.len() == 1 && Some(targets[0]) == from) {
             return Ok(());
         }
-        let mut frame = BytesMut::with_capacity(envelope.len() + topic.len() + 9);
-        encode_frame(Verb::Evt, topic, &envelope, &mut frame)?;
-        let frame = frame.freeze();
 
         let conns = self.conns.read().unwrap_or_else(|e| e.into_inner());
         for id in targets.iter().filter(|id| Some(**id) != from) {
@@ -158,6 +154,26 @@ impl Broker {
     pub fn connections(&self) -> Vec<Arc<ConnHandle>> {
         self.conns.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
     }
+}
+
+/// The whole `EVT <topic>` frame for one publish, envelope written in
+/// place: one allocation per event, shared by every subscriber.
+fn build_evt_frame(topic: &str, body: &[u8]) -> Result<Bytes, FrameError> {
+    // The topic was validated (ASCII, no line break, no longer than the PUB
+    // header it came in), so the EVT header is valid by construction.
+    let mut frame = BytesMut::with_capacity(160 + 2 * topic.len() + body.len());
+    frame.put_slice(b"EVT ");
+    frame.put_slice(topic.as_bytes());
+    frame.put_u8(b'\n');
+    let len_at = frame.len();
+    frame.put_u32(0);
+    build_envelope(topic, body, &mut frame)?;
+    let envelope_len = frame.len() - len_at - 4;
+    if envelope_len > MAX_BODY_LEN {
+        return Err(FrameError::BodyTooLarge(envelope_len));
+    }
+    frame[len_at..len_at + 4].copy_from_slice(&(envelope_len as u32).to_be_bytes());
+    Ok(frame.freeze())
 }
 
 #[cfg(test)]
@@ -209,6 +225,17 @@ mod tests {
         b.disconnect(s.id);
         assert_eq!(b.stats().subscriptions, 0);
         assert_eq!(b.stats().connections, 0);
+    }
+
+    #[test]
+    fn evt_frame_parses_back_to_the_envelope() {
+        let frame = build_evt_frame("a.b", br#"{"type":"t","payload":{"k":1}}"#).unwrap();
+        let mut buf = BytesMut::from(&frame[..]);
+        let parsed = crate::frame::Frame::parse(&mut buf).unwrap().unwrap();
+        assert!(buf.is_empty());
+        assert_eq!((parsed.verb, parsed.arg.as_str()), (crate::frame::Verb::Evt, "a.b"));
+        let env = crate::envelope::Envelope::from_slice(&parsed.body).unwrap();
+        assert_eq!(env.payload, serde_json::json!({"k": 1}));
     }
 
     #[test]

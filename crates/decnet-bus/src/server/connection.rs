@@ -14,7 +14,7 @@ use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
 
 use super::broker::{Broker, ConnHandle};
-use crate::frame::{check_json_object, encode_frame, Frame, FrameError, Verb};
+use crate::frame::{check_json_object, encode_frame, FrameError, RawFrame, Verb};
 use crate::topic::{validate_pattern, validate_topic};
 
 /// How a connection ended, for the log line.
@@ -84,9 +84,11 @@ async fn read_loop(
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     loop {
         // Handle every complete frame already buffered before reading more.
+        let mut handled = 0usize;
         loop {
-            match Frame::parse(&mut buf) {
+            match RawFrame::parse(&mut buf) {
                 Ok(Some(frame)) => {
+                    handled += 1;
                     if let Some(ending) = handle_frame(broker, conn, frame, name) {
                         return ending;
                     }
@@ -94,6 +96,15 @@ async fn read_loop(
                 Ok(None) => break,
                 Err(e) => return Ending::Hostile(e.to_string()),
             }
+        }
+        if handled > 0 {
+            // Let the writers this batch woke run before reading more. A
+            // woken task sits in this worker's LIFO slot, which other
+            // workers cannot steal; without this yield a fast publisher
+            // keeps the socket readable and the subscribers' writers wait
+            // for its whole coop budget (~128 reads, tens of thousands of
+            // events), long enough to overflow their queues.
+            tokio::task::yield_now().await;
         }
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(READ_CHUNK);
@@ -113,36 +124,37 @@ async fn read_loop(
 }
 
 /// Apply one frame; `Some` ends the connection.
-fn handle_frame(broker: &Broker, conn: &ConnHandle, frame: Frame, name: &mut String) -> Option<Ending> {
+fn handle_frame(broker: &Broker, conn: &ConnHandle, frame: RawFrame, name: &mut String) -> Option<Ending> {
     let hostile = |reason: String| Some(Ending::Hostile(reason));
+    let arg = frame.arg();
     match frame.verb {
         Verb::Pub => {
-            if let Err(e) = validate_topic(&frame.arg) {
+            if let Err(e) = validate_topic(arg) {
                 return hostile(format!("PUB to invalid topic: {e}"));
             }
-            if let Err(e) = broker.publish(Some(conn.id), &frame.arg, &frame.body) {
+            if let Err(e) = broker.publish(Some(conn.id), arg, &frame.body) {
                 return hostile(e.to_string());
             }
         }
         Verb::Sub | Verb::Unsub => {
-            if let Err(e) = validate_pattern(&frame.arg) {
+            if let Err(e) = validate_pattern(arg) {
                 return hostile(format!("{} with invalid pattern: {e}", frame.verb));
             }
             if let Err(e) = check_json_object(&frame.body) {
                 return hostile(e.to_string());
             }
             if frame.verb == Verb::Sub {
-                broker.subscribe(conn.id, &frame.arg);
+                broker.subscribe(conn.id, arg);
             } else {
-                broker.unsubscribe(conn.id, &frame.arg);
+                broker.unsubscribe(conn.id, arg);
             }
         }
         Verb::Hello => {
             if let Err(e) = check_json_object(&frame.body) {
                 return hostile(e.to_string());
             }
-            tracing::debug!(peer = %conn.label, client = %frame.arg, "hello");
-            *name = frame.arg;
+            tracing::debug!(peer = %conn.label, client = %arg, "hello");
+            *name = arg.to_owned();
         }
         Verb::Bye => return Some(Ending::ClientClosed),
         Verb::Evt => return hostile("client sent EVT (only the server sends events)".into()),

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 pub mod api;
+pub mod bench;
 pub mod bus;
 pub mod correlate;
 pub mod deploy;
@@ -59,6 +60,8 @@ pub enum Command {
     Mutator(mutator::MutatorArgs),
     /// Ask for deckies to be mutated now (or do it in-process with --now).
     Mutate(mutate::MutateArgs),
+    /// Load the bus (or, with --nats, a NATS server) and report throughput, latency and drops.
+    Bench(bench::BenchArgs),
 }
 
 /// Log to stderr; `RUST_LOG` (e.g. `debug`, `decnet_bus=trace`) overrides the default `info`.
@@ -97,6 +100,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Teardown(args) => teardown::run(args).await,
             Command::Mutator(args) => mutator::run(args).await,
             Command::Mutate(args) => mutate::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     match result {

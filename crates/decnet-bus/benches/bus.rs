@@ -1,0 +1,107 @@
+//! Micro-benchmarks of the daemon's per-event work: frame codec, envelope
+//! build, and subscription matching against 10,000 patterns.
+//!
+//! `cargo bench -p decnet-bus --bench bus` (HTML reports under target/criterion).
+
+use bytes::BytesMut;
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use decnet_bus::envelope::build_envelope;
+use decnet_bus::frame::{encode_frame, Frame, RawFrame, Verb};
+use decnet_bus::index::SubscriptionIndex;
+
+/// A 128-byte PUB body, like the benchmark workload.
+fn body_128() -> Vec<u8> {
+    let mut b = br#"{"type":"bench","payload":{"t":"00000000001234567890","pad":""#.to_vec();
+    b.resize(125, b'x');
+    b.extend_from_slice(br#""}}"#);
+    b
+}
+
+fn frames(c: &mut Criterion) {
+    let body = body_128();
+    let mut g = c.benchmark_group("frame");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("encode PUB 128B", |b| {
+        let mut out = BytesMut::with_capacity(4096);
+        b.iter(|| {
+            out.clear();
+            encode_frame(Verb::Pub, black_box("attacker.observed"), black_box(&body), &mut out).unwrap();
+        })
+    });
+    let mut one = BytesMut::new();
+    encode_frame(Verb::Pub, "attacker.observed", &body, &mut one).unwrap();
+    // 256 frames back to back, as a socket read delivers them.
+    let mut batch = BytesMut::new();
+    for _ in 0..256 {
+        batch.extend_from_slice(&one);
+    }
+    let batch = batch.freeze();
+    g.throughput(Throughput::Elements(256));
+    g.bench_function("decode 256 x PUB 128B (RawFrame, daemon path)", |b| {
+        b.iter(|| {
+            let mut buf = BytesMut::from(&batch[..]);
+            while let Some(f) = RawFrame::parse(&mut buf).unwrap() {
+                black_box(f);
+            }
+        })
+    });
+    g.bench_function("decode 256 x PUB 128B (Frame, owned arg)", |b| {
+        b.iter(|| {
+            let mut buf = BytesMut::from(&batch[..]);
+            while let Some(f) = Frame::parse(&mut buf).unwrap() {
+                black_box(f);
+            }
+        })
+    });
+    g.finish();
+}
+
+fn envelope(c: &mut Criterion) {
+    let body = body_128();
+    let mut g = c.benchmark_group("envelope");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("build from 128B PUB body", |b| {
+        let mut out = BytesMut::with_capacity(4096);
+        b.iter(|| {
+            out.clear();
+            build_envelope(black_box("attacker.observed"), black_box(&body), &mut out).unwrap();
+        })
+    });
+    g.finish();
+}
+
+/// 10,000 patterns over 10 keys (connections), none matching `bench.load`,
+/// plus one subscriber that does.
+fn index_10k() -> SubscriptionIndex<u64> {
+    let mut idx = SubscriptionIndex::new();
+    for c in 0..10u64 {
+        for p in 0..1000 {
+            let pattern = match p % 4 {
+                0 => format!("idle.c{c}.p{p}.*"),
+                1 => format!("idle.c{c}.p{p}.>"),
+                _ => format!("idle.c{c}.p{p}"),
+            };
+            idx.insert(c, &pattern);
+        }
+    }
+    idx.insert(100, "bench.load");
+    idx
+}
+
+fn matching(c: &mut Criterion) {
+    let mut g = c.benchmark_group("index 10k patterns");
+    g.throughput(Throughput::Elements(1));
+    let mut idx = index_10k();
+    g.bench_function("hit, cached", |b| b.iter(|| black_box(idx.lookup(black_box("bench.load")))));
+    g.bench_function("miss, cached", |b| b.iter(|| black_box(idx.lookup(black_box("other.topic.x")))));
+    let idx = index_10k();
+    g.bench_function("hit, uncached", |b| b.iter(|| black_box(idx.lookup_uncached(black_box("bench.load")))));
+    g.bench_function("miss, uncached", |b| b.iter(|| black_box(idx.lookup_uncached(black_box("other.topic.x")))));
+    g.bench_function("deep miss under idle.c3, uncached", |b| {
+        b.iter(|| black_box(idx.lookup_uncached(black_box("idle.c3.p999999.z"))))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, frames, envelope, matching);
+criterion_main!(benches);
