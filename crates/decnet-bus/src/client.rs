@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot, OnceCell};
 
 use crate::bus::{Bus, BusError, RawEvent, Subscription};
 use crate::envelope::pub_body;
-use crate::frame::{encode_frame, RawFrame, Verb};
+use crate::frame::{encode_frame, FrameSpan, Scan, Verb};
 use crate::queue::EventQueue;
 use crate::topic::{pattern_matches, validate_pattern, validate_topic};
 
@@ -423,6 +423,7 @@ async fn session(shared: &Shared, stream: UnixStream, rx: &mut mpsc::Receiver<Co
     let mut out = BytesMut::with_capacity(64 * 1024);
     let mut cmds = Vec::with_capacity(256);
     let mut fanout = Fanout::default();
+    let mut spans: Vec<(usize, FrameSpan)> = Vec::with_capacity(512);
     loop {
         tokio::select! {
             n = rx.recv_many(&mut cmds, 1024) => {
@@ -458,17 +459,40 @@ async fn session(shared: &Shared, stream: UnixStream, rx: &mut mpsc::Receiver<Co
                     Err(e) => return SessionEnd::Lost(format!("read failed: {e}")),
                     Ok(_) => {}
                 }
-                loop {
-                    match RawFrame::parse(&mut rbuf) {
-                        Ok(Some(frame)) => match frame.verb {
-                            Verb::Evt => fanout.dispatch(shared, frame.arg(), frame.body.clone()),
-                            Verb::Bye => return SessionEnd::Lost("the daemon said BYE".into()),
-                            other => return SessionEnd::Lost(format!("unexpected {other} from the daemon")),
-                        },
-                        Ok(None) => break,
+                // Find every whole frame first, then freeze them as one chunk:
+                // each event's body is a slice of it (one refcount bump), not
+                // a buffer split of its own.
+                let mut consumed = 0usize;
+                let mut needed = 0usize;
+                while consumed < rbuf.len() {
+                    match FrameSpan::scan(&rbuf[consumed..]) {
+                        Ok(Scan::Frame(span)) => {
+                            let len = span.len;
+                            spans.push((consumed, span));
+                            consumed += len;
+                        }
+                        Ok(Scan::Incomplete { needed: n }) => {
+                            needed = n;
+                            break;
+                        }
                         Err(e) => return SessionEnd::Lost(format!("bad frame from the daemon: {e}")),
                     }
                 }
+                if consumed > 0 {
+                    let chunk = rbuf.split_to(consumed).freeze();
+                    for (base, span) in spans.drain(..) {
+                        match span.verb {
+                            Verb::Evt => {
+                                let frame = &chunk[base..base + span.len];
+                                let body = chunk.slice(base + span.body.start..base + span.body.end);
+                                fanout.dispatch(shared, span.arg_str(frame), body);
+                            }
+                            Verb::Bye => return SessionEnd::Lost("the daemon said BYE".into()),
+                            other => return SessionEnd::Lost(format!("unexpected {other} from the daemon")),
+                        }
+                    }
+                }
+                rbuf.reserve(needed.saturating_sub(rbuf.len()));
                 if rbuf.capacity() - rbuf.len() < 4096 {
                     rbuf.reserve(64 * 1024);
                 }
@@ -514,9 +538,12 @@ impl Fanout {
                 .extend(table.subs.values().filter(|s| pattern_matches(&s.pattern, topic)).map(|s| s.queue.clone()));
         }
         let Some(topic) = &self.topic else { return };
-        // A subscription dropped since caching has a closed queue: the push is a no-op.
-        for queue in &self.targets {
+        // A subscription dropped since caching has a closed queue: the push
+        // is a no-op. The last one takes `body` itself.
+        let Some((last, rest)) = self.targets.split_last() else { return };
+        for queue in rest {
             queue.push(RawEvent { topic: topic.clone(), body: body.clone() });
         }
+        last.push(RawEvent { topic: topic.clone(), body });
     }
 }

@@ -143,6 +143,56 @@ pub struct RawFrame {
 impl RawFrame {
     /// Same contract as [`Frame::parse`].
     pub fn parse(buf: &mut BytesMut) -> Result<Option<RawFrame>, FrameError> {
+        match FrameSpan::scan(buf)? {
+            Scan::Frame(span) => {
+                let whole = buf.split_to(span.len).freeze();
+                Ok(Some(RawFrame { verb: span.verb, arg: whole.slice(span.arg), body: whole.slice(span.body) }))
+            }
+            Scan::Incomplete { needed } => {
+                // Reserve now so the socket read lands the whole body in one buffer.
+                buf.reserve(needed.saturating_sub(buf.len()));
+                Ok(None)
+            }
+        }
+    }
+
+    /// The trimmed argument ("" when none).
+    pub fn arg(&self) -> &str {
+        // The parser refused any non-ASCII header byte, so this never fails.
+        std::str::from_utf8(&self.arg).unwrap_or_default()
+    }
+}
+
+/// Where the first whole frame of a buffer lies, found without copying or
+/// touching reference counts: the daemon's reader parses a whole read's
+/// worth of frames straight out of its buffer with this and advances the
+/// buffer once, instead of splitting off a shared `Bytes` per frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameSpan {
+    pub verb: Verb,
+    /// The trimmed argument, as a range of the scanned slice.
+    pub arg: std::ops::Range<usize>,
+    /// The body, as a range of the scanned slice.
+    pub body: std::ops::Range<usize>,
+    /// Bytes the whole frame takes.
+    pub len: usize,
+}
+
+/// Outcome of [`FrameSpan::scan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scan {
+    Frame(FrameSpan),
+    /// Not a whole frame yet; `needed` is the buffer length the frame will
+    /// take once known (0 while the header is incomplete).
+    Incomplete {
+        needed: usize,
+    },
+}
+
+impl FrameSpan {
+    /// Find the first frame of `buf`, enforcing every limit of SPEC §2 as
+    /// soon as it can be known (same contract as [`Frame::parse`]).
+    pub fn scan(buf: &[u8]) -> Result<Scan, FrameError> {
         let scan = &buf[..buf.len().min(MAX_HEADER_LEN)];
         let Some(lf) = memchr_lf(scan) else {
             if buf.len() >= MAX_HEADER_LEN {
@@ -152,32 +202,28 @@ impl RawFrame {
             if !buf.is_ascii() {
                 return Err(FrameError::NonAsciiHeader);
             }
-            return Ok(None);
+            return Ok(Scan::Incomplete { needed: 0 });
         };
         let (verb, arg) = parse_header(&buf[..lf])?;
-
         let after_header = lf + 1;
         if buf.len() < after_header + 4 {
-            return Ok(None);
+            return Ok(Scan::Incomplete { needed: 0 });
         }
         let len_bytes = &buf[after_header..after_header + 4];
         let body_len = u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
         if body_len > MAX_BODY_LEN {
             return Err(FrameError::BodyTooLarge(body_len));
         }
-        if buf.len() < after_header + 4 + body_len {
-            // Reserve now so the socket read lands the whole body in one buffer.
-            buf.reserve(after_header + 4 + body_len - buf.len());
-            return Ok(None);
+        let len = after_header + 4 + body_len;
+        if buf.len() < len {
+            return Ok(Scan::Incomplete { needed: len });
         }
-        let whole = buf.split_to(after_header + 4 + body_len).freeze();
-        Ok(Some(RawFrame { verb, arg: whole.slice(arg), body: whole.slice(after_header + 4..) }))
+        Ok(Scan::Frame(FrameSpan { verb, arg, body: after_header + 4..len, len }))
     }
 
-    /// The trimmed argument ("" when none).
-    pub fn arg(&self) -> &str {
-        // The parser refused any non-ASCII header byte, so this never fails.
-        std::str::from_utf8(&self.arg).unwrap_or_default()
+    /// The argument as text; the scan refused any non-ASCII header byte.
+    pub fn arg_str<'a>(&self, buf: &'a [u8]) -> &'a str {
+        std::str::from_utf8(&buf[self.arg.clone()]).unwrap_or_default()
     }
 }
 

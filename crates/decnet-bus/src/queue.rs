@@ -121,6 +121,12 @@ impl<T> EventQueue<T> {
         self.notify.notify_one();
     }
 
+    /// Drop everything still queued (after the consumer is gone).
+    pub fn clear(&self) {
+        let items = std::mem::take(&mut self.lock().items);
+        drop(items); // outside the lock
+    }
+
     pub fn is_closed(&self) -> bool {
         self.lock().closed
     }

@@ -6,6 +6,11 @@
 //! copy) onto each one's drop-oldest queue. Nothing here awaits, so a slow
 //! subscriber can never slow a publisher: the worst it can do is lose its
 //! own oldest events.
+//!
+//! Each publishing connection keeps a [`RouteCache`]: topic → the
+//! connections to push to, valid while the broker's subscription
+//! generation is unchanged. A hit costs one hash lookup and no lock, which
+//! matters because a publisher usually repeats a handful of topics.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use std::collections::HashMap;
@@ -52,9 +57,36 @@ pub struct Stats {
     pub dropped: u64,
 }
 
+/// Where each topic a connection publishes on goes, minus the connection
+/// itself (no echo). Thrown away whenever any subscription changes, and
+/// when it grows past [`RouteCache::MAX_TOPICS`] (a publisher spraying
+/// distinct topics only ever costs its own connection a re-lookup).
+#[derive(Debug)]
+pub struct RouteCache {
+    generation: u64,
+    routes: HashMap<Box<str>, Arc<[Arc<ConnHandle>]>>,
+}
+
+impl RouteCache {
+    pub const MAX_TOPICS: usize = 1024;
+
+    pub fn new() -> Self {
+        RouteCache { generation: u64::MAX, routes: HashMap::new() }
+    }
+}
+
+impl Default for RouteCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[derive(Debug)]
 pub struct Broker {
     index: Mutex<SubscriptionIndex<ConnId>>,
+    /// Bumped after every change to who is subscribed to what; route
+    /// caches older than this are stale.
+    generation: AtomicU64,
     conns: RwLock<HashMap<ConnId, Arc<ConnHandle>>>,
     next_id: AtomicU64,
     queue_capacity: usize,
@@ -66,6 +98,7 @@ impl Broker {
     pub fn new(queue_capacity: usize) -> Broker {
         Broker {
             index: Mutex::new(SubscriptionIndex::new()),
+            generation: AtomicU64::new(0),
             conns: RwLock::new(HashMap::new()),
             // 0 is reserved for events the daemon publishes itself.
             next_id: AtomicU64::new(1),
@@ -99,14 +132,60 @@ impl Broker {
         if self.conns.write().unwrap_or_else(|e| e.into_inner()).remove(&id).is_some() {
             self.counters.connections.fetch_sub(1, Ordering::Relaxed);
         }
+        self.bump_generation();
     }
 
     pub fn subscribe(&self, id: ConnId, pattern: &str) -> bool {
-        self.index().insert(id, pattern)
+        let added = self.index().insert(id, pattern);
+        self.bump_generation();
+        added
     }
 
     pub fn unsubscribe(&self, id: ConnId, pattern: &str) -> bool {
-        self.index().remove(id, pattern)
+        let removed = self.index().remove(id, pattern);
+        self.bump_generation();
+        removed
+    }
+
+    /// After the index changed: a publisher that read the old generation
+    /// before its lookup re-resolves on its next publish.
+    fn bump_generation(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The connections `topic` goes to, excluding `from`.
+    fn resolve(&self, from: Option<ConnId>, topic: &str) -> Arc<[Arc<ConnHandle>]> {
+        let ids = self.index().lookup(topic);
+        let conns = self.conns.read().unwrap_or_else(|e| e.into_inner());
+        ids.iter().filter(|id| Some(**id) != from).filter_map(|id| conns.get(id).cloned()).collect()
+    }
+
+    /// Route one PUB from a client connection, through its route cache.
+    /// Same contract as [`Broker::publish`].
+    pub fn publish_from(
+        &self,
+        from: &ConnHandle,
+        cache: &mut RouteCache,
+        topic: &str,
+        body: &[u8],
+    ) -> Result<(), FrameError> {
+        let frame = build_evt_frame(topic, body)?;
+        self.counters.published.fetch_add(1, Ordering::Relaxed);
+        let generation = self.generation.load(Ordering::Acquire);
+        if cache.generation != generation || cache.routes.len() >= RouteCache::MAX_TOPICS {
+            cache.routes.clear();
+            cache.generation = generation;
+        }
+        let targets = match cache.routes.get(topic) {
+            Some(targets) => targets.clone(),
+            None => {
+                let targets = self.resolve(Some(from.id), topic);
+                cache.routes.insert(topic.into(), targets.clone());
+                targets
+            }
+        };
+        self.deliver(frame, &targets);
+        Ok(())
     }
 
     /// Route one PUB. `from` is never delivered to (no echo). Errors are
@@ -116,27 +195,31 @@ impl Broker {
         // be refused the same way whether or not anyone is subscribed.
         let frame = build_evt_frame(topic, body)?;
         self.counters.published.fetch_add(1, Ordering::Relaxed);
+        self.deliver(frame, &self.resolve(from, topic));
+        Ok(())
+    }
 
-        let targets = self.index().lookup(topic);
-        if targets.is_empty() || (targets.len() == 1 && Some(targets[0]) == from) {
-            return Ok(());
+    /// Push the same frame onto each target's queue: a refcount bump each,
+    /// and the last target takes the frame itself (no bump at all 1→1).
+    fn deliver(&self, frame: Bytes, targets: &[Arc<ConnHandle>]) {
+        let Some((last, rest)) = targets.split_last() else { return };
+        for conn in rest {
+            self.push(conn, frame.clone());
         }
+        self.push(last, frame);
+    }
 
-        let conns = self.conns.read().unwrap_or_else(|e| e.into_inner());
-        for id in targets.iter().filter(|id| Some(**id) != from) {
-            let Some(conn) = conns.get(id) else { continue };
-            if conn.queue.push(frame.clone()) == PushOutcome::DroppedOldest {
-                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                if !conn.dropping.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        peer = %conn.label,
-                        queue = self.queue_capacity,
-                        "subscriber is not keeping up: its queue is full, dropping its oldest events"
-                    );
-                }
+    fn push(&self, conn: &ConnHandle, frame: Bytes) {
+        if conn.queue.push(frame) == PushOutcome::DroppedOldest {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            if !conn.dropping.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    peer = %conn.label,
+                    queue = self.queue_capacity,
+                    "subscriber is not keeping up: its queue is full, dropping its oldest events"
+                );
             }
         }
-        Ok(())
     }
 
     pub fn stats(&self) -> Stats {

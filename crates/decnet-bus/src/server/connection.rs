@@ -4,7 +4,7 @@
 //! Any malformed frame (SPEC §2) makes the connection hostile: it is closed,
 //! one log line names the peer and the reason, and nobody else notices.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,8 +13,8 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
 
-use super::broker::{Broker, ConnHandle};
-use crate::frame::{check_json_object, encode_frame, FrameError, RawFrame, Verb};
+use super::broker::{Broker, ConnHandle, RouteCache};
+use crate::frame::{check_json_object, encode_frame, FrameError, FrameSpan, Scan, Verb};
 use crate::topic::{validate_pattern, validate_topic};
 
 /// How a connection ended, for the log line.
@@ -72,6 +72,9 @@ pub async fn serve_connection(broker: Arc<Broker>, stream: UnixStream, shutdown:
         writer_task.abort();
     }
     let _ = writer_task.await;
+    // Publishers' route caches may still hold this handle for a while:
+    // do not let it pin undelivered frames too.
+    conn.queue.clear();
 }
 
 async fn read_loop(
@@ -82,21 +85,35 @@ async fn read_loop(
     name: &mut String,
 ) -> Ending {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut routes = RouteCache::new();
     loop {
-        // Handle every complete frame already buffered before reading more.
+        // Handle every complete frame already buffered before reading
+        // more, straight out of the buffer, then drop them all at once.
         let mut handled = 0usize;
-        loop {
-            match RawFrame::parse(&mut buf) {
-                Ok(Some(frame)) => {
+        let mut consumed = 0usize;
+        let mut needed = 0usize;
+        while consumed < buf.len() {
+            let rest = &buf[consumed..];
+            match FrameSpan::scan(rest) {
+                Ok(Scan::Frame(span)) => {
                     handled += 1;
-                    if let Some(ending) = handle_frame(broker, conn, frame, name) {
+                    consumed += span.len;
+                    let arg = span.arg_str(rest);
+                    let body = &rest[span.body.clone()];
+                    if let Some(ending) = handle_frame(broker, conn, &mut routes, span.verb, arg, body, name) {
                         return ending;
                     }
                 }
-                Ok(None) => break,
+                Ok(Scan::Incomplete { needed: n }) => {
+                    needed = n;
+                    break;
+                }
                 Err(e) => return Ending::Hostile(e.to_string()),
             }
         }
+        buf.advance(consumed);
+        // A large body: make room for all of it so one read can land it.
+        buf.reserve(needed.saturating_sub(buf.len()));
         if handled > 0 {
             // Let the writers this batch woke run before reading more. A
             // woken task sits in this worker's LIFO slot, which other
@@ -124,33 +141,40 @@ async fn read_loop(
 }
 
 /// Apply one frame; `Some` ends the connection.
-fn handle_frame(broker: &Broker, conn: &ConnHandle, frame: RawFrame, name: &mut String) -> Option<Ending> {
+fn handle_frame(
+    broker: &Broker,
+    conn: &ConnHandle,
+    routes: &mut RouteCache,
+    verb: Verb,
+    arg: &str,
+    body: &[u8],
+    name: &mut String,
+) -> Option<Ending> {
     let hostile = |reason: String| Some(Ending::Hostile(reason));
-    let arg = frame.arg();
-    match frame.verb {
+    match verb {
         Verb::Pub => {
             if let Err(e) = validate_topic(arg) {
                 return hostile(format!("PUB to invalid topic: {e}"));
             }
-            if let Err(e) = broker.publish(Some(conn.id), arg, &frame.body) {
+            if let Err(e) = broker.publish_from(conn, routes, arg, body) {
                 return hostile(e.to_string());
             }
         }
         Verb::Sub | Verb::Unsub => {
             if let Err(e) = validate_pattern(arg) {
-                return hostile(format!("{} with invalid pattern: {e}", frame.verb));
+                return hostile(format!("{verb} with invalid pattern: {e}"));
             }
-            if let Err(e) = check_json_object(&frame.body) {
+            if let Err(e) = check_json_object(body) {
                 return hostile(e.to_string());
             }
-            if frame.verb == Verb::Sub {
+            if verb == Verb::Sub {
                 broker.subscribe(conn.id, arg);
             } else {
                 broker.unsubscribe(conn.id, arg);
             }
         }
         Verb::Hello => {
-            if let Err(e) = check_json_object(&frame.body) {
+            if let Err(e) = check_json_object(body) {
                 return hostile(e.to_string());
             }
             tracing::debug!(peer = %conn.label, client = %arg, "hello");

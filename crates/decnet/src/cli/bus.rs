@@ -20,6 +20,16 @@ pub struct BusArgs {
     /// Seconds between `system.bus.health` heartbeats (0 disables).
     #[arg(long, default_value_t = 10.0)]
     pub heartbeat_secs: f64,
+    /// Kernel send buffer per connection in bytes (SO_SNDBUF), the slack a
+    /// subscriber has to ride out a burst before its drop-oldest queue
+    /// fills. 0 keeps the system default. Capped by net.core.wmem_max.
+    #[arg(long, env = "DECNET_BUS_SEND_BUFFER", default_value_t = decnet_bus::server::DEFAULT_SEND_BUFFER)]
+    pub send_buffer: usize,
+    /// Threads routing events. 1 (the default) is the fastest on small
+    /// hosts: no cross-thread wake-ups, and the cores stay free for the
+    /// workers. More helps only with many busy publishers on many cores.
+    #[arg(long, env = "DECNET_BUS_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
 }
 
 pub async fn run(args: BusArgs) -> anyhow::Result<()> {
@@ -46,6 +56,7 @@ pub async fn run(args: BusArgs) -> anyhow::Result<()> {
         group: args.group,
         queue_capacity: args.queue as usize,
         heartbeat_interval: Duration::from_secs_f64(args.heartbeat_secs),
+        send_buffer: args.send_buffer,
     };
     let server = BusServer::bind(config)?;
     let shutdown = CancellationToken::new();

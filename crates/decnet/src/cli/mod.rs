@@ -78,7 +78,18 @@ pub fn init_logging() {
 
 pub fn run(cli: Cli) -> ExitCode {
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // The bus daemon routes on one thread unless told otherwise (see
+    // `decnet bus --threads`); everything else uses the default pool.
+    let mut builder = match &cli.command {
+        Command::Bus(args) if args.threads == 1 => tokio::runtime::Builder::new_current_thread(),
+        Command::Bus(args) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(args.threads.into());
+            b
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
