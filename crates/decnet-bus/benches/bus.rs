@@ -6,7 +6,7 @@
 use bytes::BytesMut;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use decnet_bus::envelope::build_envelope;
-use decnet_bus::frame::{encode_frame, Frame, RawFrame, Verb};
+use decnet_bus::frame::{encode_frame, Frame, FrameSpan, RawFrame, Scan, Verb};
 use decnet_bus::index::SubscriptionIndex;
 
 /// A 128-byte PUB body, like the benchmark workload.
@@ -37,7 +37,17 @@ fn frames(c: &mut Criterion) {
     }
     let batch = batch.freeze();
     g.throughput(Throughput::Elements(256));
-    g.bench_function("decode 256 x PUB 128B (RawFrame, daemon path)", |b| {
+    g.bench_function("scan 256 x PUB 128B (FrameSpan, daemon path: in place)", |b| {
+        b.iter(|| {
+            let buf = &batch[..];
+            let mut at = 0;
+            while let Scan::Frame(span) = FrameSpan::scan(&buf[at..]).unwrap() {
+                black_box(span.arg_str(&buf[at..]));
+                at += span.len;
+            }
+        })
+    });
+    g.bench_function("decode 256 x PUB 128B (RawFrame, a Bytes per frame)", |b| {
         b.iter(|| {
             let mut buf = BytesMut::from(&batch[..]);
             while let Some(f) = RawFrame::parse(&mut buf).unwrap() {

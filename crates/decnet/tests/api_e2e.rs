@@ -1,6 +1,6 @@
-//! End to end with real processes: `decnet bus`, `decnet api`, and the
-//! operator CLI (`user add`, `login`, `pub`, `sub`, `workers`), over a real
-//! socket, a real TCP port and a real SQLite file.
+//! End to end with real processes: `decnet bus`, `decnet api`, the SDK's
+//! example worker, and the operator CLI (`user add`, `login`, `pub`,
+//! `workers`), over a real socket, a real TCP port and a real SQLite file.
 
 mod support;
 
@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
-use support::{send_signal, wait_exit, Daemon, BIN};
+use support::{example_worker, send_signal, wait_exit, Daemon, BIN};
 
 fn run(home: &Path, args: &[&str], stdin: &str) -> Output {
     use std::io::Write;
@@ -133,13 +133,20 @@ async fn bus_api_and_cli_together() {
     assert!(!out.status.success());
     assert!(text(&out).contains("401"), "{}", text(&out));
 
-    // A heartbeat from mutator: api, bus and mutator ok, the rest unknown.
+    // The SDK's example worker running as `mutator`: api, bus and mutator
+    // ok, the rest unknown.
     let sock = socket.to_str().unwrap();
-    let beat = || run(home, &["pub", "system.mutator.health", r#"{"worker":"mutator"}"#, "--socket", sock], "");
+    let mut worker = Command::new(example_worker())
+        .env("DECNET_BUS_SOCKET", &socket)
+        .env("DECNET_WORKER_NAME", "mutator")
+        .env("DECNET_HEARTBEAT_SECS", "0.3")
+        .env_remove("DECNET_BUS_TYPE")
+        .env_remove("DECNET_BUS_ENABLED")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let body = wait_for(&http, &base, &token, 10, "api, bus, mutator ok", |b| {
-        if status_of(b, "mutator") != "ok" {
-            assert!(beat().status.success());
-        }
         b["bus_connected"] == true && ["api", "bus", "mutator"].iter().all(|w| status_of(b, w) == "ok")
     })
     .await;
@@ -155,21 +162,25 @@ async fn bus_api_and_cli_together() {
     assert!(listing.lines().any(|l| l.starts_with("mutator") && l.contains(" ok ")), "{listing}");
     assert!(listing.contains("bus: connected"), "{listing}");
 
-    // Stop: a subscriber standing in for the worker exits on the intent.
-    let mut worker = Command::new(BIN)
-        .args(["sub", "system.mutator.control", "--count", "1", "--socket", sock])
+    // Watch the control topic to check what the stop carries.
+    let mut watcher = Command::new(BIN)
+        .args(["sub", "system.mutator.control", "--count", "1", "--timeout", "20", "--socket", sock])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+
+    // Stop through the API: the worker exits 0 on the intent.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while worker.try_wait().unwrap().is_none() {
+    // Repeated until both have it: SUB has no acknowledgement.
+    while worker.try_wait().unwrap().is_none() || watcher.try_wait().unwrap().is_none() {
         assert!(std::time::Instant::now() < deadline, "worker never got the stop");
         let out = run(home, &["workers", "stop", "mutator", "--api", &base], "");
         assert!(out.status.success(), "{}", text(&out));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let got = worker.wait_with_output().unwrap();
+    assert!(worker.wait().unwrap().success(), "the example worker exits 0 on a stop");
+    let got = watcher.wait_with_output().unwrap();
     let envelope: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
     assert_eq!(envelope["payload"]["action"], "stop");
     assert_eq!(envelope["payload"]["requested_by"], "root");
@@ -183,6 +194,7 @@ async fn bus_api_and_cli_together() {
     let out = run(home, &["workers", "stop", "mutator", "--api", &base], "");
     assert!(!out.status.success() && text(&out).contains("503"), "{}", text(&out));
     let _bus = Daemon::start(home, &["--heartbeat-secs", "0.3"]);
+    let beat = || run(home, &["pub", "system.mutator.health", r#"{"worker":"mutator"}"#, "--socket", sock], "");
     let restarted = tokio::time::Instant::now();
     wait_for(&http, &base, &token, 5, "bus_connected true", |b| b["bus_connected"] == true).await;
     assert!(restarted.elapsed() < Duration::from_secs(4), "reconnect took {:?}", restarted.elapsed());

@@ -5,6 +5,9 @@
 
 #[path = "../../decnet-bus/tests/common/conformance.rs"]
 mod conformance;
+mod support;
+
+use support::example_worker;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -104,21 +107,6 @@ async fn daemon_passes_the_shared_routing_table() {
     let socket = dir.path().join("bus.sock");
     let _daemon = Daemon::start(&socket);
     conformance::run_conformance(|name| client(name, &socket)).await;
-}
-
-/// The example worker binary, built if needed (examples are not built for
-/// this crate's tests).
-fn example_worker() -> PathBuf {
-    let target_debug = Path::new(env!("CARGO_BIN_EXE_decnet")).parent().unwrap().to_path_buf();
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--quiet", "--example", "heartbeat_worker", "-p", "decnet-bus"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "building the example failed");
-    let bin = target_debug.join("examples").join("heartbeat_worker");
-    assert!(bin.exists(), "{} missing", bin.display());
-    bin
 }
 
 fn spawn_worker(bin: &Path, socket: &Path, name: &str) -> Child {

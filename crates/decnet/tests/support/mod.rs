@@ -124,3 +124,18 @@ pub fn decnet(socket: &Path, args: &[&str], stdin: Option<&str>) -> std::process
     drop(input);
     child.wait_with_output().unwrap()
 }
+
+/// The SDK's example worker binary (`decnet-bus/examples/heartbeat_worker.rs`),
+/// built if needed: examples are not built for this crate's tests.
+pub fn example_worker() -> PathBuf {
+    let target_debug = Path::new(BIN).parent().unwrap().to_path_buf();
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--quiet", "--example", "heartbeat_worker", "-p", "decnet-bus"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building the example failed");
+    let bin = target_debug.join("examples").join("heartbeat_worker");
+    assert!(bin.exists(), "{} missing", bin.display());
+    bin
+}
