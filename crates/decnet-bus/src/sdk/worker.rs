@@ -140,11 +140,15 @@ where
     Worker::new(name).run(body).await
 }
 
-/// Cancel `shutdown` on SIGTERM or SIGINT; give up once `done` fires.
-async fn cancel_on_signal(shutdown: CancellationToken, done: CancellationToken) {
+/// Cancel `shutdown` on SIGTERM or SIGINT (systemd stop, Ctrl-C); give up
+/// once `done` fires. Pass the same token twice to stop listening once
+/// shutdown started some other way.
+pub async fn cancel_on_signal(shutdown: CancellationToken, done: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot install SIGTERM/SIGINT handlers; stop the worker over the bus");
+        tracing::error!(
+            "cannot install SIGTERM/SIGINT handlers; stop this process another way (a stop over the bus for workers)"
+        );
         return;
     };
     tokio::select! {

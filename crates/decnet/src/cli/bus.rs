@@ -67,15 +67,5 @@ pub async fn run(args: BusArgs) -> anyhow::Result<()> {
 
 /// Cancel `token` on SIGTERM or SIGINT (systemd stop, Ctrl-C).
 pub async fn cancel_on_signal(token: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
-        _ = token.cancelled() => return,
-    }
-    token.cancel();
+    decnet_bus::sdk::cancel_on_signal(token.clone(), token).await
 }
