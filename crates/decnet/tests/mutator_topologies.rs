@@ -96,4 +96,20 @@ async fn deploy_then_drain_stops_at_first_failure_and_degrades() {
     let topology = store::get_topology(&pool, &t.id).await.unwrap().unwrap();
     assert_eq!(topology.status, TopologyStatus::Degraded);
     assert_eq!(topology.deckies.iter().find(|d| d.name == "a").unwrap().services, vec!["ftp".to_string()]);
+
+    // Later passes leave a degraded topology's queue alone...
+    mutator.drain_topologies().await;
+    let rows = store::list_mutations(&pool, &t.id, None).await.unwrap();
+    assert_eq!(rows.iter().find(|m| m.id == later.id).unwrap().state, MutationState::Pending, "still not drained");
+    assert!(tokio::time::timeout(Duration::from_millis(200), sub.recv()).await.is_err(), "nothing published for it");
+
+    // ...until a redeploy (what POST …/deploy does) makes it active again.
+    store::set_status(&pool, &t.id, TopologyStatus::Deploying).await.unwrap();
+    mutator.drain_topologies().await;
+    assert_eq!(next(&mut sub).await.payload["status"], "active");
+    assert_eq!(next(&mut sub).await.payload["mutation_id"].as_i64(), Some(later.id)); // applying
+    let applied = next(&mut sub).await;
+    assert!(applied.topic.ends_with(".mutation.applied"), "{}", applied.topic);
+    let topology = store::get_topology(&pool, &t.id).await.unwrap().unwrap();
+    assert!(topology.deckies.iter().all(|d| d.name != "b"), "the queued remove_decky applied after the redeploy");
 }

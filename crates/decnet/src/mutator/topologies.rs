@@ -4,17 +4,19 @@
 //!
 //! Draining stops at a topology's first failure: the row is marked
 //! `failed` with the reason, the topology goes `degraded`, and its later
-//! mutations stay pending. Applying them on top of a state that did not
-//! take would make what runs differ from what the database says.
+//! mutations stay pending — also on later passes, since only `active`
+//! topologies are drained. Applying them on top of a state that did not
+//! take would make what runs differ from what the database says. A
+//! redeploy (`POST …/deploy`: `degraded -> deploying -> active`) puts the
+//! topology back in a known state and its queue drains again.
 
-use decnet_bus::topics::{self, MutationState as BusMutationState};
-use decnet_bus::Bus;
+use decnet_bus::topics::MutationState as BusMutationState;
 
 use super::drivers::{Change, DeckyShape};
 use super::Mutator;
-use crate::events::publish_logged;
 use crate::store::topology::{self as store, Mutation};
 use crate::topology::{Decky, MutationOp, TopologyStatus};
+use crate::topology_events::TopologyEvent;
 
 /// The compose/driver project of a topology.
 pub fn project_of(topology_id: &str) -> String {
@@ -26,21 +28,16 @@ fn shapes(deckies: &[Decky]) -> Vec<DeckyShape> {
 }
 
 impl Mutator {
+    /// Publish `topology.<id>.mutation.<state>` in the shape the API uses
+    /// for `enqueued` ([`TopologyEvent`]), with `reason` when it failed.
     async fn publish_topology_mutation(&self, mutation: &Mutation, state: BusMutationState, reason: Option<&str>) {
-        let Some(bus) = self.bus.as_deref() else { return };
-        match topics::topology_mutation(&mutation.topology_id, state) {
-            Ok(topic) => {
-                let mut payload = serde_json::json!({
-                    "topology_id": mutation.topology_id,
-                    "mutation_id": mutation.id,
-                    "op": mutation.op,
-                    "payload": mutation.payload,
-                    "state": topic.as_str().rsplit('.').next().unwrap_or_default(),
-                });
-                if let Some(r) = reason {
-                    payload["reason"] = serde_json::Value::from(r);
-                }
-                publish_logged(bus as &dyn Bus, topic.as_str(), "mutation", payload).await;
+        let mut row = mutation.clone();
+        if let Some(r) = reason {
+            row.reason = Some(r.to_string());
+        }
+        match TopologyEvent::mutation(&row, state) {
+            Ok(event) => {
+                event.publish(self.bus.as_deref()).await;
             }
             Err(e) => tracing::error!(topology = %mutation.topology_id, error = %e, "topology event not published"),
         }
@@ -49,16 +46,12 @@ impl Mutator {
     /// Move a topology to `next` and publish `topology.<id>.status`.
     async fn set_topology_status(&self, id: &str, next: TopologyStatus) {
         match store::set_status(&self.pool, id, next).await {
-            Ok(change) => {
-                if let (Some(bus), Ok(topic)) = (self.bus.as_deref(), topics::topology_status(id)) {
-                    let payload = serde_json::json!({
-                        "topology_id": id,
-                        "status": change.status.as_str(),
-                        "previous": change.previous.as_str(),
-                    });
-                    publish_logged(bus, topic.as_str(), "status", payload).await;
+            Ok(change) => match TopologyEvent::status(id, change) {
+                Ok(event) => {
+                    event.publish(self.bus.as_deref()).await;
                 }
-            }
+                Err(e) => tracing::error!(topology = id, error = %e, "topology event not published"),
+            },
             Err(e) => tracing::warn!(topology = id, status = next.as_str(), error = %e, "status not changed"),
         }
     }

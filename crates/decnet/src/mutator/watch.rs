@@ -23,6 +23,7 @@ use crate::events::Trigger;
 /// Patterns the loop wakes on.
 pub use decnet_bus::topics::{
     DECKY_MUTATE_REQUEST_ALL as MUTATE_REQUEST_ALL, TOPOLOGY_MUTATION_ENQUEUED_ALL as TOPOLOGY_ENQUEUED_ALL,
+    TOPOLOGY_STATUS_ALL,
 };
 
 /// The worker name on `system.mutator.health` / `.control`.
@@ -33,8 +34,9 @@ pub const WORKER: &str = "mutator";
 pub enum Wake {
     /// Mutate this decky now (trigger `operator`).
     MutateRequest { decky: String, actor: Option<String> },
-    /// A topology mutation was enqueued; drain the queues.
-    TopologyEnqueued,
+    /// A topology mutation was enqueued, or a topology was asked to deploy
+    /// (`topology.<id>.status` `deploying`, from the API): deploy and drain.
+    TopologyWork,
 }
 
 /// Everything `decnet mutator` (or `decnet up`) configures.
@@ -120,7 +122,10 @@ pub fn wake_from(topic: &str, payload: &serde_json::Value) -> Option<Wake> {
             decky: name.to_string(),
             actor: payload.get("actor").and_then(|a| a.as_str()).map(str::to_string),
         }),
-        ["topology", _, "mutation", "enqueued"] => Some(Wake::TopologyEnqueued),
+        ["topology", _, "mutation", "enqueued"] => Some(Wake::TopologyWork),
+        ["topology", _, "status"] if payload.get("status").and_then(|s| s.as_str()) == Some("deploying") => {
+            Some(Wake::TopologyWork)
+        }
         _ => None,
     }
 }
@@ -132,7 +137,7 @@ fn spawn_wake_listener(
     tx: mpsc::Sender<Wake>,
     shutdown: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    [MUTATE_REQUEST_ALL, TOPOLOGY_ENQUEUED_ALL]
+    [MUTATE_REQUEST_ALL, TOPOLOGY_ENQUEUED_ALL, TOPOLOGY_STATUS_ALL]
         .into_iter()
         .map(|pattern| {
             let (bus, tx, shutdown) = (bus.clone(), tx.clone(), shutdown.clone());
@@ -236,7 +241,7 @@ async fn handle_wake(mutator: &Mutator, wake: Wake) {
                 tracing::warn!(decky = %decky, error = %e, "requested mutation not done");
             }
         }
-        Wake::TopologyEnqueued => mutator.drain_topologies().await,
+        Wake::TopologyWork => mutator.drain_topologies().await,
     }
 }
 
@@ -251,7 +256,10 @@ mod tests {
             wake_from("decky.web-01.mutate_request", &p),
             Some(Wake::MutateRequest { decky: "web-01".into(), actor: Some("alice".into()) })
         );
-        assert_eq!(wake_from("topology.t1.mutation.enqueued", &p), Some(Wake::TopologyEnqueued));
+        assert_eq!(wake_from("topology.t1.mutation.enqueued", &p), Some(Wake::TopologyWork));
+        let status = |s: &str| serde_json::json!({"topology_id": "t1", "status": s, "previous": "pending"});
+        assert_eq!(wake_from("topology.t1.status", &status("deploying")), Some(Wake::TopologyWork));
+        assert_eq!(wake_from("topology.t1.status", &status("active")), None, "its own results do not wake it");
         assert_eq!(wake_from("decky.web-01.state", &p), None);
     }
 }

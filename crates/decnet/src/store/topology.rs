@@ -370,11 +370,13 @@ pub async fn in_flight(pool: &SqlitePool, topology_id: &str) -> Result<Vec<Mutat
     in_flight_rows(&mut conn, topology_id).await
 }
 
-/// Ids of topologies the mutator should drain: active or degraded, with
-/// at least one pending mutation.
+/// Ids of topologies the mutator should drain: active, with at least one
+/// pending mutation. A degraded topology is not drained (SPEC §8: draining
+/// stops at its first failure); its queue waits until an operator
+/// redeploys it (`degraded -> deploying -> active`).
 pub async fn live_topologies(pool: &SqlitePool) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar(
-        "SELECT t.id FROM topologies t WHERE t.status IN ('active', 'degraded') \
+        "SELECT t.id FROM topologies t WHERE t.status = 'active' \
          AND EXISTS (SELECT 1 FROM topology_mutations m WHERE m.topology_id = t.id AND m.state = 'pending') \
          ORDER BY t.created_at, t.id",
     )
