@@ -107,10 +107,16 @@ impl Fleet {
             let entry_start = entry.span().start;
             let d = entry.into_inner();
             let name = d.name.get_ref().clone();
-            if !decnet_bus::topic::is_valid_token(&name) {
+            // The same rule as topology deckies: the name is a topic segment,
+            // a compose service name and the syslog HOSTNAME of its events.
+            if crate::topology::validate_decky_name(&name).is_err() {
                 return Err(invalid(
                     d.name.span().start,
-                    format!("decky name {name:?} must be non-empty without '.', '*', '>' or whitespace (it is a topic segment)"),
+                    format!(
+                        "decky name {name:?} must start with a letter or digit and use only letters, digits, \
+                         '-' and '_' (at most {} characters)",
+                        crate::topology::MAX_DECKY_NAME_LEN
+                    ),
                 ));
             }
             if !seen.insert(name.clone()) {
@@ -213,13 +219,24 @@ interval = 5
         assert!(e.contains("mainframe"), "{e}");
     }
 
+    fn toml_string(s: &str) -> String {
+        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+
     #[test]
     fn duplicates_bad_names_missing_shape_and_typos_are_errors() {
         assert!(error_of(
             "[[decky]]\nname=\"a\"\narchetype=\"iot-device\"\n[[decky]]\nname=\"a\"\narchetype=\"iot-device\"\n"
         )
         .starts_with("fleet.toml:5:"));
-        assert!(error_of("[[decky]]\nname=\"a.b\"\narchetype=\"iot-device\"\n").contains("topic segment"));
+        for bad in ["a.b", "a b", "-a", "web/01", "café", "a\\\"b", ""] {
+            let toml = format!("[[decky]]\nname={}\narchetype=\"iot-device\"\n", toml_string(bad));
+            let err = error_of(&toml);
+            assert!(
+                err.starts_with("fleet.toml:2:") && err.contains("must start with a letter or digit"),
+                "{bad:?}: {err}"
+            );
+        }
         assert!(error_of("[[decky]]\nname=\"a\"\n").contains("needs an archetype"));
         assert!(error_of("[[decky]]\nname=\"a\"\narchtype=\"iot-device\"\n").starts_with("fleet.toml:3:"));
         assert!(error_of("interval = 0\n").contains("at least 1 minute"));

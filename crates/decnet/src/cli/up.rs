@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Role;
+use crate::mutator::drivers::DriverKind;
 use crate::supervisor::{supervise, ChildSpec};
 
 /// The demo fleet deployed on first start.
@@ -43,15 +44,18 @@ pub struct UpArgs {
     /// Address for the API and dashboard.
     #[arg(long, env = "DECNET_API_LISTEN", default_value = "127.0.0.1:8000")]
     pub listen: String,
-    /// Deploy driver for the mutator (dry-run needs no docker).
-    #[arg(long, env = "DECNET_MUTATOR_DRIVER", default_value = "dry-run")]
-    pub driver: String,
+    /// Deploy driver for the mutator (dry-run needs no docker; `command`
+    /// takes its executable from DECNET_MUTATOR_COMMAND).
+    #[arg(long, value_enum, env = "DECNET_MUTATOR_DRIVER", default_value = "dry-run")]
+    pub driver: DriverKind,
     /// Do not deploy the demo fleet on first start.
     #[arg(long)]
     pub no_demo: bool,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    // Children get the driver back as its command-line name.
+    let driver = clap::ValueEnum::to_possible_value(&args.driver).map(|v| v.get_name().to_string()).unwrap_or_default();
     let home = crate::home::ensure_home()?;
     let socket = home.join("bus.sock");
     let db = home.join("decnet.db");
@@ -81,8 +85,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let api = env(ChildSpec::this_binary("api", &["api", "--listen", &api_addr.to_string()])?);
     // A shorter heartbeat than production's 30 s, so the dashboard shows a
     // restarted mutator within seconds in development.
-    let mutator =
-        env(ChildSpec::this_binary("mutator", &["mutator", "--driver", &args.driver, "--heartbeat-secs", "10"])?);
+    let mutator = env(ChildSpec::this_binary("mutator", &["mutator", "--driver", &driver, "--heartbeat-secs", "10"])?);
 
     let shutdown = CancellationToken::new();
     tokio::spawn(super::bus::cancel_on_signal(shutdown.clone()));
@@ -104,7 +107,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .arg("--config")
             .arg(&fleet_file)
             .arg("--driver")
-            .arg(&args.driver)
+            .arg(&driver)
             .env("DECNET_HOME", &home)
             .env("DECNET_BUS_SOCKET", &socket)
             .env("DECNET_DB", &db)

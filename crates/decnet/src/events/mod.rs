@@ -87,9 +87,13 @@ pub async fn emit_decky_mutated(
     };
     let published = match bus {
         None => false,
-        Some(bus) => {
-            publish_logged(bus, &format!("decky.{decky}.mutation"), "mutation", mutation_payload(&event)).await
-        }
+        Some(bus) => match decnet_bus::topics::decky_mutation(decky) {
+            Ok(topic) => publish_logged(bus, topic.as_str(), "mutation", mutation_payload(&event)).await,
+            Err(e) => {
+                tracing::error!(decky, error = %e, "decky name is not a topic segment; mutation event not published");
+                false
+            }
+        },
     };
     EmitOutcome { logged, published }
 }
