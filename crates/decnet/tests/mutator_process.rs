@@ -116,3 +116,66 @@ fn bus_mutator_mutate_and_correlate() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("break: web-01"));
 }
+
+/// Make `decky` due now, as if last mutated two minutes ago.
+async fn make_due(home: &Path, decky: &str) {
+    let pool = decnet::store::open(&home.join("decnet.db")).await.unwrap();
+    let mut d = decnet::store::fleet::get(&pool, decky).await.unwrap().unwrap();
+    d.last_mutated = Some(decnet::mutator::now_secs() - 120.0);
+    decnet::store::fleet::upsert(&pool, &d).await.unwrap();
+    pool.close().await;
+}
+
+fn scheduled_count(log: &PathBuf, decky: &str) -> usize {
+    log_events(log).iter().filter(|e| e.decky == decky && e.trigger == Trigger::Scheduled).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_mutations_keep_going_while_the_bus_is_dead_and_events_resume_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let log = home.join("ingest.log");
+    std::fs::write(
+        home.join("fleet.toml"),
+        "interval = 1\n[[decky]]\nname = \"web-01\"\nservices = [\"ssh\", \"http\"]\n",
+    )
+    .unwrap();
+    let mut bus = Daemon(decnet(home).arg("bus").stdout(Stdio::null()).spawn().unwrap());
+    wait_for("the bus socket", || home.join("bus.sock").exists());
+    assert!(decnet(home).args(["deploy", "--config"]).arg(home.join("fleet.toml")).status().unwrap().success());
+    let mut mutator = Daemon(decnet(home).args(["mutator", "--poll-secs", "1"]).spawn().unwrap());
+
+    // A due decky is mutated by the schedule within a poll.
+    make_due(home, "web-01").await;
+    wait_for("a scheduled mutation", || scheduled_count(&log, "web-01") == 1);
+
+    // Kill the bus: the mutator keeps mutating and logging.
+    bus.0.kill().unwrap();
+    bus.0.wait().unwrap();
+    make_due(home, "web-01").await;
+    wait_for("a scheduled mutation with the bus dead", || scheduled_count(&log, "web-01") == 2);
+    assert!(mutator.0.try_wait().unwrap().is_none(), "the mutator is still running");
+
+    // Bus back: the mutator's events reach subscribers again.
+    let _bus = Daemon(decnet(home).arg("bus").stdout(Stdio::null()).spawn().unwrap());
+    wait_for("the bus socket", || home.join("bus.sock").exists());
+    let mut watcher = decnet(home)
+        .args(["sub", "decky.web-01.mutation", "--count", "1", "--timeout", "20"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Due again every second until the watcher (subscribing on its own
+    // schedule; SUB has no acknowledgement) has one.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while watcher.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "no mutation event after the bus came back");
+        make_due(home, "web-01").await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    let out = watcher.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let env: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(env["payload"]["trigger"], "scheduled");
+    let out = decnet(home).args(["correlate", "--log"]).arg(&log).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}

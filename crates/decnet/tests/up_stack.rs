@@ -96,6 +96,7 @@ fn cli(home: &Path, args: &[&str]) -> std::process::Output {
         .env("DECNET_HOME", home)
         .env_remove("DECNET_BUS_SOCKET")
         .env_remove("DECNET_DB")
+        .env("USER", "alice")
         .stdin(Stdio::null())
         .output()
         .expect("spawn decnet")
@@ -181,26 +182,51 @@ async fn up_runs_the_stack_and_the_dashboard_works_in_a_real_browser() {
 
     // --- operator mutations reach the bus, the ingest log and the correlator ---
     let socket = up.socket();
-    let home = dir.path().to_path_buf();
-    let watcher = tokio::task::spawn_blocking(move || sub(&home, &["decky.*.mutation", "--count", "4"]));
-    let mut requested = false;
+    // A watcher process whose lines we read as they come; it also listens
+    // on `warm.up` so we can tell when it is subscribed (no SUB ack).
+    let mut watcher = Command::new(BIN)
+        .args(["sub", "decky.*.mutation", "warm.up"])
+        .env("DECNET_HOME", dir.path())
+        .env_remove("DECNET_BUS_SOCKET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stdout = watcher.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(serde_json::from_str(&line).unwrap());
+        }
+    });
+    let mut subscribed = false;
     for _ in 0..100 {
-        if watcher.is_finished() {
+        assert!(cli(dir.path(), &["pub", "warm.up", "{}"]).status.success());
+        if lines.recv_timeout(Duration::from_millis(100)).is_ok_and(|e| e["topic"] == "warm.up") {
+            subscribed = true;
             break;
         }
-        // Repeat until the watcher (a separate process) is subscribed.
-        let out = cli(dir.path(), &["mutate", "--all"]);
-        assert!(out.status.success(), "{out:?}\n{}", up.output());
-        requested = true;
-        tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    assert!(requested);
-    let out = watcher.await.unwrap();
+    assert!(subscribed, "the watcher never subscribed");
+    // One request for the whole fleet: one operator mutation per decky,
+    // all within a second.
+    let asked = std::time::Instant::now();
+    let out = cli(dir.path(), &["mutate", "--all"]);
     assert!(out.status.success(), "{out:?}\n{}", up.output());
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let env: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert_eq!(env["payload"]["trigger"], "operator");
+    let mut mutated = std::collections::BTreeSet::new();
+    while mutated.len() < 4 {
+        let left = Duration::from_secs(1).saturating_sub(asked.elapsed());
+        let env = lines.recv_timeout(left).unwrap_or_else(|_| {
+            panic!("only {mutated:?} mutated within 1 s of `decnet mutate --all`\n{}", up.output())
+        });
+        if env["topic"] != "warm.up" && env["payload"]["trigger"] == "operator" {
+            assert_eq!(env["payload"]["actor"], "alice", "the local user asked");
+            assert!(mutated.insert(env["payload"]["decky"].as_str().unwrap().to_string()), "one per decky: {env}");
+        }
     }
+    assert_eq!(mutated.into_iter().collect::<Vec<_>>(), ["cam-lobby", "db-02", "web-01", "ws-finance"]);
+    let _ = watcher.kill();
+    let _ = watcher.wait();
     let log = std::fs::read_to_string(dir.path().join("ingest.log")).unwrap();
     assert!(log.lines().any(|l| l.contains("trigger=\"creation\"")), "demo fleet creation logged");
     assert!(log.lines().any(|l| l.contains("trigger=\"operator\"")), "operator mutation logged");
