@@ -414,19 +414,31 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_hard_characters_round_trip() {
+        // Each character SD-PARAM escaping must handle, plus spaces and
+        // non-ASCII, in every value (the property below reaches some of
+        // them only by chance).
+        let hard = "w é\"x\\]y";
+        let mut ev = event(hard, &[hard, "ssh"], &["a b", "ü]"], Some(hard));
+        ev.trigger = Trigger::Operator;
+        assert_eq!(parse_mutation(&format_mutation(&ev)).unwrap(), Some(ev));
+    }
+
     fn service_name() -> impl Strategy<Value = String> {
-        // Any non-empty text without ',' (the list separator).
-        "[^,]{1,12}"
+        // Any non-empty text without ',' (the list separator), with the
+        // characters escaping must handle drawn often.
+        prop_oneof!["[^,]{1,12}", "[ \"\\\\\\]é]{1,6}"]
     }
 
     proptest! {
         #[test]
         fn format_then_parse_round_trips(
-            decky in ".{0,40}",
+            decky in prop_oneof![".{0,40}", "[a-z \"\\\\\\]é]{0,12}"],
             old in proptest::collection::vec(service_name(), 0..4),
             new in proptest::collection::vec(service_name(), 0..4),
             trigger in proptest::sample::select(Trigger::ALL.to_vec()),
-            actor in proptest::option::of(".{0,20}"),
+            actor in proptest::option::of(prop_oneof![".{0,20}", "[ \"\\\\\\]é]{0,6}"]),
             micros in 0i64..4_000_000_000_000_000,
         ) {
             let ev = MutationEvent {
