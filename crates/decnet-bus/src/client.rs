@@ -172,8 +172,23 @@ impl UnixBus {
 
     /// Publish an already-built PUB body (`{"type":..,"payload":..}`): the
     /// fast path for tools that send the same body many times.
+    ///
+    /// The body must be empty or look like a JSON object (after trimming
+    /// ASCII whitespace it starts with `{` and ends with `}`); anything else
+    /// is refused with [`FrameError::BodyNotObject`](crate::frame::FrameError::BodyNotObject)
+    /// and nothing is sent, because the daemon treats such a frame as hostile
+    /// and closes the whole connection. This is only a shape check, to keep
+    /// the hot path free of parsing: full JSON validation is the daemon's, so
+    /// a body that passes the check but is not valid JSON (or has a
+    /// non-string `type`) still gets this connection closed.
     pub async fn publish_raw(&self, topic: &str, body: &[u8]) -> Result<(), BusError> {
         validate_topic(topic)?;
+        if !body.is_empty() {
+            let trimmed = body.trim_ascii();
+            if !(trimmed.starts_with(b"{") && trimmed.ends_with(b"}")) {
+                return Err(crate::frame::FrameError::BodyNotObject.into());
+            }
+        }
         if self.drop_if_closed(topic) {
             return Ok(());
         }

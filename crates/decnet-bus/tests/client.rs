@@ -193,10 +193,91 @@ async fn reconnects_resubscribes_and_counts_drops_while_down() {
     bus.publish("keep.lost", "", json!({})).await.unwrap();
     assert!(bus.dropped_while_disconnected() >= 1);
 
+    // Stay down long enough for the backoff (20 ms doubling) to reach its
+    // 1 s cap: tries at ~1.26 s and ~2.26 s. Uncapped, the next try would
+    // only come at ~5.1 s, so the bound below would fail. (A sleep on
+    // purpose: the outage's length is what is under test.)
+    tokio::time::sleep(Duration::from_millis(2600)).await;
     let server = start(&path);
+    // `start` has bound the socket: the daemon is listening from here.
+    let listening = Instant::now();
     eventually(|| bus.is_connected()).await;
     eventually(|| server.broker.stats().subscriptions >= 1).await;
     publish_until_seen(&publisher, "keep.after", &mut sub).await;
+    let back = listening.elapsed();
+    assert!(back < Duration::from_millis(1500), "resubscribed and delivering {back:?} after the daemon came back");
+    server.shutdown().await;
+}
+
+/// close() while the link task sits in its reconnect loop: the streams end
+/// at once, and the client never comes back, even to a daemon started later.
+#[tokio::test]
+async fn close_during_an_outage_ends_streams_and_stops_reconnecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.sock");
+    let server = start(&path);
+    let bus = UnixBus::new("quitter", &path);
+    let mut s1 = bus.subscribe("a.>").await.unwrap();
+    let mut s2 = bus.subscribe("b").await.unwrap();
+    let publisher = UnixBus::connect("pub", &path).await.unwrap();
+    publish_until_seen(&publisher, "a.live", &mut s1).await;
+    publisher.close().await;
+
+    server.shutdown().await;
+    eventually(|| !bus.is_connected()).await;
+    timeout(Duration::from_secs(1), bus.close()).await.expect("close() returns promptly during an outage");
+    assert!(bus.is_closed());
+    assert!(timeout(T, s1.recv()).await.expect("stream ends, not hangs").is_none());
+    assert!(timeout(T, s2.recv()).await.expect("stream ends, not hangs").is_none());
+
+    // A reconnect loop still running would be back within its 1 s backoff
+    // cap: watch a new daemon for longer than that and see no connection.
+    let server = start(&path);
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < deadline {
+        assert_eq!(server.broker.stats().connections, 0, "the closed client reconnected");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!bus.is_connected());
+    server.shutdown().await;
+}
+
+/// The daemon closes a connection that sends a PUB body other than a JSON
+/// object, so publish_raw refuses such a body before sending anything.
+#[tokio::test]
+async fn publish_raw_refuses_a_non_object_body_and_the_connection_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.sock");
+    let server = start(&path);
+    let reader = UnixBus::connect("reader", &path).await.unwrap();
+    let mut sub = reader.subscribe("a.>").await.unwrap();
+    // Without reconnect, had a bad frame reached the daemon this client
+    // would be closed and the publishes below silently dropped.
+    let publisher = UnixBus::with_options("raw", &path, ClientOptions { reconnect: false });
+    publish_until_seen(&publisher, "a.warm", &mut sub).await;
+
+    for bad in [&b"[1]"[..], b"42", b"\"s\"", b"null", b" ", b"{", b"}", b"{\"a\":1} x"] {
+        let err = publisher.publish_raw("a.b", bad).await.unwrap_err();
+        assert!(
+            matches!(err, decnet_bus::BusError::Frame(decnet_bus::FrameError::BodyNotObject)),
+            "{:?}: {err}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    // An empty body and an object padded with whitespace are fine.
+    publisher.publish_raw("a.empty", b"").await.unwrap();
+    publisher.publish_raw("a.b", b" \n{\"type\":\"t\",\"payload\":{\"n\":1}}\r\n").await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let env = timeout(T, sub.recv()).await.expect("delivered after the refused bodies").unwrap();
+        if env.topic != "a.warm" {
+            got.push(env); // skip warm-up events still in flight
+        }
+    }
+    assert_eq!((got[0].topic.as_str(), got[0].event_type.as_str(), &got[0].payload), ("a.empty", "", &json!({})));
+    assert_eq!((got[1].topic.as_str(), got[1].event_type.as_str(), &got[1].payload), ("a.b", "t", &json!({"n": 1})));
+    assert!(!publisher.is_closed());
+    assert_eq!(server.broker.stats().connections, 2, "no connection was dropped as hostile");
     server.shutdown().await;
 }
 

@@ -4,6 +4,7 @@
 mod api_support;
 
 use api_support::*;
+use decnet::api::MAX_BODY_BYTES;
 use decnet::auth::{unix_now, Claims, Role};
 
 async fn harness() -> Harness {
@@ -155,6 +156,59 @@ async fn malformed_json_and_wrong_types_are_400_with_a_message() {
     h.shutdown().await;
 }
 
+/// A login body `over` bytes longer than the limit (valid JSON, so only its size is wrong).
+fn oversized_login(over: usize) -> String {
+    let envelope = r#"{"username": "root", "password": ""}"#.len();
+    let body = format!(r#"{{"username": "root", "password": "{}"}}"#, "x".repeat(MAX_BODY_BYTES - envelope + over));
+    assert_eq!(body.len(), MAX_BODY_BYTES + over);
+    body
+}
+
+#[tokio::test]
+async fn login_body_over_the_limit_is_a_json_413() {
+    let h = harness().await;
+    // With Content-Length: refused by the body-limit layer before any handler.
+    let resp = h
+        .http
+        .post(h.url("/api/v1/auth/login"))
+        .header("Content-Type", "application/json")
+        .body(oversized_login(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("limit"), "{body}");
+
+    // Chunked, so no length is announced: refused while the JSON extractor reads it.
+    let chunks: Vec<Result<String, std::io::Error>> =
+        oversized_login(1).into_bytes().chunks(8192).map(|c| Ok(String::from_utf8(c.to_vec()).unwrap())).collect();
+    let resp = h
+        .http
+        .post(h.url("/api/v1/auth/login"))
+        .header("Content-Type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("limit"), "{body}");
+
+    // One byte less than the limit is read and judged on its content.
+    let resp = h
+        .http
+        .post(h.url("/api/v1/auth/login"))
+        .header("Content-Type", "application/json")
+        .body(oversized_login(0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "a body of exactly the limit is accepted");
+    h.shutdown().await;
+}
+
 #[tokio::test]
 async fn unknown_route_is_a_json_404() {
     let h = harness().await;
@@ -186,6 +240,24 @@ async fn openapi_document_covers_every_route_body_and_error() {
         assert!(paths["/api/v1/workers/{name}/stop"]["post"]["responses"][code].is_object(), "stop {code}");
     }
     assert!(paths["/api/v1/workers/{name}/start"]["post"]["responses"]["502"].is_object());
+    let login = &paths["/api/v1/auth/login"]["post"]["responses"];
+    for code in ["200", "400", "401", "413", "500"] {
+        assert!(login[code].is_object(), "login {code}");
+    }
+    assert_eq!(login["413"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody");
+    // Every route that takes a body documents 413; every route that reads
+    // the database (all but the two meta routes) documents 500.
+    for (path, item) in paths.as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = &op["responses"];
+            if op["requestBody"].is_object() {
+                assert!(responses["413"].is_object(), "{method} {path} takes a body but does not document 413");
+            }
+            if !["/api/v1/health", "/api/v1/openapi.json"].contains(&path.as_str()) {
+                assert!(responses["500"].is_object(), "{method} {path} does not document 500");
+            }
+        }
+    }
     let schemas = &doc["components"]["schemas"];
     for schema in [
         "LoginRequest",

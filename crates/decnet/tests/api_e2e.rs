@@ -1,6 +1,7 @@
 //! End to end with real processes: `decnet bus`, `decnet api`, the SDK's
 //! example worker, and the operator CLI (`user add`, `login`, `pub`,
-//! `workers`), over a real socket, a real TCP port and a real SQLite file.
+//! `workers`), over a real socket, a real TCP port and a real SQLite file;
+//! and `decnet api` configured from the environment (JWT secret, SSE knobs).
 
 mod support;
 
@@ -11,12 +12,18 @@ use std::time::Duration;
 use support::{example_worker, send_signal, wait_exit, Daemon, BIN};
 
 fn run(home: &Path, args: &[&str], stdin: &str) -> Output {
+    run_env(home, args, stdin, &[])
+}
+
+/// `run` with extra environment variables (set after the defaults are cleared).
+fn run_env(home: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     use std::io::Write;
     let mut child = Command::new(BIN)
         .args(args)
         .env("DECNET_HOME", home)
         .env_remove("DECNET_TOKEN")
         .env_remove("DECNET_API_URL")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -94,10 +101,17 @@ async fn bus_api_and_cli_together() {
     assert!(!out.status.success());
     assert!(text(&out).contains("empty password"), "{}", text(&out));
 
-    // A stand-in systemctl first on the API's PATH.
+    // A stand-in systemctl first on the API's PATH: records its argv (one
+    // '|'-terminated entry each, a line per run) and lists the bus unit.
     let bin = home.join("bin");
     std::fs::create_dir(&bin).unwrap();
-    std::fs::write(bin.join("systemctl"), "#!/bin/sh\necho 'decnet-bus.service enabled enabled'\n").unwrap();
+    let argv_log = home.join("systemctl.argv");
+    let stand_in = format!(
+        "#!/bin/sh\nfor a in \"$@\"; do printf '%s|' \"$a\"; done >> '{log}'\necho >> '{log}'\n\
+         case \"$1\" in list-unit-files) echo 'decnet-bus.service enabled enabled' ;; esac\nexit 0\n",
+        log = argv_log.display()
+    );
+    std::fs::write(bin.join("systemctl"), stand_in).unwrap();
     std::fs::set_permissions(bin.join("systemctl"), std::fs::Permissions::from_mode(0o755)).unwrap();
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -162,6 +176,21 @@ async fn bus_api_and_cli_together() {
     assert!(listing.lines().any(|l| l.starts_with("mutator") && l.contains(" ok ")), "{listing}");
     assert!(listing.contains("bus: connected"), "{listing}");
 
+    // `workers start` from a shell that only has DECNET_TOKEN (a home with
+    // no stored token): refused without it, and with it the API runs the
+    // unit through systemctl as separate argv entries.
+    let bare_home = home.join("no-token-home");
+    std::fs::create_dir(&bare_home).unwrap();
+    let start = ["workers", "start", "mutator", "--api", base.as_str()];
+    let out = run(&bare_home, &start, "");
+    assert!(!out.status.success() && text(&out).contains("not logged in"), "{}", text(&out));
+    let out = run_env(&bare_home, &start, "", &[("DECNET_TOKEN", token.trim())]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("started mutator (decnet-mutator.service)"), "{}", text(&out));
+    let runs = std::fs::read_to_string(&argv_log).unwrap();
+    assert!(runs.lines().any(|l| l == "start|--no-ask-password|decnet-mutator.service|"), "{runs}");
+    assert!(!bare_home.join("token").exists(), "the CLI stored a token it was only handed");
+
     // Watch the control topic to check what the stop carries.
     let mut watcher = Command::new(BIN)
         .args(["sub", "system.mutator.control", "--count", "1", "--timeout", "20", "--socket", sock])
@@ -210,4 +239,97 @@ async fn bus_api_and_cli_together() {
     send_signal(api.0.id() as i32, "TERM");
     let status = wait_exit(&mut api.0, 10.0).expect("API exits on SIGTERM");
     assert!(status.success(), "{status:?}");
+}
+
+/// Read an SSE body until a frame with `line` arrives or `within` passes.
+async fn sse_until(resp: &mut reqwest::Response, line: &str, within: Duration) -> String {
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while !seen.lines().any(|l| l == line) {
+        match tokio::time::timeout_at(deadline, resp.chunk()).await {
+            Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("no {line:?} within {within:?} ({other:?}); got {seen:?}"),
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn api_configured_from_the_environment_jwt_secret_and_sse_knobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let db = home.join("decnet.db");
+    let db_s = db.to_str().unwrap();
+    let out = run(home, &["user", "add", "root", "--role", "admin", "--db", db_s], "root-pw\n");
+    assert!(out.status.success(), "{}", text(&out));
+
+    const SECRET: &str = "e2e-secret-from-the-environment";
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    // No bus (nothing listens on the socket) and no systemctl (empty PATH):
+    // neither is needed for tokens or event streams.
+    let _api = Api(Command::new(BIN)
+        .args(["api", "--listen", &format!("127.0.0.1:{port}"), "--db", db_s, "--socket"])
+        .arg(home.join("no-bus.sock"))
+        .args(["--sse-max-streams-per-user", "1"])
+        .env("DECNET_HOME", home)
+        .env("DECNET_JWT_SECRET", SECRET)
+        .env("DECNET_SSE_KEEPALIVE_SECS", "0.2")
+        .env_remove("DECNET_SSE_MAX_STREAMS")
+        .env("PATH", home.join("empty-path"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while http.get(format!("{base}/api/v1/health")).send().await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "API never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!home.join("jwt.secret").exists(), "DECNET_JWT_SECRET is set: no secret file may be written");
+
+    // A token signed with the environment's secret is accepted (nobody
+    // logged in: this is the secret the API verifies with); another
+    // secret's is not.
+    let keys = |secret: &[u8]| decnet::auth::JwtKeys::new(secret, Duration::from_secs(600));
+    let (token, _) = keys(SECRET.as_bytes()).issue("root", decnet::auth::Role::Admin).unwrap();
+    let (other, _) = keys(b"some-other-secret").issue("root", decnet::auth::Role::Admin).unwrap();
+    let status = |t: String| {
+        let req = http.get(format!("{base}/api/v1/workers")).bearer_auth(t);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status(token.clone()).await, 200);
+    assert_eq!(status(other).await, 401);
+    // And what the API issues at login verifies with it too.
+    let resp = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": "root", "password": "root-pw"}))
+        .send()
+        .await
+        .unwrap();
+    let login: serde_json::Value = resp.json().await.unwrap();
+    let claims = keys(SECRET.as_bytes()).verify(login["access_token"].as_str().unwrap()).unwrap();
+    assert_eq!(claims.sub, "root");
+
+    // The SSE knobs: keepalives every 0.2 s (the default is 15 s) and
+    // one stream per user (the default is 4).
+    let resp = http
+        .post(format!("{base}/api/v1/topologies"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "lab"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let events = format!("{base}/api/v1/topologies/{id}/events?token={token}");
+    let mut stream = http.get(&events).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let seen = sse_until(&mut stream, ": keepalive", Duration::from_secs(3)).await;
+    assert!(seen.starts_with("event: snapshot"), "{seen}");
+    let second = http.get(&events).send().await.unwrap();
+    assert_eq!(second.status(), 429, "a second stream is over --sse-max-streams-per-user 1");
+    assert!(!home.join("jwt.secret").exists(), "still no secret file after a login");
 }

@@ -95,6 +95,20 @@ async fn installed_is_empty_and_page_renders_when_systemctl_is_missing() {
 }
 
 #[tokio::test]
+async fn installed_is_empty_and_page_renders_when_list_unit_files_fails() {
+    let h = Harness::start(no_bus(), SystemctlMode::Failing).await;
+    let token = h.admin().await;
+    let (status, body) = h.call("GET", "/api/v1/workers", Some(&token)).await;
+    assert_eq!(status, 200, "{body}");
+    let workers = body["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), KNOWN.len(), "{body}");
+    // The failing run printed bus and mutator units: its output must not count.
+    assert!(workers.iter().all(|w| w["installed"] == false), "{body}");
+    assert_eq!(h.argv(), ["list-unit-files|decnet-*.service|--no-legend|"], "systemctl was really asked");
+    h.shutdown().await;
+}
+
+#[tokio::test]
 async fn stop_publishes_a_control_intent_and_answers_202() {
     let hub = FakeBus::new();
     let h = Harness::start(Arc::new(AppBus::fixed(hub.client("api"))), stand_in()).await;

@@ -253,6 +253,144 @@ async fn sigterm_says_bye_removes_socket_and_exits_zero() {
     }
 }
 
+/// SPEC §5 "say BYE" on the wire: a raw connection gets exactly the BYE
+/// frame (verb, LF, a zero u32 length) as the last bytes before EOF.
+#[tokio::test]
+async fn shutdown_sends_a_bye_frame_before_closing() {
+    for signal in ["TERM", "INT"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut daemon = Daemon::start(dir.path(), &["--heartbeat-secs", "0.05"]);
+        let mut raw = UnixStream::connect(&daemon.socket).await.unwrap();
+        raw.write_all(&frame("HELLO raw-bye", b"")).await.unwrap();
+        raw.write_all(&frame("SUB system.bus.health", b"")).await.unwrap();
+        // A heartbeat reaching us proves the daemon has accepted and
+        // registered this connection, so the signal cannot beat the accept.
+        let mut received = vec![0u8; 4096];
+        let n = timeout(T, raw.read(&mut received)).await.expect("no heartbeat on the raw connection").unwrap();
+        assert!(received[..n].starts_with(b"EVT system.bus.health\n"), "{:?}", String::from_utf8_lossy(&received[..n]));
+        received.truncate(n);
+
+        support::send_signal(daemon.pid(), signal);
+        timeout(T, raw.read_to_end(&mut received)).await.expect("connection closed after BYE").unwrap();
+        // Heartbeats still queued may come first; nothing may follow the BYE.
+        assert!(
+            received.ends_with(b"BYE\n\0\0\0\0"),
+            "SIG{signal}: last bytes {:?}",
+            String::from_utf8_lossy(&received[received.len().saturating_sub(40)..])
+        );
+        let status = support::wait_exit(&mut daemon.child, 10.0).expect("daemon exits");
+        assert!(status.success(), "SIG{signal}: exit status {status:?}");
+    }
+}
+
+/// Under systemd (`Type=notify`) the daemon reports READY=1 once it is
+/// listening, and STOPPING=1 when asked to stop.
+#[test]
+fn reports_readiness_to_the_notify_socket_once_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let socket = dir.path().join("bus.sock");
+    let mut child = std::process::Command::new(support::BIN)
+        .arg("bus")
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--heartbeat-secs", "0.05"])
+        .env("DECNET_HOME", dir.path())
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let got = notify.recv(&mut buf);
+    // Ready means ready: the socket already accepts connections.
+    let conn = std::os::unix::net::UnixStream::connect(&socket);
+    let (n, conn) = match (got, conn) {
+        (Ok(n), Ok(conn)) => (n, conn),
+        (got, conn) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("READY datagram {got:?} (10 s timeout), socket accepting {:?}", conn.map(|_| ()));
+        }
+    };
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.lines().any(|l| l == "READY=1"), "{msg:?}");
+
+    drop(conn);
+    // A stop the moment READY arrives (systemd may send one) takes the
+    // clean path: the handlers are installed before READY goes out.
+    support::send_signal(child.id() as i32, "TERM");
+    let n = notify.recv(&mut buf).expect("no STOPPING=1 after SIGTERM");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.lines().any(|l| l == "STOPPING=1"), "{msg:?}");
+    let status = support::wait_exit(&mut child, 10.0);
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    assert!(status.expect("daemon exits after SIGTERM").success());
+    assert!(!socket.exists(), "socket removed");
+}
+
+/// A group on this host other than the one the daemon runs as, that the
+/// daemon may chown to (any group as root, else one of ours).
+fn other_group() -> Option<(String, u32)> {
+    let own = nix::unistd::getegid().as_raw();
+    let allowed: Option<Vec<u32>> = if nix::unistd::geteuid().is_root() {
+        None
+    } else {
+        Some(nix::unistd::getgroups().ok()?.into_iter().map(|g| g.as_raw()).collect())
+    };
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    let mut candidates: Vec<(String, u32)> = groups
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?.to_string();
+            let gid = f.nth(1)?.parse().ok()?;
+            Some((name, gid))
+        })
+        .filter(|(_, gid)| *gid != own && allowed.as_ref().is_none_or(|a| a.contains(gid)))
+        .collect();
+    // Prefer the usual unprivileged groups; any other will do.
+    candidates.sort_by_key(|(name, _)| !matches!(name.as_str(), "nogroup" | "daemon"));
+    candidates.into_iter().next()
+}
+
+#[test]
+fn group_flag_sets_the_socket_group_and_mode() {
+    let Some((group, gid)) = other_group() else {
+        eprintln!("skipped: no group other than our own that we may chown to");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(dir.path(), &["--group", &group]);
+    let meta = std::fs::metadata(&daemon.socket).unwrap();
+    assert_eq!(meta.gid(), gid, "socket group should be {group} ({gid})");
+    assert_ne!(meta.gid(), nix::unistd::getegid().as_raw(), "the test would prove nothing");
+    assert_eq!(meta.mode() & 0o777, 0o660);
+    assert!(!daemon.log().contains("could not set the socket's group"), "{}", daemon.log());
+    assert!(daemon.terminate().success());
+}
+
+#[test]
+fn unknown_group_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("bus.sock");
+    let out = std::process::Command::new(support::BIN)
+        .args(["bus", "--group", "no-such-group-decnet", "--socket"])
+        .arg(&socket)
+        .env("DECNET_HOME", dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("group \"no-such-group-decnet\" does not exist"), "{err}");
+    assert!(!socket.exists(), "nothing bound before the group was checked");
+}
+
 #[tokio::test]
 async fn socket_mode_live_and_stale_sockets() {
     let dir = tempfile::tempdir().unwrap();

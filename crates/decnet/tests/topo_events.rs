@@ -4,14 +4,14 @@
 
 mod topo_common;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use decnet::api::events::EventsConfig;
 use decnet::store::topology as topo;
-use decnet::topology_events::TopologyEvent;
-use decnet_bus::topics::MutationState as BusState;
+use decnet_bus::sdk::AppBus;
 use serde_json::json;
-use topo_common::{eventually, start, BusKind, SseReader};
+use topo_common::{eventually, start, BusKind, HungBus, SseReader};
 
 fn quick(max_streams_per_user: usize) -> EventsConfig {
     EventsConfig { keepalive: Duration::from_millis(100), max_streams_per_user }
@@ -58,21 +58,19 @@ async fn snapshot_then_enqueued_applying_applied_in_order() {
     assert_eq!(snap["in_flight"][0]["id"], earlier.id);
     topo::mark_failed(&api.pool, earlier.id, "cleared by the test").await.unwrap();
 
-    // A stand-in mutator on its own bus connection: on `enqueued` it claims
-    // through the store and publishes applying, then applied.
+    // The real mutator on its own bus connection, waking on `enqueued`
+    // (and polling every second, in case its subscription is not live yet:
+    // SUB has no acknowledgement).
     let hub = api.hub.as_ref().unwrap();
-    let mutator = hub.client("mutator");
-    let mut wake = mutator.subscribe("topology.*.mutation.enqueued").await.unwrap();
-    let pool = api.pool.clone();
-    let topology_id = id.clone();
-    let driver = tokio::spawn(async move {
-        wake.recv().await.unwrap();
-        let claimed = topo::claim_next_pending(&pool, &topology_id).await.unwrap().unwrap();
-        TopologyEvent::mutation(&claimed, BusState::Applying).unwrap().publish(Some(mutator.as_ref())).await;
-        let applied = topo::mark_applied(&pool, claimed.id).await.unwrap();
-        TopologyEvent::mutation(&applied, BusState::Applied).unwrap().publish(Some(mutator.as_ref())).await;
-        applied.id
-    });
+    let log_dir = tempfile::tempdir().unwrap();
+    let mutator = decnet::mutator::Mutator::new(
+        api.pool.clone(),
+        Arc::new(decnet::mutator::drivers::DryRunDriver),
+        Some(hub.client("mutator")),
+        log_dir.path().join("ingest.log"),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mutator_loop = tokio::spawn(decnet::mutator::watch::watch_loop(mutator, Duration::from_secs(1), stop.clone()));
 
     let (status, accepted) = api
         .post(
@@ -98,7 +96,8 @@ async fn snapshot_then_enqueued_applying_applied_in_order() {
         assert!(data["ts"].as_f64().unwrap() > 0.0);
         assert_eq!(data["payload"]["mutation_id"], accepted["mutation_id"]);
     }
-    assert_eq!(driver.await.unwrap(), accepted["mutation_id"].as_i64().unwrap());
+    stop.cancel();
+    mutator_loop.await.unwrap().unwrap();
     let deckies = topo::get_topology(&api.pool, &id).await.unwrap().unwrap().deckies;
     assert_eq!(deckies.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
 }
@@ -194,4 +193,48 @@ async fn with_the_bus_down_the_stream_sends_snapshot_keepalives_and_local_events
     assert_eq!(status, 202);
     let frame = stream.next_event().await;
     assert_eq!(frame.event.as_deref(), Some("mutation.enqueued"), "the API's own events reach its streams");
+}
+
+#[tokio::test]
+async fn a_bus_whose_subscribe_never_answers_holds_back_neither_headers_nor_snapshot() {
+    let hung = Arc::new(HungBus::default());
+    let api = start(BusKind::Shared(Arc::new(AppBus::fixed(hung.clone()))), quick(4)).await;
+    let id = api.active_topology(&[]).await;
+
+    let asked = Instant::now();
+    // `send` resolves on the response head: this is when the headers arrived.
+    let resp = api.events(&id, &api.viewer).await;
+    let headers_after = asked.elapsed();
+    let mut stream = SseReader::new(resp);
+    let snapshot = stream.next().await;
+    let snapshot_after = asked.elapsed();
+    assert_eq!(snapshot.event.as_deref(), Some("snapshot"), "{snapshot:?}");
+    assert_eq!(snapshot.json()["topology_id"], id.as_str());
+    // A stream that waited on the subscribe would take its 2 s timeout.
+    assert!(headers_after < Duration::from_millis(500), "headers after {headers_after:?}");
+    assert!(snapshot_after < Duration::from_millis(900), "snapshot after {snapshot_after:?}");
+    assert!(hung.subscribe_calls() >= 1, "the stream never tried to subscribe, so this tested nothing");
+
+    // Keepalives keep their 100 ms pace while the subscribe still hangs
+    // (a keepalive that waited on a resubscribe would take 2 s).
+    let keepalives_from = Instant::now();
+    for _ in 0..3 {
+        assert_eq!(stream.next().await.comment.as_deref(), Some("keepalive"));
+    }
+    assert!(keepalives_from.elapsed() < Duration::from_millis(1500), "{:?}", keepalives_from.elapsed());
+
+    // The API's own events still reach the stream through the local echo.
+    let (status, _) = api
+        .post(
+            &format!("/api/v1/topologies/{id}/mutations"),
+            Some(&api.admin),
+            json!({"op": "add_decky", "payload": {"name": "b", "services": ["ftp"]}}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(stream.next_event().await.event.as_deref(), Some("mutation.enqueued"));
+
+    // A disconnect frees the slot although the subscribe never finished.
+    drop(stream);
+    assert!(eventually(|| api.state.event_streams.open_for("victor") == 0).await, "the slot was kept");
 }

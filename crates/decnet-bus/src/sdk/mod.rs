@@ -35,7 +35,7 @@ pub use control::{run_control_listener, ControlAction};
 pub use env::{fake_hub, get_bus, BUS_ENABLED_ENV, BUS_TYPE_ENV};
 pub use heartbeat::{health_payload, run_health_heartbeat, HealthExtra, DEFAULT_HEARTBEAT_INTERVAL};
 pub use publish::{publish_safely, ThreadSafePublisher};
-pub use worker::{cancel_on_signal, run_worker, Worker, WorkerContext, HEARTBEAT_SECS_ENV};
+pub use worker::{cancel_on_signal, run_worker, ShutdownSignals, Worker, WorkerContext, HEARTBEAT_SECS_ENV};
 
 /// Error type health `extra` functions may return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

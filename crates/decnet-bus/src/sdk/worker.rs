@@ -95,7 +95,14 @@ impl Worker {
         // Stops the helpers once the body is done, whatever ended it.
         let helpers = CancellationToken::new();
 
-        let signals = tokio::spawn(cancel_on_signal(shutdown.clone(), helpers.clone()));
+        // Installed here, before the heartbeat says the worker is up.
+        let signals = match ShutdownSignals::install() {
+            Ok(signals) => tokio::spawn(signals.cancel_on_signal(shutdown.clone(), helpers.clone())),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install SIGTERM/SIGINT handlers; stop the worker over the bus");
+                tokio::spawn(async {})
+            }
+        };
 
         let (ready_tx, ready_rx) = oneshot::channel();
         let listener = tokio::spawn({
@@ -140,21 +147,45 @@ where
     Worker::new(name).run(body).await
 }
 
-/// Cancel `shutdown` on SIGTERM or SIGINT (systemd stop, Ctrl-C); give up
-/// once `done` fires. Pass the same token twice to stop listening once
-/// shutdown started some other way.
-pub async fn cancel_on_signal(shutdown: CancellationToken, done: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!(
-            "cannot install SIGTERM/SIGINT handlers; stop this process another way (a stop over the bus for workers)"
-        );
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
-        _ = done.cancelled() => return,
+/// SIGTERM and SIGINT handlers, registered the moment this is created.
+///
+/// Create it *before* announcing readiness (sd_notify READY, "listening"):
+/// a handler that is only installed once a spawned task first runs leaves
+/// a window in which systemd's stop kills the process outright (no BYE, no
+/// socket clean-up).
+pub struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    /// Register the handlers now (needs a tokio runtime).
+    pub fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(ShutdownSignals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
     }
-    shutdown.cancel();
+
+    /// Cancel `shutdown` on the first signal; give up once `done` fires.
+    /// Pass the same token twice to stop listening once shutdown started
+    /// some other way.
+    pub async fn cancel_on_signal(mut self, shutdown: CancellationToken, done: CancellationToken) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received; shutting down"),
+            _ = self.int.recv() => tracing::info!("SIGINT received; shutting down"),
+            _ = done.cancelled() => return,
+        }
+        shutdown.cancel();
+    }
+}
+
+/// [`ShutdownSignals::install`] then [`ShutdownSignals::cancel_on_signal`],
+/// for callers with nothing to announce.
+pub async fn cancel_on_signal(shutdown: CancellationToken, done: CancellationToken) {
+    match ShutdownSignals::install() {
+        Ok(signals) => signals.cancel_on_signal(shutdown, done).await,
+        Err(e) => tracing::error!(
+            error = %e,
+            "cannot install SIGTERM/SIGINT handlers; stop this process another way (a stop over the bus for workers)"
+        ),
+    }
 }

@@ -1,6 +1,6 @@
 //! Pattern/topic routing cases every transport must agree on (FakeBus in
 //! `crates/decnet-bus/tests/fake_bus.rs`, the real daemon in
-//! `crates/decnet/tests/sdk_conformance.rs`, which includes this file by path).
+//! `crates/decnet/tests/sdk_daemon.rs`, which includes this file by path).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -85,6 +85,29 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Rewrite a 413 that is not already JSON into the `{"error": ...}` shape.
+///
+/// The body limit (`RequestBodyLimitLayer`) refuses a request whose
+/// `Content-Length` is over the limit by itself, before any extractor runs,
+/// with a `text/plain` body of its own. A body that grows past the limit
+/// without announcing its length (chunked) is caught by [`ApiJson`] instead,
+/// which already answers in JSON. Used as an outer `map_response` layer.
+pub async fn json_payload_too_large(resp: Response) -> Response {
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if resp.status() != StatusCode::PAYLOAD_TOO_LARGE || is_json {
+        return resp;
+    }
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body is over the {}-byte limit", super::MAX_BODY_BYTES),
+    )
+    .into_response()
+}
+
 /// `Json<T>` that answers 400 `{"error": ...}` on a missing content type,
 /// malformed JSON or wrong field types.
 #[derive(Debug, Clone, Copy, Default)]

@@ -5,9 +5,14 @@
 //! auth; it is checked before the topology lookup so ids cannot be probed
 //! without a valid token. A stream:
 //!
-//! 1. subscribes to `topology.<id>.>` (before reading the snapshot, so no
-//!    event can fall between the snapshot and the first live event);
-//! 2. sends `event: snapshot` with `{topology_id, status, version, in_flight}`;
+//! 1. answers at once: the handler checks auth, the topology and the
+//!    user's cap, starts subscribing to `topology.<id>.>` in the background
+//!    and returns, so the headers never wait for the bus;
+//! 2. sends `event: snapshot` with `{topology_id, status, version, in_flight}`,
+//!    read after the subscription is confirmed when the bus confirms it
+//!    within [`SNAPSHOT_GRACE`] (always, for a healthy local bus), so no
+//!    event can fall between the snapshot and the first live event; a bus
+//!    slower than that does not hold the snapshot back;
 //! 3. forwards each bus event named by its topic tail (`mutation.applied`,
 //!    `status`, ...) with data `{topic, type, ts, payload}`;
 //! 4. sends a `: keepalive` comment every `keepalive` (15 s by default).
@@ -20,11 +25,14 @@
 //! through the bus subscription. This also keeps those events flowing to
 //! open streams while the bus is down.
 //!
-//! With the bus down the stream still answers with the snapshot and
-//! keepalives, and retries the subscription on each keepalive. Each user
-//! may hold a bounded number of open streams (429 beyond); the slot and the
-//! bus subscription are both owned by the response body, so a client that
-//! disconnects frees them when hyper drops the body.
+//! With the bus down (or a subscribe that times out) the stream still
+//! answers with the snapshot and keepalives, and starts a new subscribe
+//! attempt on a keepalive when none is under way; the attempt runs beside
+//! the stream, so keepalives are never held up by it. Each user may hold a
+//! bounded number of open streams (429 beyond); the slot and the bus
+//! subscription are both owned by the response body, so a client that
+//! disconnects frees them when hyper drops the body (a subscribe still
+//! under way then ends in a dropped subscription, which unsubscribes).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -37,7 +45,8 @@ use axum::response::sse::{Event, Sse};
 use axum::response::IntoResponse;
 use decnet_bus::{topics, Envelope, Pattern, Subscription};
 use serde_json::json;
-use tokio::sync::broadcast;
+use sqlx::SqlitePool;
+use tokio::sync::{broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::error::{ApiError, ApiPath, ErrorBody};
@@ -51,8 +60,13 @@ use decnet_bus::sdk::AppBus;
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
 /// Open event streams allowed per user.
 pub const DEFAULT_MAX_STREAMS_PER_USER: usize = 4;
-/// Longest a stream waits for the bus when (re)subscribing.
+/// Longest one subscribe attempt may take before it counts as failed (the
+/// next keepalive then starts another).
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest the snapshot waits for the subscribe started with the stream.
+/// A healthy local bus confirms in well under a millisecond; a hung one
+/// must not hold the snapshot back (the headers never wait at all).
+pub const SNAPSHOT_GRACE: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone)]
 pub struct EventsConfig {
@@ -159,11 +173,40 @@ async fn subscribe(bus: &AppBus, pattern: &Pattern) -> Option<Subscription> {
     tokio::time::timeout(SUBSCRIBE_TIMEOUT, attempt).await.ok().flatten()
 }
 
+/// A subscribe attempt under way, its answer still to come.
+type PendingSubscription = oneshot::Receiver<Option<Subscription>>;
+
+/// Subscribe on a task of its own. Neither the handler nor the stream
+/// ever waits on the bus longer than it chooses to, and a stream dropped
+/// mid-attempt does not cancel the subscribe halfway (the finished
+/// subscription is then dropped with the unread answer, which unsubscribes).
+fn start_subscribe(bus: Arc<AppBus>, pattern: Pattern) -> PendingSubscription {
+    let (answer, pending) = oneshot::channel();
+    tokio::spawn(async move {
+        let _ = answer.send(subscribe(&bus, &pattern).await);
+    });
+    pending
+}
+
+/// The answer of `pending`, or never while no attempt is under way.
+async fn next_answer(pending: &mut Option<PendingSubscription>) -> Option<Subscription> {
+    match pending {
+        // A panicked attempt counts as a failed one.
+        Some(rx) => rx.await.ok().flatten(),
+        None => std::future::pending().await,
+    }
+}
+
 /// What the response body pulls events from. Owns the bus subscription
-/// and the user's slot, so dropping the body releases both.
+/// (or the attempt to get one) and the user's slot, so dropping the body
+/// releases both.
 struct Feed {
-    first: Option<Event>,
+    /// Whether the snapshot went out (it is always the first event).
+    snapshot_sent: bool,
+    pool: SqlitePool,
+    topology_id: String,
     subscription: Option<Subscription>,
+    pending: Option<PendingSubscription>,
     local: broadcast::Receiver<Arc<Envelope>>,
     bus: Arc<AppBus>,
     pattern: Pattern,
@@ -175,13 +218,18 @@ struct Feed {
 
 impl Feed {
     async fn next_event(&mut self) -> Option<Event> {
-        if let Some(first) = self.first.take() {
-            return Some(first);
+        if !self.snapshot_sent {
+            self.snapshot_sent = true;
+            return self.snapshot().await;
         }
         loop {
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => return None,
+                subscription = next_answer(&mut self.pending) => {
+                    self.pending = None;
+                    self.subscription = subscription;
+                }
                 envelope = next_envelope(&mut self.subscription) => match envelope {
                     Some(envelope) => return Some(self.bus_event(envelope)),
                     // The bus went away under us: carry on with keepalives
@@ -200,11 +248,58 @@ impl Feed {
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
                 _ = self.keepalive.tick() => {
-                    if self.subscription.is_none() {
-                        self.subscription = subscribe(self.bus.as_ref(), &self.pattern).await;
+                    if self.subscription.is_none() && self.pending.is_none() {
+                        self.pending = Some(start_subscribe(self.bus.clone(), self.pattern.clone()));
                     }
                     return Some(Event::default().comment("keepalive"));
                 }
+            }
+        }
+    }
+
+    /// The `snapshot` event. Waits up to [`SNAPSHOT_GRACE`] for the
+    /// subscribe the handler started, so that on a healthy bus the snapshot
+    /// is read after the subscription exists: an event published in
+    /// between is then both in the snapshot and delivered, never lost.
+    /// `None` (ending the stream) if the topology cannot be read: the
+    /// status line is already out, so there is no error answer left to give.
+    async fn snapshot(&mut self) -> Option<Event> {
+        if let Some(pending) = self.pending.as_mut() {
+            let answer = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return None,
+                answer = tokio::time::timeout(SNAPSHOT_GRACE, pending) => answer,
+            };
+            // Past the grace the attempt stays pending and is picked up by
+            // `next_event`; its events start whenever it completes.
+            if let Ok(answer) = answer {
+                self.pending = None;
+                self.subscription = answer.ok().flatten();
+            }
+        }
+        let id = &self.topology_id;
+        let read = async {
+            let topology = store::get_topology(&self.pool, id).await?;
+            let in_flight = store::in_flight(&self.pool, id).await?;
+            Ok::<_, ApiError>(topology.map(|t| (t, in_flight)))
+        };
+        match read.await {
+            Ok(Some((topology, in_flight))) => {
+                let snapshot = json!({
+                    "topology_id": topology.id,
+                    "status": topology.status,
+                    "version": topology.version,
+                    "in_flight": in_flight,
+                });
+                Some(Event::default().event("snapshot").data(snapshot.to_string()))
+            }
+            Ok(None) => {
+                tracing::debug!(topology = %id, "topology gone before its event stream started");
+                None
+            }
+            Err(e) => {
+                tracing::error!(topology = %id, error = %e, "cannot read the snapshot of an event stream");
+                None
             }
         }
     }
@@ -242,6 +337,7 @@ async fn next_envelope(subscription: &mut Option<Subscription>) -> Option<Envelo
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 404, description = "No such topology", body = ErrorBody),
         (status = 429, description = "This user already holds the maximum of open event streams", body = ErrorBody),
+        (status = 500, description = "Database error", body = ErrorBody),
     )
 )]
 pub async fn events(
@@ -263,30 +359,23 @@ pub async fn events(
         )
     })?;
     let pattern = topics::topology_events(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    // Subscribe first, then read the snapshot: an event published in
-    // between is then both in the snapshot and delivered, never lost.
+    // Both before the snapshot is read (in the body): the local echo at
+    // once, the bus subscription as soon as the bus answers.
     let local = state.event_streams.local.subscribe();
-    let subscription = subscribe(state.bus.as_ref(), &pattern).await;
-    let topology = store::get_topology(&state.pool, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no topology with id {id:?}")))?;
-    let in_flight = store::in_flight(&state.pool, &id).await?;
-    let snapshot = json!({
-        "topology_id": topology.id,
-        "status": topology.status,
-        "version": topology.version,
-        "in_flight": in_flight,
-    });
+    let pending = start_subscribe(state.bus.clone(), pattern.clone());
 
     let period = state.event_streams.config().keepalive;
     let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let feed = Feed {
-        first: Some(Event::default().event("snapshot").data(snapshot.to_string())),
-        subscription,
+        snapshot_sent: false,
+        pool: state.pool.clone(),
+        prefix: format!("topology.{id}."),
+        topology_id: id,
+        subscription: None,
+        pending: Some(pending),
         local,
         bus: state.bus.clone(),
-        prefix: format!("topology.{id}."),
         pattern,
         keepalive,
         shutdown: state.shutdown.clone(),

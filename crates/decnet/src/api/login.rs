@@ -44,6 +44,8 @@ static DUMMY_HASH: LazyLock<String> =
         (status = 200, description = "Logged in", body = LoginResponse),
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 401, description = "Wrong user name or password", body = ErrorBody),
+        (status = 413, description = "Body over the 64 KiB limit", body = ErrorBody),
+        (status = 500, description = "Database error or failed password check", body = ErrorBody),
     )
 )]
 pub async fn login(

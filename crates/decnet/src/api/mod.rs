@@ -36,7 +36,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// bodies such as SSE are not cut: the timeout ends at the headers.)
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Every route, with tracing, a timeout and a body-size limit.
+/// Every route, with tracing, a timeout and a body-size limit (413 with
+/// the usual JSON error body).
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(dashboard::page))
@@ -54,6 +55,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/topologies/{id}/events", get(events::events))
         .fallback(no_such_route)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        // Outside the limit, so it sees (and turns into JSON) the limit's own 413.
+        .layer(axum::middleware::map_response(error::json_payload_too_large))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-use super::events::EventStreams;
+use super::events::{EventStreams, EventsConfig};
 use crate::auth::JwtKeys;
 use crate::registry::WorkerRegistry;
 use crate::systemd::Systemctl;
@@ -65,5 +65,12 @@ impl AppState {
             shutdown: CancellationToken::new(),
             event_streams: Arc::new(EventStreams::default()),
         }
+    }
+
+    /// The same state with SSE streams run by `config` (keepalive period,
+    /// per-user cap) instead of the defaults.
+    pub fn with_events(mut self, config: EventsConfig) -> Self {
+        self.event_streams = Arc::new(EventStreams::new(config));
+        self
     }
 }

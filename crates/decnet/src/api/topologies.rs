@@ -138,6 +138,8 @@ async fn existing(state: &AppState, id: &str) -> Result<Topology, ApiError> {
         (status = 400, description = "Malformed body, bad name, unknown service or duplicate decky", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 413, description = "Body over the 64 KiB limit", body = ErrorBody),
+        (status = 500, description = "Database error", body = ErrorBody),
     )
 )]
 pub async fn create(
@@ -160,6 +162,7 @@ pub async fn create(
     responses(
         (status = 200, description = "Every topology with its deckies", body = TopologyList),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 500, description = "Database error", body = ErrorBody),
     )
 )]
 pub async fn list(
@@ -179,6 +182,7 @@ pub async fn list(
         (status = 200, description = "The topology", body = Topology),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 404, description = "No such topology", body = ErrorBody),
+        (status = 500, description = "Database error", body = ErrorBody),
     )
 )]
 pub async fn show(
@@ -201,6 +205,7 @@ pub async fn show(
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such topology", body = ErrorBody),
         (status = 409, description = "Its status cannot go to deploying (e.g. already deploying)", body = ErrorBody),
+        (status = 500, description = "Database error", body = ErrorBody),
     )
 )]
 pub async fn deploy(
@@ -227,6 +232,8 @@ pub async fn deploy(
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such topology", body = ErrorBody),
         (status = 409, description = "Topology not active/degraded, or expected_version is stale", body = ErrorBody),
+        (status = 413, description = "Body over the 64 KiB limit", body = ErrorBody),
+        (status = 500, description = "Database error", body = ErrorBody),
     )
 )]
 pub async fn enqueue(
@@ -262,6 +269,7 @@ pub async fn enqueue(
         (status = 400, description = "Unknown state", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 404, description = "No such topology", body = ErrorBody),
+        (status = 500, description = "Database error", body = ErrorBody),
     )
 )]
 pub async fn mutations(

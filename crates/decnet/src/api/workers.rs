@@ -77,6 +77,7 @@ fn check_worker(state: &AppState, name: &str) -> Result<(), ApiError> {
     responses(
         (status = 200, description = "Every known worker", body = WorkersResponse),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 500, description = "Database error looking up the token's user", body = ErrorBody),
     )
 )]
 pub async fn list(State(state): State<AppState>, _user: RequireViewer) -> Json<WorkersResponse> {
@@ -107,6 +108,7 @@ pub async fn list(State(state): State<AppState>, _user: RequireViewer) -> Json<W
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "Unknown worker", body = ErrorBody),
         (status = 503, description = "Bus down", body = ErrorBody),
+        (status = 500, description = "Database error looking up the token's user", body = ErrorBody),
     )
 )]
 pub async fn stop(
@@ -147,6 +149,7 @@ fn start_failure(f: StartFailure) -> ApiError {
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "Unknown worker", body = ErrorBody),
         (status = 502, description = "systemctl failed (StartFailure)", body = StartFailureBody),
+        (status = 500, description = "Database error looking up the token's user", body = ErrorBody),
     )
 )]
 pub async fn start(
@@ -169,6 +172,7 @@ pub async fn start(
         (status = 200, description = "Every installed known worker was asked to start", body = StartAllResponse),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 500, description = "Database error looking up the token's user", body = ErrorBody),
     )
 )]
 pub async fn start_all(State(state): State<AppState>, RequireAdmin(user): RequireAdmin) -> Json<StartAllResponse> {

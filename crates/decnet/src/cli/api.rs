@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::events::{EventsConfig, DEFAULT_KEEPALIVE, DEFAULT_MAX_STREAMS_PER_USER};
 use crate::api::{self, ApiConfig, AppState};
 use crate::auth::{self, JwtKeys};
 use crate::registry::{WorkerRegistry, DEFAULT_KNOWN_WORKERS};
@@ -36,13 +37,32 @@ pub struct ApiArgs {
     /// Seconds between the API's own `system.api.health` heartbeats.
     #[arg(long, default_value_t = 30.0)]
     pub heartbeat_secs: f64,
+    /// Seconds between `: keepalive` comments on idle SSE event streams
+    /// (keeps proxies and load balancers from closing them).
+    #[arg(long, env = "DECNET_SSE_KEEPALIVE_SECS", default_value_t = DEFAULT_KEEPALIVE.as_secs_f64())]
+    pub sse_keepalive_secs: f64,
+    /// SSE event streams one user may hold open at once (429 beyond).
+    #[arg(long, env = "DECNET_SSE_MAX_STREAMS", default_value_t = DEFAULT_MAX_STREAMS_PER_USER)]
+    pub sse_max_streams_per_user: usize,
 }
 
 fn positive_secs(flag: &str, secs: f64) -> anyhow::Result<Duration> {
-    if !secs.is_finite() || secs <= 0.0 {
-        anyhow::bail!("{flag} must be a positive number of seconds, got {secs}");
+    // try_: NaN, negative and out-of-range values are errors, not panics;
+    // a value that rounds to zero would make tokio's interval panic.
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => anyhow::bail!("{flag} must be a positive number of seconds, got {secs}"),
     }
-    Ok(Duration::from_secs_f64(secs))
+}
+
+/// The SSE settings from `--sse-keepalive-secs` and `--sse-max-streams-per-user`.
+pub fn events_config(args: &ApiArgs) -> anyhow::Result<EventsConfig> {
+    let keepalive = positive_secs("--sse-keepalive-secs", args.sse_keepalive_secs)?;
+    if args.sse_max_streams_per_user == 0 {
+        // 0 would refuse every stream with a 429: surely not what was meant.
+        anyhow::bail!("--sse-max-streams-per-user must be at least 1");
+    }
+    Ok(EventsConfig { keepalive, max_streams_per_user: args.sse_max_streams_per_user })
 }
 
 /// Check `--known-workers`: every name must be usable as a unit name.
@@ -67,6 +87,7 @@ pub fn parse_known_workers(names: &[String]) -> anyhow::Result<Vec<String>> {
 pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let stale_after = positive_secs("--stale-secs", args.stale_secs)?;
     let heartbeat_interval = positive_secs("--heartbeat-secs", args.heartbeat_secs)?;
+    let events = events_config(&args)?;
     if args.token_ttl_secs == 0 {
         anyhow::bail!("--token-ttl-secs must be positive");
     }
@@ -89,16 +110,64 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
         bus,
         Systemctl::new(),
         ApiConfig { heartbeat_interval },
-    );
+    )
+    .with_events(events);
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, db = %db.display(), socket = %socket.display(), "API listening");
     let shutdown = CancellationToken::new();
-    tokio::spawn(super::bus::cancel_on_signal(shutdown.clone()));
+    super::bus::spawn_signal_handler(&shutdown)?;
     let bus_handle = Arc::clone(&state.bus);
     api::serve(listener, state, async move { shutdown.cancelled().await }).await?;
     bus_handle.close().await;
     tracing::info!("API stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        api: ApiArgs,
+    }
+
+    fn parse(args: &[&str]) -> ApiArgs {
+        Cli::try_parse_from(std::iter::once("api").chain(args.iter().copied())).unwrap().api
+    }
+
+    #[test]
+    fn sse_flags_reach_the_events_config() {
+        let config =
+            events_config(&parse(&["--sse-keepalive-secs", "2.5", "--sse-max-streams-per-user", "9"])).unwrap();
+        assert_eq!(config.keepalive, Duration::from_millis(2500));
+        assert_eq!(config.max_streams_per_user, 9);
+    }
+
+    #[test]
+    fn sse_defaults_are_the_documented_ones() {
+        // Skip when the environment overrides them (the flags read env vars).
+        if std::env::var_os("DECNET_SSE_KEEPALIVE_SECS").is_some()
+            || std::env::var_os("DECNET_SSE_MAX_STREAMS").is_some()
+        {
+            return;
+        }
+        let config = events_config(&parse(&[])).unwrap();
+        assert_eq!(config.keepalive, Duration::from_secs(15));
+        assert_eq!(config.max_streams_per_user, DEFAULT_MAX_STREAMS_PER_USER);
+    }
+
+    #[test]
+    fn sse_flags_refuse_values_that_would_break_streams() {
+        for bad in ["0", "-1", "NaN", "inf", "1e-12", "1e300"] {
+            let err = events_config(&parse(&[&format!("--sse-keepalive-secs={bad}")])).unwrap_err();
+            assert!(err.to_string().contains("--sse-keepalive-secs"), "{bad}: {err}");
+        }
+        let err = events_config(&parse(&["--sse-max-streams-per-user", "0"])).unwrap_err();
+        assert!(err.to_string().contains("at least 1"), "{err}");
+    }
 }

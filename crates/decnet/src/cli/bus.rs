@@ -58,9 +58,11 @@ pub async fn run(args: BusArgs) -> anyhow::Result<()> {
         heartbeat_interval: Duration::from_secs_f64(args.heartbeat_secs),
         send_buffer: args.send_buffer,
     };
-    let server = BusServer::bind(config)?;
+    // Handlers first: READY goes out as soon as the socket listens, and a
+    // stop right after it must still get the clean shutdown path.
     let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    spawn_signal_handler(&shutdown)?;
+    let server = BusServer::bind(config)?;
     server.run(shutdown).await?;
     Ok(())
 }
@@ -68,4 +70,13 @@ pub async fn run(args: BusArgs) -> anyhow::Result<()> {
 /// Cancel `token` on SIGTERM or SIGINT (systemd stop, Ctrl-C).
 pub async fn cancel_on_signal(token: CancellationToken) {
     decnet_bus::sdk::cancel_on_signal(token.clone(), token).await
+}
+
+/// Register the SIGTERM/SIGINT handlers *now* (before the caller reports
+/// readiness) and cancel `token` when one arrives.
+pub fn spawn_signal_handler(token: &CancellationToken) -> anyhow::Result<()> {
+    let signals = decnet_bus::sdk::ShutdownSignals::install()
+        .map_err(|e| anyhow::anyhow!("cannot install SIGTERM/SIGINT handlers: {e}"))?;
+    tokio::spawn(signals.cancel_on_signal(token.clone(), token.clone()));
+    Ok(())
 }

@@ -88,7 +88,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mutator = env(ChildSpec::this_binary("mutator", &["mutator", "--driver", &driver, "--heartbeat-secs", "10"])?);
 
     let shutdown = CancellationToken::new();
-    tokio::spawn(super::bus::cancel_on_signal(shutdown.clone()));
+    super::bus::spawn_signal_handler(&shutdown)?;
 
     // The bus outlives the workers at shutdown, so they can say goodbye on it.
     let bus_stop = CancellationToken::new();

@@ -25,6 +25,10 @@ pub enum SystemctlMode {
     StandIn { units: &'static str, failing: &'static [&'static str] },
     /// No systemctl on the search path at all.
     Missing,
+    /// A systemctl that records its argv and exits 1 on everything, after
+    /// printing unit lines as if it had worked (so a caller that ignored
+    /// the exit code would see units).
+    Failing,
 }
 
 pub struct Harness {
@@ -51,6 +55,16 @@ esac
 exit 1
 "#;
 
+const FAILING: &str = r#"#!/bin/sh
+# Stand-in for a broken systemctl: record argv, print plausible output, fail.
+for a in "$@"; do printf '%s|' "$a"; done >> "@DIR@/argv.log"
+echo >> "@DIR@/argv.log"
+echo 'decnet-bus.service enabled enabled'
+echo 'decnet-mutator.service enabled enabled'
+echo 'Failed to connect to bus: No such file or directory' >&2
+exit 1
+"#;
+
 impl Harness {
     pub async fn start(bus: Arc<AppBus>, mode: SystemctlMode) -> Harness {
         Self::start_with(bus, mode, Duration::from_secs(90)).await
@@ -61,14 +75,20 @@ impl Harness {
         let bin = dir.path().join("bin");
         std::fs::create_dir(&bin).unwrap();
         let argv_log = dir.path().join("argv.log");
-        if let SystemctlMode::StandIn { units, failing } = mode {
-            let d = dir.path().display().to_string();
-            let script = bin.join("systemctl");
-            std::fs::write(&script, STAND_IN.replace("@DIR@", &d)).unwrap();
+        let d = dir.path().display().to_string();
+        let script = bin.join("systemctl");
+        match mode {
+            SystemctlMode::StandIn { units, failing } => {
+                std::fs::write(&script, STAND_IN.replace("@DIR@", &d)).unwrap();
+                std::fs::write(dir.path().join("units.txt"), units).unwrap();
+                let failing: String = failing.iter().map(|w| format!("decnet-{w}.service\n")).collect();
+                std::fs::write(dir.path().join("failing.txt"), failing).unwrap();
+            }
+            SystemctlMode::Failing => std::fs::write(&script, FAILING.replace("@DIR@", &d)).unwrap(),
+            SystemctlMode::Missing => {}
+        }
+        if script.exists() {
             std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-            std::fs::write(dir.path().join("units.txt"), units).unwrap();
-            let failing: String = failing.iter().map(|w| format!("decnet-{w}.service\n")).collect();
-            std::fs::write(dir.path().join("failing.txt"), failing).unwrap();
         }
         let pool = decnet::store::open(&dir.path().join("decnet.db")).await.unwrap();
         for ((name, pw), role) in [(ADMIN, Role::Admin), (VIEWER, Role::Viewer)] {

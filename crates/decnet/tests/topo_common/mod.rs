@@ -3,6 +3,7 @@
 //! and either an in-process FakeBus hub or no bus at all.
 #![allow(dead_code)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use decnet::systemd::Systemctl;
 use decnet::topology::{Decky, TopologyStatus};
 use decnet_bus::fake::FakeBus;
 use decnet_bus::sdk::AppBus;
+use decnet_bus::{Bus, BusError, Subscription};
 use serde_json::{json, Value};
 use sqlx::SqlitePool;
 
@@ -194,4 +196,41 @@ pub async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     cond()
+}
+
+/// A bus that is "connected" but whose subscribe never answers (a daemon
+/// wedged mid-handshake, say). Publishes succeed at once, so the routes
+/// that publish are not held up; only subscribers wait.
+#[derive(Debug, Default)]
+pub struct HungBus {
+    subscribe_calls: AtomicUsize,
+}
+
+impl HungBus {
+    /// Subscribe attempts made so far (each one still hanging or timed out).
+    pub fn subscribe_calls(&self) -> usize {
+        self.subscribe_calls.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl Bus for HungBus {
+    fn name(&self) -> &str {
+        "api"
+    }
+
+    async fn publish(&self, _topic: &str, _event_type: &str, _payload: Value) -> Result<(), BusError> {
+        Ok(())
+    }
+
+    async fn subscribe_with_capacity(&self, _pattern: &str, _capacity: usize) -> Result<Subscription, BusError> {
+        self.subscribe_calls.fetch_add(1, Ordering::SeqCst);
+        std::future::pending().await
+    }
+
+    async fn close(&self) {}
+
+    fn is_closed(&self) -> bool {
+        false
+    }
 }
