@@ -33,6 +33,15 @@ fn run_env(home: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Out
     child.wait_with_output().unwrap()
 }
 
+/// Poll the unauthenticated health route until the API answers (10 s).
+async fn wait_healthy(http: &reqwest::Client, base: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while http.get(format!("{base}/api/v1/health")).send().await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "API never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
@@ -129,11 +138,7 @@ async fn bus_api_and_cli_together() {
         .spawn()
         .unwrap());
     let http = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while http.get(format!("{base}/api/v1/health")).send().await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "API never answered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_healthy(&http, &base).await;
     let secret_mode = std::fs::metadata(home.join("jwt.secret")).unwrap().permissions().mode();
     assert_eq!(secret_mode & 0o777, 0o600);
 
@@ -283,11 +288,7 @@ async fn api_configured_from_the_environment_jwt_secret_and_sse_knobs() {
         .spawn()
         .unwrap());
     let http = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while http.get(format!("{base}/api/v1/health")).send().await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "API never answered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_healthy(&http, &base).await;
     assert!(!home.join("jwt.secret").exists(), "DECNET_JWT_SECRET is set: no secret file may be written");
 
     // A token signed with the environment's secret is accepted (nobody
