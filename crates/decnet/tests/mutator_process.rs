@@ -158,7 +158,8 @@ async fn scheduled_mutations_keep_going_while_the_bus_is_dead_and_events_resume_
 
     // Bus back: the mutator's events reach subscribers again.
     let _bus = Daemon(decnet(home).arg("bus").stdout(Stdio::null()).spawn().unwrap());
-    wait_for("the bus socket", || home.join("bus.sock").exists());
+    // The killed daemon left its socket file behind: wait for a listener.
+    wait_for("the new bus listening", || std::os::unix::net::UnixStream::connect(home.join("bus.sock")).is_ok());
     let mut watcher = decnet(home)
         .args(["sub", "decky.web-01.mutation", "--count", "1", "--timeout", "20"])
         .stdout(Stdio::piped())
@@ -173,7 +174,7 @@ async fn scheduled_mutations_keep_going_while_the_bus_is_dead_and_events_resume_
         tokio::time::sleep(Duration::from_millis(1000)).await;
     }
     let out = watcher.wait_with_output().unwrap();
-    assert!(out.status.success());
+    assert!(out.status.success(), "{out:?}");
     let env: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(env["payload"]["trigger"], "scheduled");
     let out = decnet(home).args(["correlate", "--log"]).arg(&log).output().unwrap();
