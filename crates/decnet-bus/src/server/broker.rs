@@ -176,15 +176,14 @@ impl Broker {
             cache.routes.clear();
             cache.generation = generation;
         }
-        let targets = match cache.routes.get(topic) {
-            Some(targets) => targets.clone(),
-            None => {
-                let targets = self.resolve(Some(from.id), topic);
-                cache.routes.insert(topic.into(), targets.clone());
-                targets
-            }
-        };
+        // A hit borrows the cached list: no refcount traffic per event.
+        if let Some(targets) = cache.routes.get(topic) {
+            self.deliver(frame, targets);
+            return Ok(());
+        }
+        let targets = self.resolve(Some(from.id), topic);
         self.deliver(frame, &targets);
+        cache.routes.insert(topic.into(), targets);
         Ok(())
     }
 

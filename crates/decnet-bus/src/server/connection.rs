@@ -208,7 +208,11 @@ async fn write_loop(broker: Arc<Broker>, conn: Arc<ConnHandle>, mut writer: Owne
             out = BytesMut::with_capacity(READ_CHUNK);
         }
         // The queue is empty again: if this peer was dropping, the burst is over.
-        if conn.queue.is_empty() && conn.dropping.swap(false, Ordering::Relaxed) {
+        // (`dropping` first: the common case then costs no queue lock.)
+        if conn.dropping.load(Ordering::Relaxed)
+            && conn.queue.is_empty()
+            && conn.dropping.swap(false, Ordering::Relaxed)
+        {
             let dropped = conn.queue.take_unreported_drops();
             tracing::warn!(peer = %conn.label, dropped, "subscriber caught up after dropping events");
         }

@@ -156,6 +156,9 @@ impl SendBuffer {
             }
             return;
         }
+        if self.warned {
+            return; // said once; no need to read it back on every accept
+        }
         // Linux doubles the value for bookkeeping and caps it at
         // net.core.wmem_max: half of what it reports is the usable size.
         let granted = getsockopt(stream, SndBuf).map(|n| n / 2).unwrap_or(self.wanted);
