@@ -46,6 +46,15 @@ pub const IDENTITY_OBSERVATION_LINKED: &str = "identity.observation.linked";
 pub const IDENTITY_MERGED: &str = "identity.merged";
 pub const IDENTITY_UNMERGED: &str = "identity.unmerged";
 
+/// A fingerprint changed for the same (ip, port, probe): `{attacker_ip, port, probe, old, new}`.
+pub const ATTACKER_FINGERPRINT_ROTATED: &str = "attacker.fingerprint_rotated";
+/// One per parsed honeypot log line (collector): `{decky, service, event_type, attacker_ip, timestamp}`.
+pub const SYSTEM_LOG: &str = "system.log";
+/// A credential seen for the first time on a target (ingester).
+pub const CREDENTIAL_CAPTURED: &str = "credential.captured";
+/// The same secret tried on two or more decky:service targets (profiler).
+pub const CREDENTIAL_REUSE_DETECTED: &str = "credential.reuse.detected";
+
 // ---- wildcard patterns --------------------------------------------------
 
 /// Every worker heartbeat (includes the daemon's `system.bus.health`).
@@ -66,6 +75,9 @@ pub const TOPOLOGY_MUTATION_ENQUEUED_ALL: &str = "topology.*.mutation.enqueued";
 pub const TOPOLOGY_ALL: &str = "topology.>";
 pub const ATTACKER_ALL: &str = "attacker.>";
 pub const IDENTITY_ALL: &str = "identity.>";
+pub const CREDENTIAL_ALL: &str = "credential.>";
+/// Passive traffic fingerprints of every decky (sniffer).
+pub const DECKY_TRAFFIC_ALL: &str = "decky.*.traffic";
 
 // ---- variable segments --------------------------------------------------
 
@@ -133,6 +145,12 @@ pub fn decky_mutation(id: &str) -> Result<Topic, TopicError> {
 pub fn decky_mutate_request(id: &str) -> Result<Topic, TopicError> {
     let d = segment("decky.<id>.mutate_request", id)?;
     topic(format!("decky.{d}.mutate_request"))
+}
+
+/// `decky.<id>.traffic`: a passive fingerprint the sniffer saw on traffic to this decky.
+pub fn decky_traffic(id: &str) -> Result<Topic, TopicError> {
+    let d = segment("decky.<id>.traffic", id)?;
+    topic(format!("decky.{d}.traffic"))
 }
 
 /// `decky.<id>.>`: everything about one decky.

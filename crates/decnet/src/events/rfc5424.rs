@@ -185,6 +185,83 @@ pub fn format_mutation(ev: &MutationEvent) -> String {
     line
 }
 
+/// Syslog severities used by decnet's lines (RFC 5424 §6.2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Alert = 1,
+    Critical = 2,
+    Error = 3,
+    Warning = 4,
+    Notice = 5,
+    Info = 6,
+    Debug = 7,
+}
+
+/// local0, the facility every decnet line uses.
+pub const FACILITY_LOCAL0: u8 = 16;
+
+/// One honeypot / worker event in the fleet-wide line format:
+/// `<PRI>1 TS <host> <app> - <msgid> [relay@55555 k="v" …] msg`.
+/// `host` is the decky (or worker host), `app` the service (`ssh`, `http`,
+/// `prober`, …), `msgid` the event type (`login_attempt`, `command`, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayEvent {
+    pub timestamp: OffsetDateTime,
+    pub severity: Severity,
+    pub host: String,
+    pub app: String,
+    pub msgid: String,
+    /// SD params in order; values are escaped on format.
+    pub params: Vec<(String, String)>,
+    pub msg: Option<String>,
+}
+
+fn header_token(value: &str, max: usize) -> String {
+    let t: String = value.chars().map(|c| if c.is_ascii_graphic() { c } else { '_' }).take(max).collect();
+    if t.is_empty() {
+        "-".to_string()
+    } else {
+        t
+    }
+}
+
+/// Format a [`RelayEvent`] (without trailing newline). Header fields are
+/// forced to printable ASCII and cut to their RFC 5424 maxima; SD names
+/// that are not valid SD-NAMEs are skipped; the MSG has CR/LF replaced by
+/// spaces so one event is always one line.
+pub fn format_event(ev: &RelayEvent) -> String {
+    let mut line = String::with_capacity(192);
+    let pri = FACILITY_LOCAL0 * 8 + ev.severity as u8;
+    let _ = write!(
+        line,
+        "<{pri}>1 {} {} {} - {}",
+        format_timestamp(ev.timestamp),
+        header_token(&ev.host, MAX_HOSTNAME),
+        header_token(&ev.app, MAX_APP_NAME),
+        header_token(&ev.msgid, MAX_MSGID)
+    );
+    let valid_name = |n: &str| {
+        !n.is_empty() && n.len() <= 32 && n.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'=' | b']' | b'"'))
+    };
+    let params: Vec<_> = ev.params.iter().filter(|(n, _)| valid_name(n)).collect();
+    if params.is_empty() {
+        line.push_str(" -");
+    } else {
+        let _ = write!(line, " [{SD_ID}");
+        for (name, value) in params {
+            let _ = write!(line, " {name}=\"");
+            escape_param_value(value, &mut line);
+            line.push('"');
+        }
+        line.push(']');
+    }
+    if let Some(msg) = ev.msg.as_deref().filter(|m| !m.is_empty()) {
+        line.push(' ');
+        line.extend(msg.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }));
+    }
+    line
+}
+
 /// Parse one RFC 5424 line (trailing `\r`/`\n` ignored).
 pub fn parse_line(line: &str) -> Result<SyslogLine, ParseError> {
     let line = line.trim_end_matches(['\r', '\n']);
@@ -363,6 +440,34 @@ mod tests {
             trigger: Trigger::Scheduled,
             actor: actor.map(str::to_string),
         }
+    }
+
+    #[test]
+    fn relay_event_formats_pri_escapes_and_parses_back() {
+        let ev = RelayEvent {
+            timestamp: time::macros::datetime!(2024-05-06 07:08:09.5 UTC),
+            severity: Severity::Warning,
+            host: "web 01".into(),
+            app: "ssh".into(),
+            msgid: "login_attempt".into(),
+            params: vec![
+                ("src_ip".into(), "10.0.0.9".into()),
+                ("username".into(), "ro\"ot]\\".into()),
+                ("bad name".into(), "skipped".into()),
+            ],
+            msg: Some("two\nlines".into()),
+        };
+        let line = format_event(&ev);
+        assert!(line.starts_with("<132>1 2024-05-06T07:08:09.500000Z web_01 ssh - login_attempt [relay@55555 "), "{line}");
+        assert!(!line.contains('\n'));
+        let parsed = parse_line(&line).unwrap();
+        let sd = parsed.element(SD_ID).unwrap();
+        assert_eq!(sd.param("username"), Some("ro\"ot]\\"));
+        assert_eq!(sd.param("bad name"), None);
+        assert_eq!(parsed.msg.as_deref(), Some("two lines"));
+        let bare = RelayEvent { params: vec![], msg: None, ..ev };
+        assert!(format_event(&bare).ends_with(" login_attempt -"));
+        assert!(parse_line(&format_event(&bare)).unwrap().structured_data.is_empty());
     }
 
     #[test]
