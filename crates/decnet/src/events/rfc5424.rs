@@ -458,7 +458,10 @@ mod tests {
             msg: Some("two\nlines".into()),
         };
         let line = format_event(&ev);
-        assert!(line.starts_with("<132>1 2024-05-06T07:08:09.500000Z web_01 ssh - login_attempt [relay@55555 "), "{line}");
+        assert!(
+            line.starts_with("<132>1 2024-05-06T07:08:09.500000Z web_01 ssh - login_attempt [relay@55555 "),
+            "{line}"
+        );
         assert!(!line.contains('\n'));
         let parsed = parse_line(&line).unwrap();
         let sd = parsed.element(SD_ID).unwrap();
