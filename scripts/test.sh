@@ -9,6 +9,9 @@ command -v python3 >/dev/null || need_apt+=(python3)
 command -v nats-server >/dev/null || need_apt+=(nats-server)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+# Native decky tests drive the real OpenSSH client (ssh-keygen comes with it).
+command -v ssh >/dev/null || need_apt+=(openssh-client)
+command -v sshpass >/dev/null || need_apt+=(sshpass)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=()
   [ "$(id -u)" = 0 ] || sudo=(sudo)

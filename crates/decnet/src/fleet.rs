@@ -11,6 +11,7 @@
 //! name = "db-01"
 //! services = ["mysql", "ssh"]   # explicit first shape
 //! interval = 10                 # overrides the default
+//! address = "127.1.0.2"         # where the native driver's listeners bind
 //! ```
 //!
 //! The whole file is checked before anything is deployed: an unknown
@@ -35,6 +36,9 @@ pub struct DeckySpec {
     /// Explicit first services; empty means "draw from the archetype".
     pub services: Vec<String>,
     pub interval_minutes: u32,
+    /// The decky's own IP address (native driver); `None` lets the driver
+    /// assign one.
+    pub address: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +74,7 @@ struct RawDecky {
     archetype: Option<Spanned<String>>,
     services: Option<Vec<Spanned<String>>>,
     interval: Option<Spanned<u32>>,
+    address: Option<Spanned<String>>,
 }
 
 impl Fleet {
@@ -102,6 +107,7 @@ impl Fleet {
         };
 
         let mut seen = HashSet::new();
+        let mut addresses = HashSet::new();
         let mut deckies = Vec::with_capacity(raw.decky.len());
         for entry in raw.decky {
             let entry_start = entry.span().start;
@@ -156,11 +162,28 @@ impl Fleet {
                 Some(i) => i.into_inner(),
                 None => default_interval,
             };
+            let address = match &d.address {
+                None => None,
+                Some(a) => {
+                    let ip: std::net::IpAddr = a.get_ref().parse().map_err(|_| {
+                        invalid(
+                            a.span().start,
+                            format!("address {:?} of decky {name:?} is not an IP address", a.get_ref()),
+                        )
+                    })?;
+                    // Two deckies on one address would fight over its ports.
+                    if !addresses.insert(ip) {
+                        return Err(invalid(a.span().start, format!("address {ip} is given to two deckies")));
+                    }
+                    Some(ip)
+                }
+            };
             deckies.push(DeckySpec {
                 name,
                 archetype: d.archetype.map(Spanned::into_inner),
                 services,
                 interval_minutes,
+                address,
             });
         }
         Ok(Fleet { default_interval_minutes: default_interval, deckies })
@@ -240,5 +263,19 @@ interval = 5
         assert!(error_of("[[decky]]\nname=\"a\"\n").contains("needs an archetype"));
         assert!(error_of("[[decky]]\nname=\"a\"\narchtype=\"iot-device\"\n").starts_with("fleet.toml:3:"));
         assert!(error_of("interval = 0\n").contains("at least 1 minute"));
+    }
+
+    #[test]
+    fn addresses_parse_and_bad_or_shared_ones_name_their_line() {
+        let fleet =
+            Fleet::parse("[[decky]]\nname=\"a\"\narchetype=\"iot-device\"\naddress=\"127.1.0.7\"\n", "f").unwrap();
+        assert_eq!(fleet.deckies[0].address, Some("127.1.0.7".parse().unwrap()));
+        let e = error_of("[[decky]]\nname=\"a\"\narchetype=\"iot-device\"\naddress=\"127.1.0.300\"\n");
+        assert!(e.starts_with("fleet.toml:4:") && e.contains("not an IP address"), "{e}");
+        let e = error_of(
+            "[[decky]]\nname=\"a\"\narchetype=\"iot-device\"\naddress=\"::1\"\n\
+             [[decky]]\nname=\"b\"\narchetype=\"iot-device\"\naddress=\"::1\"\n",
+        );
+        assert!(e.starts_with("fleet.toml:8:") && e.contains("two deckies"), "{e}");
     }
 }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod catalogue;
 pub mod cli;
 pub mod correlate;
+pub mod decky;
 pub mod events;
 pub mod fleet;
 pub mod mutator;

@@ -33,6 +33,14 @@ pub struct FleetArgs {
     /// (default: `$DECNET_HOME/ingest.log`).
     #[arg(long = "ingest-log", env = "DECNET_INGEST_LOG_FILE")]
     pub ingest_log: Option<PathBuf>,
+    /// Native driver: the collector the deckies' lines are sent to
+    /// (syslog over TCP, octet counting).
+    #[arg(long, env = "DECNET_COLLECTOR_ADDR", default_value = crate::decky::sink::DEFAULT_COLLECTOR_ADDR)]
+    pub collector_addr: std::net::SocketAddr,
+    /// Native driver: added to every service's default port (10000 puts
+    /// ssh on 10022), for hosts where ports below 1024 are not available.
+    #[arg(long, env = "DECNET_NATIVE_PORT_OFFSET", default_value_t = 0)]
+    pub native_port_offset: u16,
 }
 
 impl FleetArgs {
@@ -44,6 +52,14 @@ impl FleetArgs {
         decnet_bus::paths::resolve_socket_path(self.socket.as_deref())
     }
 
+    /// The native driver's settings; the SSH host-key seed lives in `$DECNET_HOME`.
+    pub fn native_options(&self) -> anyhow::Result<crate::mutator::native::NativeOptions> {
+        let seed = crate::mutator::native::load_host_key_seed(&crate::home::decnet_home())?;
+        let mut options = crate::mutator::native::NativeOptions::new(self.collector_addr, seed);
+        options.port_offset = self.native_port_offset;
+        Ok(options)
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.ingest_log.clone().unwrap_or_else(crate::events::default_ingest_log_path)
     }
@@ -52,7 +68,7 @@ impl FleetArgs {
     /// when it is not, events still reach the ingest log.
     pub async fn one_shot_mutator(&self, client: &str) -> anyhow::Result<(Mutator, Arc<decnet_bus::client::UnixBus>)> {
         let pool = crate::store::open(&self.db_path()).await?;
-        let driver = build_driver(self.driver, self.command.as_deref())?;
+        let driver = build_driver(self.driver, self.command.as_deref(), &pool, None)?;
         let bus = Arc::new(decnet_bus::client::UnixBus::new(client, self.socket_path()));
         let dyn_bus: Arc<dyn Bus> = bus.clone();
         Ok((Mutator::new(pool, driver.into(), Some(dyn_bus), self.log_path()), bus))
@@ -80,6 +96,7 @@ pub async fn run(args: MutatorArgs) -> anyhow::Result<()> {
         poll: Duration::from_secs(args.poll_secs),
         log_path: args.fleet.log_path(),
         heartbeat: Duration::from_secs(args.heartbeat_secs.max(1)),
+        native: args.fleet.native_options()?,
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let on_signal = shutdown.clone();

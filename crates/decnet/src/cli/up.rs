@@ -5,8 +5,9 @@
 //! of this same binary (see [`crate::supervisor`]), all sharing one
 //! `$DECNET_HOME`: the socket, the SQLite file, the ingest log. On first
 //! start it creates an `admin` user (password printed once) and deploys a
-//! small demo fleet whose deckies rotate every minute through the dry-run
-//! driver, so events flow immediately without docker.
+//! small demo fleet of native deckies (in-process honeypots on 127.1.0.N,
+//! see [`crate::decky`]) that rotate every few minutes, so an attacker can
+//! be played at once without docker.
 
 use rand::distr::{Alphanumeric, SampleString};
 use std::path::Path;
@@ -19,24 +20,34 @@ use crate::supervisor::{supervise, ChildSpec};
 
 /// The demo fleet deployed on first start.
 pub const DEMO_FLEET: &str = r#"# decnet demo fleet, deployed by `decnet up` on first start.
-# Each decky rotates its services every `interval` minutes.
-interval = 1
+# Each decky has its own loopback address (the native driver's listeners
+# bind there), starts with the services listed and then rotates through its
+# archetype's pool every `interval` minutes.
+interval = 5
 
 [[decky]]
 name = "web-01"
 archetype = "linux-server"
+services = ["ssh", "http", "ftp"]
+address = "127.1.0.1"
 
 [[decky]]
 name = "ws-finance"
 archetype = "windows-workstation"
+services = ["http", "smb", "rdp"]
+address = "127.1.0.2"
 
 [[decky]]
 name = "db-02"
 archetype = "database-host"
+services = ["ssh", "mysql"]
+address = "127.1.0.3"
 
 [[decky]]
 name = "cam-lobby"
 archetype = "iot-device"
+services = ["telnet", "http"]
+address = "127.1.0.4"
 "#;
 
 #[derive(Debug, clap::Args)]
@@ -44,10 +55,15 @@ pub struct UpArgs {
     /// Address for the API and dashboard.
     #[arg(long, env = "DECNET_API_LISTEN", default_value = "127.0.0.1:8000")]
     pub listen: String,
-    /// Deploy driver for the mutator (dry-run needs no docker; `command`
-    /// takes its executable from DECNET_MUTATOR_COMMAND).
-    #[arg(long, value_enum, env = "DECNET_MUTATOR_DRIVER", default_value = "dry-run")]
+    /// Deploy driver for the mutator (native: in-process honeypots, no
+    /// docker; `command` takes its executable from DECNET_MUTATOR_COMMAND).
+    #[arg(long, value_enum, env = "DECNET_MUTATOR_DRIVER", default_value = "native")]
     pub driver: DriverKind,
+    /// Native driver: added to every default port. Unset, `up` uses 0 when
+    /// it can bind the well-known ports (root, or nothing else on them)
+    /// and 10000 otherwise (ssh on 10022, http on 10080, …).
+    #[arg(long, env = "DECNET_NATIVE_PORT_OFFSET")]
+    pub native_port_offset: Option<u16>,
     /// Do not deploy the demo fleet on first start.
     #[arg(long)]
     pub no_demo: bool,
@@ -72,8 +88,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let first_start = crate::store::fleet::list(&pool).await?.is_empty();
     pool.close().await;
 
+    let port_offset = match (args.driver, args.native_port_offset) {
+        (_, Some(offset)) => offset,
+        (DriverKind::Native, None) => native_port_offset(),
+        _ => 0,
+    };
+    let port_offset_text = port_offset.to_string();
     let env = |spec: ChildSpec| {
         spec.env("DECNET_HOME", &home)
+            .env("DECNET_NATIVE_PORT_OFFSET", &port_offset_text)
             .env("DECNET_BUS_SOCKET", &socket)
             .env("DECNET_DB", &db)
             .env("DECNET_INGEST_LOG_FILE", &ingest)
@@ -138,6 +161,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     println!("  bus socket:        {}   (try: decnet sub 'decky.>')", socket.display());
     println!("  ingest log:        {}", ingest.display());
+    if args.driver == DriverKind::Native {
+        if let Err(e) = print_deckies(&db, port_offset).await {
+            tracing::warn!(error = %e, "cannot list the deckies");
+        }
+    }
     println!("Press Ctrl-C to stop.");
     println!();
 
@@ -149,6 +177,43 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     bus_stop.cancel();
     let _ = bus_task.await;
     println!("decnet stopped");
+    Ok(())
+}
+
+/// The port offset for native deckies: 0 when a well-known port can be
+/// bound on the first demo address (root or CAP_NET_BIND_SERVICE, and no
+/// sshd already on it), else 10000, so `up` works for any user.
+fn native_port_offset() -> u16 {
+    let ok = [22u16, 80].iter().all(|p| std::net::TcpListener::bind(("127.1.0.1", *p)).is_ok());
+    if ok {
+        0
+    } else {
+        10_000
+    }
+}
+
+/// Each deployed decky, its address and what listens there.
+async fn print_deckies(db: &Path, port_offset: u16) -> anyhow::Result<()> {
+    let pool = crate::store::open(db).await?;
+    let deckies = crate::store::fleet::list_deployed(&pool).await?;
+    let addresses = crate::store::fleet::addresses(&pool).await?;
+    pool.close().await;
+    if deckies.is_empty() {
+        return Ok(());
+    }
+    println!("  deckies (native honeypots; services rotate):");
+    for d in deckies {
+        let address = addresses.get(&d.name).map(String::as_str).unwrap_or("(assigned at deploy)");
+        let services: Vec<String> = d
+            .services
+            .iter()
+            .map(|s| match crate::decky::default_port(s) {
+                Some(p) => format!("{s}:{}", p.saturating_add(port_offset)),
+                None => format!("{s}(not served)"),
+            })
+            .collect();
+        println!("    {:<12} {:<12} {}", d.name, address, services.join(" "));
+    }
     Ok(())
 }
 

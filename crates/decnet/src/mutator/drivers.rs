@@ -55,20 +55,39 @@ pub struct DeployError {
 pub trait DeployDriver: Send + Sync {
     fn name(&self) -> &'static str;
     async fn apply(&self, change: &Change<'_>) -> Result<(), DeployError>;
+
+    /// Bring what this process runs for `project` in line with the
+    /// deckies deployed (called on every pass of the mutator's loop).
+    /// Only drivers whose deckies live in the process need it: the native
+    /// driver, whose deckies may have been deployed by a one-shot command.
+    async fn sync(&self, _project: &str, _deployed: &[DeckyShape]) {}
 }
 
 /// Which driver to build, as chosen on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DriverKind {
+    /// In-process honeypot listeners on each decky's address.
+    Native,
     Compose,
     Command,
     DryRun,
 }
 
 /// Build a driver. `command` is required for `command`; the compose file
-/// goes under `$DECNET_HOME`.
-pub fn build_driver(kind: DriverKind, command: Option<&Path>) -> anyhow::Result<Box<dyn DeployDriver>> {
+/// goes under `$DECNET_HOME`. `native` is `Some` in the process that keeps
+/// the native deckies' listeners (the mutator daemon); one-shot commands
+/// pass `None` and get a deferred native driver.
+pub fn build_driver(
+    kind: DriverKind,
+    command: Option<&Path>,
+    pool: &sqlx::SqlitePool,
+    native: Option<super::native::NativeOptions>,
+) -> anyhow::Result<Box<dyn DeployDriver>> {
     Ok(match kind {
+        DriverKind::Native => match native {
+            Some(options) => Box::new(super::native::NativeDriver::live(options, Some(pool.clone()))),
+            None => Box::new(super::native::NativeDriver::deferred(Some(pool.clone()))),
+        },
         DriverKind::DryRun => Box::new(DryRunDriver),
         DriverKind::Compose => Box::new(ComposeDriver::new(crate::home::decnet_home().join("compose"))),
         DriverKind::Command => {

@@ -8,6 +8,7 @@
 //! chain of `old_services -> new_services` stays exactly what is running.
 
 pub mod drivers;
+pub mod native;
 pub mod schedule;
 pub mod topologies;
 pub mod watch;
@@ -104,6 +105,13 @@ impl Mutator {
             }
         }
         events::emit_decky_mutated(self.bus(), &self.log_path, &decky.name, &old, &services, trigger, actor).await;
+        // History for the API; the ingest log stays the record, so a
+        // failed insert is logged and the mutation still stands.
+        if let Err(e) =
+            crate::store::mutations::record(&self.pool, at, &decky.name, &old, &services, trigger.as_str(), actor).await
+        {
+            tracing::error!(decky = %decky.name, error = %e, "cannot record the mutation in decky_mutations");
+        }
         tracing::info!(decky = %decky.name, trigger = %trigger, old = %old.join(","), new = %services.join(","), "decky mutated");
         Ok(services)
     }
@@ -133,6 +141,11 @@ impl Mutator {
                 return None;
             }
         };
+        // Native deckies deployed or torn down by another process get (or
+        // lose) their listeners here.
+        let shapes: Vec<DeckyShape> =
+            deckies.iter().map(|d| DeckyShape { name: d.name.clone(), services: d.services.clone() }).collect();
+        self.driver.sync(FLEET_PROJECT, &shapes).await;
         let now = now_secs();
         let mut failed = HashSet::new();
         for decky in &deckies {
@@ -172,6 +185,10 @@ impl Mutator {
             });
             row.archetype = spec.archetype.clone();
             row.interval_minutes = spec.interval_minutes;
+            if let Some(address) = spec.address {
+                fleet_store::upsert(&self.pool, &row).await?;
+                fleet_store::set_address(&self.pool, &spec.name, &address.to_string()).await?;
+            }
             if row.deployed {
                 fleet_store::upsert(&self.pool, &row).await?;
                 tracing::info!(decky = %spec.name, "already deployed; schedule updated");

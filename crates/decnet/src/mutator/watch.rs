@@ -50,13 +50,16 @@ pub struct MutatorConfig {
     pub log_path: PathBuf,
     /// Heartbeat interval on `system.mutator.health`.
     pub heartbeat: Duration,
+    /// Settings of the native driver's listeners (used when `driver` is native).
+    pub native: super::native::NativeOptions,
 }
 
 /// Run the mutator until `shutdown` is cancelled (or a `stop` control
 /// intent arrives, which cancels it). Embeddable: `decnet up` calls this.
 pub async fn run(config: MutatorConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let pool = crate::store::open(&config.db_path).await?;
-    let driver: Arc<dyn super::drivers::DeployDriver> = build_driver(config.driver, config.command.as_deref())?.into();
+    let driver: Arc<dyn super::drivers::DeployDriver> =
+        build_driver(config.driver, config.command.as_deref(), &pool, Some(config.native.clone()))?.into();
     let bus = connect_bus(&config.socket_path);
     tracing::info!(
         driver = driver.name(),

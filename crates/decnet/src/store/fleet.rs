@@ -101,3 +101,15 @@ pub async fn record_retirement(pool: &SqlitePool, name: &str, at: f64) -> anyhow
         .await?;
     Ok(())
 }
+
+/// Set a decky's address (the native driver's listeners bind there).
+pub async fn set_address(pool: &SqlitePool, name: &str, address: &str) -> anyhow::Result<()> {
+    sqlx::query("UPDATE fleet_deckies SET address = ?2 WHERE name = ?1").bind(name).bind(address).execute(pool).await?;
+    Ok(())
+}
+
+/// Every decky's address, by name (deckies without one are left out).
+pub async fn addresses(pool: &SqlitePool) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    let rows = sqlx::query("SELECT name, address FROM fleet_deckies WHERE address IS NOT NULL").fetch_all(pool).await?;
+    rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("address")?))).collect()
+}

@@ -6,6 +6,7 @@
 //! gets its schema on first run. Each table family has its own submodule.
 
 pub mod fleet;
+pub mod mutations;
 pub mod topology;
 pub mod users;
 
