@@ -10,11 +10,15 @@ use std::process::ExitCode;
 pub mod api;
 pub mod bench;
 pub mod bus;
+pub mod collector;
+pub mod collector_bench;
 pub mod correlate;
 pub mod deploy;
+pub mod ingest;
 pub mod login;
 pub mod mutate;
 pub mod mutator;
+pub mod parse;
 pub mod pubsub;
 pub mod teardown;
 pub mod up;
@@ -62,6 +66,14 @@ pub enum Command {
     Mutate(mutate::MutateArgs),
     /// Load the bus (or, with --nats, a NATS server) and report throughput, latency and drops.
     Bench(bench::BenchArgs),
+    /// Run the syslog collector: hear the deckies (UDP/TCP), write the ingest log and its parsed records.
+    Collector(collector::CollectorArgs),
+    /// Run the ingester alone: the collector's parsed records into the database (`decnet api` runs one too).
+    Ingest(ingest::IngestArgs),
+    /// Parse syslog lines from stdin and print the collector's records as JSON lines.
+    Parse(parse::ParseArgs),
+    /// Measure collector lines/s end to end (TCP → ingest log → ingester → SQLite).
+    BenchCollector(collector_bench::BenchCollectorArgs),
 }
 
 /// Log to stderr; `RUST_LOG` (e.g. `debug`, `decnet_bus=trace`) overrides the default `info`.
@@ -112,6 +124,10 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Mutator(args) => mutator::run(args).await,
             Command::Mutate(args) => mutate::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Collector(args) => collector::run(args).await,
+            Command::Ingest(args) => ingest::run(args).await,
+            Command::Parse(args) => parse::run(args).await,
+            Command::BenchCollector(args) => collector_bench::run(args).await,
         }
     });
     match result {

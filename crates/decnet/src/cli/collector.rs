@@ -1,0 +1,95 @@
+//! `decnet collector`: the syslog collector as the `collector` worker
+//! (heartbeat with its counters, stop over the bus, SIGTERM).
+//!
+//! The sockets are bound before the worker announces itself, so a port
+//! already in use is a clear error at start instead of a healthy-looking
+//! worker that hears nothing.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use decnet_bus::sdk::Worker;
+use tokio_util::sync::CancellationToken;
+
+use crate::collector::{Collector, CollectorConfig, DEFAULT_LISTEN, DEFAULT_MAX_LINE};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CollectorArgs {
+    /// Address for syslog over UDP and TCP (RFC 5424; TCP with RFC 6587
+    /// octet counting or LF framing).
+    #[arg(long, env = "DECNET_COLLECTOR_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Raw ingest log (default: `$DECNET_HOME/ingest.log`); parsed records
+    /// go to the same path plus `.json`.
+    #[arg(long = "ingest-log", env = "DECNET_INGEST_LOG_FILE")]
+    pub ingest_log: Option<PathBuf>,
+    /// APP-NAMEs dropped from the parsed stream (kept in the raw log),
+    /// comma-separated; an empty value keeps everything.
+    #[arg(long, env = "DECNET_COLLECTOR_NOISE_APPS", value_delimiter = ',',
+          default_values_t = crate::collector::noise::DEFAULT_NOISE_APPS.iter().map(|s| s.to_string()))]
+    pub noise_apps: Vec<String>,
+    /// Longest line accepted, in bytes; longer ones are skipped and counted.
+    #[arg(long, env = "DECNET_COLLECTOR_MAX_LINE", default_value_t = DEFAULT_MAX_LINE)]
+    pub max_line_bytes: usize,
+    /// Lines buffered between the receivers and the writer.
+    #[arg(long, env = "DECNET_COLLECTOR_QUEUE", default_value_t = 8192)]
+    pub queue: usize,
+    /// Open TCP connections allowed in total.
+    #[arg(long, env = "DECNET_COLLECTOR_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Open TCP connections allowed from one address.
+    #[arg(long, env = "DECNET_COLLECTOR_MAX_CONNECTIONS_PER_SOURCE", default_value_t = 256)]
+    pub max_connections_per_source: usize,
+    /// Seconds a TCP connection may stay silent before it is closed.
+    #[arg(long, env = "DECNET_COLLECTOR_IDLE_SECS", default_value_t = 600.0)]
+    pub idle_timeout_secs: f64,
+    /// Do not listen on UDP.
+    #[arg(long)]
+    pub no_udp: bool,
+    /// Seconds between `system.collector.health` heartbeats.
+    #[arg(long, env = "DECNET_COLLECTOR_HEARTBEAT_SECS", default_value_t = 30.0)]
+    pub heartbeat_secs: f64,
+}
+
+fn secs(flag: &str, v: f64) -> anyhow::Result<Duration> {
+    match Duration::try_from_secs_f64(v) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => anyhow::bail!("{flag} must be a positive number of seconds, got {v}"),
+    }
+}
+
+impl CollectorArgs {
+    pub fn config(&self) -> anyhow::Result<CollectorConfig> {
+        let log = self.ingest_log.clone().unwrap_or_else(crate::events::default_ingest_log_path);
+        let mut c = CollectorConfig::new(self.listen, log);
+        c.udp = !self.no_udp;
+        c.noise_apps = self.noise_apps.clone();
+        c.max_line = self.max_line_bytes;
+        c.queue = self.queue;
+        c.max_connections = self.max_connections;
+        c.max_connections_per_source = self.max_connections_per_source;
+        c.idle_timeout = secs("--idle-timeout-secs", self.idle_timeout_secs)?;
+        Ok(c)
+    }
+}
+
+pub async fn run(args: CollectorArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    let heartbeat = secs("--heartbeat-secs", args.heartbeat_secs)?;
+    let bus = decnet_bus::sdk::get_bus("collector")?;
+    let stop = CancellationToken::new();
+    let collector = Collector::start(config, Some(bus.clone()), stop.clone()).await?;
+    let stats = collector.stats.clone();
+    Worker::new("collector")
+        .heartbeat_interval(heartbeat)
+        .bus(bus)
+        .health_extra(move || Ok(stats.snapshot()))
+        .run(|ctx| async move {
+            ctx.shutdown.cancelled().await;
+            stop.cancel();
+            collector.wait().await;
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! `decnet bench-collector`: lines per second through the whole collector
+//! path on this machine, bounded in lines and time.
+//!
+//! It starts a collector (TCP on a free loopback port) and an ingester on
+//! a fresh SQLite file in a scratch folder, sends `--lines` realistic decky
+//! lines over `--connections` octet-counted TCP connections as fast as the
+//! collector takes them, and times three points: all lines written as
+//! records to `<log>.json`, and all rows committed in `logs`. A parse-only
+//! figure (the same lines through `parse_record` on one thread) separates
+//! parser cost from I/O. Nothing here is a test: numbers go to
+//! BENCHMARKS.md with the command that produced them.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::collector::{Collector, CollectorConfig, Stats};
+use crate::ingest::{IngestBus, IngestConfig, IngestStats};
+
+#[derive(Debug, clap::Args)]
+pub struct BenchCollectorArgs {
+    /// Lines to send in total.
+    #[arg(long, default_value_t = 200_000)]
+    pub lines: usize,
+    /// TCP connections sending in parallel.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Give up (and report what was reached) after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    pub timeout_secs: u64,
+}
+
+/// A line like a native decky's: a login attempt with a credential, or a command.
+pub fn sample_line(i: usize) -> String {
+    use crate::events::rfc5424::{format_event, RelayEvent, Severity};
+    let ip = format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+    let (msgid, params, msg) = if i % 2 == 0 {
+        (
+            "login_attempt",
+            vec![
+                ("src_ip".to_string(), ip),
+                ("src_port".to_string(), (40000 + i % 20000).to_string()),
+                ("username".to_string(), "root".to_string()),
+                ("secret_b64".to_string(), "aHVudGVyMg==".to_string()),
+            ],
+            Some("password attempt".to_string()),
+        )
+    } else {
+        (
+            "command",
+            vec![("src_ip".to_string(), ip), ("sid".to_string(), format!("s{}", i / 8))],
+            Some(format!("CMD cat /etc/passwd #{i}")),
+        )
+    };
+    format_event(&RelayEvent {
+        timestamp: time::OffsetDateTime::now_utc(),
+        severity: Severity::Info,
+        host: format!("decky-{}", i % 8),
+        app: "ssh".into(),
+        msgid: msgid.into(),
+        params,
+        msg,
+    })
+}
+
+pub async fn run(args: BenchCollectorArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.lines > 0 && args.connections > 0, "--lines and --connections must be positive");
+    let dir = std::env::temp_dir().join(format!("decnet-bench-collector-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = bench(&args, &dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn bench(args: &BenchCollectorArgs, dir: &std::path::Path) -> anyhow::Result<()> {
+    let lines: Vec<String> = (0..args.lines).map(sample_line).collect();
+
+    let t = Instant::now();
+    let mut parsed = 0usize;
+    for l in &lines {
+        parsed += crate::collector::parse_record(l, 0.0).is_ok() as usize;
+    }
+    let parse_secs = t.elapsed().as_secs_f64();
+    anyhow::ensure!(parsed == lines.len(), "sample lines failed to parse");
+
+    let log = dir.join("ingest.log");
+    let pool = crate::store::open(&dir.join("bench.db")).await?;
+    let stop = CancellationToken::new();
+    let mut config = CollectorConfig::new("127.0.0.1:0".parse()?, log.clone());
+    config.udp = false;
+    let collector = Collector::start(config, None, stop.clone()).await?;
+    let addr = collector.tcp_addr.expect("tcp is on");
+    let stats: Arc<Stats> = collector.stats.clone();
+    let ingest_stats = Arc::new(IngestStats::default());
+    let ingester = tokio::spawn(crate::ingest::run(
+        pool.clone(),
+        IngestConfig::new(crate::collector::writer::json_log_path(&log)),
+        IngestBus::None,
+        ingest_stats.clone(),
+        stop.clone(),
+    ));
+
+    let per = lines.len().div_ceil(args.connections);
+    let lines = Arc::new(lines);
+    let start = Instant::now();
+    let mut senders = Vec::new();
+    for c in 0..args.connections {
+        let lines = lines.clone();
+        senders.push(tokio::spawn(async move {
+            let mut stream =
+                tokio::io::BufWriter::with_capacity(64 * 1024, tokio::net::TcpStream::connect(addr).await?);
+            for l in lines.iter().skip(c * per).take(per) {
+                stream.write_all(format!("{} {l}", l.len()).as_bytes()).await?;
+            }
+            stream.flush().await?;
+            stream.into_inner().shutdown().await?;
+            anyhow::Ok(())
+        }));
+    }
+    for s in senders {
+        s.await??;
+    }
+    let sent_secs = start.elapsed().as_secs_f64();
+    let n = lines.len() as u64;
+    let deadline = start + Duration::from_secs(args.timeout_secs);
+    let mut json_secs = None;
+    let mut db_secs = None;
+    while Instant::now() < deadline && db_secs.is_none() {
+        if json_secs.is_none() && Stats::get(&stats.stored) >= n {
+            json_secs = Some(start.elapsed().as_secs_f64());
+        }
+        if ingest_stats.rows.load(Ordering::Relaxed) >= n {
+            db_secs = Some(start.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.cancel();
+    collector.wait().await;
+    let _ = ingester.await;
+    let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM logs").fetch_one(&pool).await?;
+    let (creds,): (i64,) = sqlx::query_as("SELECT count(*) FROM credentials").fetch_one(&pool).await?;
+    pool.close().await;
+
+    let rate = |secs: f64| n as f64 / secs;
+    println!("collector bench: {n} lines, {} TCP connection(s), octet counting", args.connections);
+    println!("  parse only (1 thread):      {:>10.0} lines/s", rate(parse_secs));
+    println!("  sent over TCP:              {:>10.0} lines/s ({sent_secs:.2} s)", rate(sent_secs));
+    match json_secs {
+        Some(s) => println!("  received → <log>.json:      {:>10.0} lines/s ({s:.2} s)", rate(s)),
+        None => println!("  received → <log>.json:      incomplete ({} of {n})", Stats::get(&stats.stored)),
+    }
+    match db_secs {
+        Some(s) => println!("  end to end (rows in SQLite): {:>9.0} lines/s ({s:.2} s)", rate(s)),
+        None => println!("  end to end (rows in SQLite): incomplete ({rows} of {n} within {} s)", args.timeout_secs),
+    }
+    println!(
+        "  logs rows {rows}, credentials {creds}, dropped {}, malformed {}",
+        Stats::get(&stats.dropped),
+        Stats::get(&stats.malformed)
+    );
+    anyhow::ensure!(rows as u64 == n, "stored {rows} rows of {n}");
+    Ok(())
+}
