@@ -50,8 +50,7 @@ impl Receiver {
                         }
                         buf.extend_from_slice(&chunk[..n]);
                         // Frames: "<len> <line>".
-                        loop {
-                            let Some(space) = buf.iter().position(|b| *b == b' ') else { break };
+                        while let Some(space) = buf.iter().position(|b| *b == b' ') {
                             let len: usize = std::str::from_utf8(&buf[..space]).unwrap().parse().unwrap();
                             if buf.len() < space + 1 + len {
                                 break;
@@ -281,7 +280,8 @@ async fn telnet_login_and_shell_dialogue() {
     read_until(&mut s, "Password: ").await;
     s.write_all(b"hunter2\r\n").await.unwrap();
     read_until(&mut s, "admin@cam-lobby:~$ ").await;
-    s.write_all(b"cat /etc/passwd\r\n").await.unwrap();
+    // Enter as CR NUL (what a telnet client in character mode sends).
+    s.write_all(b"cat /etc/passwd\r\0").await.unwrap();
     assert!(read_until(&mut s, "$ ").await.contains("root:x:0:0:root"));
     s.write_all(b"exit\r\n").await.unwrap();
     assert!(closed_by_server(&mut s).await);
