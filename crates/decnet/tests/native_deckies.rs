@@ -35,6 +35,12 @@ impl Receiver {
     }
 
     fn serve(listener: TcpListener) -> Receiver {
+        Self::serve_closing_idle(listener, None)
+    }
+
+    /// Like a collector with an idle timeout: a connection quiet for
+    /// `idle_close` is closed by the receiver.
+    fn serve_closing_idle(listener: TcpListener, idle_close: Option<Duration>) -> Receiver {
         let addr = listener.local_addr().unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
@@ -44,7 +50,15 @@ impl Receiver {
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 8192];
-                    while let Ok(n) = stream.read(&mut chunk).await {
+                    loop {
+                        let read = stream.read(&mut chunk);
+                        let n = match idle_close {
+                            Some(idle) => match tokio::time::timeout(idle, read).await {
+                                Ok(Ok(n)) => n,
+                                _ => break,
+                            },
+                            None => read.await.unwrap_or(0),
+                        };
                         if n == 0 {
                             break;
                         }
@@ -565,5 +579,32 @@ async fn lines_wait_for_a_collector_that_comes_up_later() {
     let req = rx.wait_for("queued request", |l| is(l, "http", "request")).await;
     assert_eq!(sd(&req, "path"), Some("/early"));
     rx.wait_for("session_recorded", |l| is(l, "http", "session_recorded")).await;
+    driver.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_closes_an_idle_connection_loses_no_line() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rx = Receiver::serve_closing_idle(listener, Some(Duration::from_millis(300)));
+    let driver = driver_at(options(&rx), "quiet", "127.1.14.1");
+    deploy(&driver, "quiet", &["http"]).await.unwrap();
+    for (i, path) in ["/first", "/second"].iter().enumerate() {
+        let mut s = TcpStream::connect(addr("127.1.14.1", 80)).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).await.unwrap();
+        read_until(&mut s, "404").await;
+        drop(s);
+        let req = rx.wait_for(path, |l| is(l, "http", "request") && sd(l, "path") == Some(*path)).await;
+        let sid = sd(&req, "sid").unwrap().to_string();
+        rx.wait_for("session_recorded", |l| is(l, "http", "session_recorded") && sd(l, "sid") == Some(&sid)).await;
+        if i == 0 {
+            // The receiver closes the quiet connection meanwhile.
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+        }
+    }
+    // Every line of the second session, its first one included, arrived.
+    let lines = rx.parsed();
+    for msgid in ["connect", "request", "disconnect", "session_recorded"] {
+        assert_eq!(lines.iter().filter(|l| is(l, "http", msgid)).count(), 2, "{msgid}: {:?}", rx.lines.lock().unwrap());
+    }
     driver.shutdown().await;
 }
