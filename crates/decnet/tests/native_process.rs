@@ -9,7 +9,7 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use support::{send_signal, wait_exit, wait_until, BIN};
+use support::{send_signal, wait_exit, wait_until, Daemon, BIN};
 
 const SSH_PORT: u16 = 10_022;
 const IP: &str = "127.1.13.1";
@@ -57,16 +57,32 @@ fn env<'a>(cmd: &'a mut Command, home: &std::path::Path, collector: std::net::So
         .env("DECNET_MUTATOR_DRIVER", "native")
 }
 
-fn start_mutator(home: &std::path::Path, collector: std::net::SocketAddr) -> Child {
-    env(Command::new(BIN).args(["mutator", "--poll-secs", "1"]), home, collector)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+/// A child process that is killed if the test ends early (a panic), so
+/// no daemon outlives its test holding a port.
+struct Killed(Option<Child>);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
-fn stop(mut child: Child) {
+fn start_mutator(home: &std::path::Path, collector: std::net::SocketAddr) -> Killed {
+    Killed(Some(
+        env(Command::new(BIN).args(["mutator", "--poll-secs", "1", "--heartbeat-secs", "1"]), home, collector)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ))
+}
+
+fn stop(mut guard: Killed) {
+    let Some(mut child) = guard.0.take() else { return };
     send_signal(child.id() as i32, "TERM");
     if wait_exit(&mut child, 10.0).is_none() {
         let _ = child.kill();
@@ -94,10 +110,13 @@ fn a_deployed_native_fleet_answers_ssh_through_the_binary() {
     let fleet = dir.path().join("fleet.toml");
     std::fs::write(&fleet, format!("[[decky]]\nname = \"gate\"\nservices = [\"ssh\"]\naddress = \"{IP}\"\n")).unwrap();
 
-    let mutator = start_mutator(dir.path(), collector);
+    let _bus = Daemon::start(dir.path(), &[]);
+    // The one-shot deploy first: two processes migrating a brand-new
+    // database at the same instant is not what this test is about.
     let deploy =
         env(Command::new(BIN).args(["deploy", "--config"]).arg(&fleet), dir.path(), collector).output().unwrap();
     assert!(deploy.status.success(), "{deploy:?}");
+    let mutator = start_mutator(dir.path(), collector);
     assert!(wait_until(10.0, ssh_accepts), "the daemon did not open the deployed decky's ssh port");
 
     let out = Command::new("sshpass")
@@ -116,6 +135,21 @@ fn a_deployed_native_fleet_answers_ssh_through_the_binary() {
         lines.lock().unwrap()
     );
     assert!(lines.lock().unwrap().iter().all(|l| l.contains(" gate ssh - ")), "HOST = decky, APP = service");
+
+    // The mutator's heartbeat carries the native counters.
+    // Bounded: `timeout` ends the subscriber if no heartbeat ever comes.
+    let health = Command::new("timeout")
+        .args(["20", BIN, "sub", "system.mutator.health", "--count", "1"])
+        .env("DECNET_BUS_SOCKET", dir.path().join("bus.sock"))
+        .output()
+        .unwrap();
+    assert!(health.status.success(), "{health:?}");
+    let health: serde_json::Value = serde_json::from_slice(&health.stdout).unwrap();
+    let native = &health["payload"]["native"];
+    assert_eq!(health["payload"]["driver"], "native");
+    assert_eq!(native["listeners"], 1, "{health}");
+    assert!(native["lines_sent"].as_u64().unwrap() >= 5, "{health}");
+    assert_eq!(native["lines_dropped"], 0, "{health}");
 
     // The host key is derived from a seed kept in DECNET_HOME: a restarted
     // daemon presents the same one.
