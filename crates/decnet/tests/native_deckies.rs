@@ -509,6 +509,46 @@ async fn say(s: &mut TcpStream, line: &str, code: &str) -> String {
     reply
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_session_is_still_ended_at_the_time_limit_and_ssh_idles_out() {
+    let rx = Receiver::start().await;
+    let mut o = options(&rx);
+    o.limits.max_session = Duration::from_millis(800);
+    o.limits.idle = Duration::from_millis(600);
+    let driver = driver_at(o, "timed", "127.1.15.1");
+    deploy(&driver, "timed", &["telnet", "ssh"]).await.unwrap();
+    // Typing all the time never trips the idle limit, only the duration one.
+    let mut s = TcpStream::connect(addr("127.1.15.1", 23)).await.unwrap();
+    read_until(&mut s, "login: ").await;
+    s.write_all(b"root\r\nx\r\n").await.unwrap();
+    read_until(&mut s, "# ").await;
+    let started = Instant::now();
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(5) {
+        if s.write_all(b"pwd\r\n").await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(closed, "a busy session outlived the time limit");
+    rx.wait_for("time limit", |l| is(l, "telnet", "disconnect") && sd(l, "reason") == Some("session time limit")).await;
+    // An SSH client that says hello and then nothing is cut off when idle.
+    let mut quiet = TcpStream::connect(addr("127.1.15.1", 22)).await.unwrap();
+    quiet.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").await.unwrap();
+    assert!(closed_by_server(&mut quiet).await);
+    let end = rx.wait_for("ssh end", |l| is(l, "ssh", "disconnect")).await;
+    assert!(matches!(sd(&end, "reason"), Some("idle timeout") | Some("session time limit")), "{end:?}");
+    driver.shutdown().await;
+}
+
 async fn refuses(a: SocketAddr) -> bool {
     matches!(TcpStream::connect(a).await, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
 }
