@@ -35,6 +35,12 @@ impl Receiver {
     }
 
     fn serve(listener: TcpListener) -> Receiver {
+        Self::serve_closing_idle(listener, None)
+    }
+
+    /// Like a collector with an idle timeout: a connection quiet for
+    /// `idle_close` is closed by the receiver.
+    fn serve_closing_idle(listener: TcpListener, idle_close: Option<Duration>) -> Receiver {
         let addr = listener.local_addr().unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
@@ -44,14 +50,21 @@ impl Receiver {
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 8192];
-                    while let Ok(n) = stream.read(&mut chunk).await {
+                    loop {
+                        let read = stream.read(&mut chunk);
+                        let n = match idle_close {
+                            Some(idle) => match tokio::time::timeout(idle, read).await {
+                                Ok(Ok(n)) => n,
+                                _ => break,
+                            },
+                            None => read.await.unwrap_or(0),
+                        };
                         if n == 0 {
                             break;
                         }
                         buf.extend_from_slice(&chunk[..n]);
                         // Frames: "<len> <line>".
-                        loop {
-                            let Some(space) = buf.iter().position(|b| *b == b' ') else { break };
+                        while let Some(space) = buf.iter().position(|b| *b == b' ') {
                             let len: usize = std::str::from_utf8(&buf[..space]).unwrap().parse().unwrap();
                             if buf.len() < space + 1 + len {
                                 break;
@@ -281,7 +294,8 @@ async fn telnet_login_and_shell_dialogue() {
     read_until(&mut s, "Password: ").await;
     s.write_all(b"hunter2\r\n").await.unwrap();
     read_until(&mut s, "admin@cam-lobby:~$ ").await;
-    s.write_all(b"cat /etc/passwd\r\n").await.unwrap();
+    // Enter as CR NUL (what a telnet client in character mode sends).
+    s.write_all(b"cat /etc/passwd\r\0").await.unwrap();
     assert!(read_until(&mut s, "$ ").await.contains("root:x:0:0:root"));
     s.write_all(b"exit\r\n").await.unwrap();
     assert!(closed_by_server(&mut s).await);
@@ -495,6 +509,46 @@ async fn say(s: &mut TcpStream, line: &str, code: &str) -> String {
     reply
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_session_is_still_ended_at_the_time_limit_and_ssh_idles_out() {
+    let rx = Receiver::start().await;
+    let mut o = options(&rx);
+    o.limits.max_session = Duration::from_millis(800);
+    o.limits.idle = Duration::from_millis(600);
+    let driver = driver_at(o, "timed", "127.1.15.1");
+    deploy(&driver, "timed", &["telnet", "ssh"]).await.unwrap();
+    // Typing all the time never trips the idle limit, only the duration one.
+    let mut s = TcpStream::connect(addr("127.1.15.1", 23)).await.unwrap();
+    read_until(&mut s, "login: ").await;
+    s.write_all(b"root\r\nx\r\n").await.unwrap();
+    read_until(&mut s, "# ").await;
+    let started = Instant::now();
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(5) {
+        if s.write_all(b"pwd\r\n").await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(closed, "a busy session outlived the time limit");
+    rx.wait_for("time limit", |l| is(l, "telnet", "disconnect") && sd(l, "reason") == Some("session time limit")).await;
+    // An SSH client that says hello and then nothing is cut off when idle.
+    let mut quiet = TcpStream::connect(addr("127.1.15.1", 22)).await.unwrap();
+    quiet.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").await.unwrap();
+    assert!(closed_by_server(&mut quiet).await);
+    let end = rx.wait_for("ssh end", |l| is(l, "ssh", "disconnect")).await;
+    assert!(matches!(sd(&end, "reason"), Some("idle timeout") | Some("session time limit")), "{end:?}");
+    driver.shutdown().await;
+}
+
 async fn refuses(a: SocketAddr) -> bool {
     matches!(TcpStream::connect(a).await, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
 }
@@ -565,5 +619,32 @@ async fn lines_wait_for_a_collector_that_comes_up_later() {
     let req = rx.wait_for("queued request", |l| is(l, "http", "request")).await;
     assert_eq!(sd(&req, "path"), Some("/early"));
     rx.wait_for("session_recorded", |l| is(l, "http", "session_recorded")).await;
+    driver.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_closes_an_idle_connection_loses_no_line() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rx = Receiver::serve_closing_idle(listener, Some(Duration::from_millis(300)));
+    let driver = driver_at(options(&rx), "quiet", "127.1.14.1");
+    deploy(&driver, "quiet", &["http"]).await.unwrap();
+    for (i, path) in ["/first", "/second"].iter().enumerate() {
+        let mut s = TcpStream::connect(addr("127.1.14.1", 80)).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).await.unwrap();
+        read_until(&mut s, "404").await;
+        drop(s);
+        let req = rx.wait_for(path, |l| is(l, "http", "request") && sd(l, "path") == Some(*path)).await;
+        let sid = sd(&req, "sid").unwrap().to_string();
+        rx.wait_for("session_recorded", |l| is(l, "http", "session_recorded") && sd(l, "sid") == Some(&sid)).await;
+        if i == 0 {
+            // The receiver closes the quiet connection meanwhile.
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+        }
+    }
+    // Every line of the second session, its first one included, arrived.
+    let lines = rx.parsed();
+    for msgid in ["connect", "request", "disconnect", "session_recorded"] {
+        assert_eq!(lines.iter().filter(|l| is(l, "http", msgid)).count(), 2, "{msgid}: {:?}", rx.lines.lock().unwrap());
+    }
     driver.shutdown().await;
 }

@@ -111,11 +111,21 @@ pub struct Conn<S> {
     inner: BufReader<Metered<S>>,
     max_line: usize,
     idle: Duration,
+    /// A bare CR ends a line too (telnet clients send CR NUL or CR LF for
+    /// Enter); the LF or NUL after it is then skipped.
+    cr_ends_line: bool,
+    after_cr: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     pub fn new(stream: Metered<S>, max_line: usize, idle: Duration) -> Self {
-        Conn { inner: BufReader::with_capacity(8192, stream), max_line, idle }
+        Conn { inner: BufReader::with_capacity(8192, stream), max_line, idle, cr_ends_line: false, after_cr: false }
+    }
+
+    /// Also end lines at a bare CR (for telnet).
+    pub fn cr_ends_lines(mut self) -> Self {
+        self.cr_ends_line = true;
+        self
     }
 
     /// The next line without its LF (and a CR before it). A line longer
@@ -132,14 +142,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             if buf.is_empty() {
                 return Err(End::ClientClosed);
             }
-            let (taken, done) = match buf.iter().position(|b| *b == b'\n') {
+            if self.after_cr {
+                self.after_cr = false;
+                if matches!(buf[0], b'\n' | 0) {
+                    self.inner.consume(1);
+                    continue;
+                }
+            }
+            let cr = self.cr_ends_line;
+            let (taken, done) = match buf.iter().position(|b| *b == b'\n' || (cr && *b == b'\r')) {
                 Some(i) => (i + 1, true),
                 None => (buf.len(), false),
             };
             line.extend_from_slice(&buf[..taken]);
             self.inner.consume(taken);
             if done {
-                line.pop();
+                if line.pop() == Some(b'\r') {
+                    self.after_cr = true;
+                }
                 if line.last() == Some(&b'\r') {
                     line.pop();
                 }

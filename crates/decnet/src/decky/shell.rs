@@ -35,12 +35,18 @@ impl Shell {
     /// Run one command line (`;`-separated commands are run in turn).
     pub fn run(&mut self, line: &str) -> Outcome {
         let mut output = String::new();
-        for part in line.split(';') {
-            let part = part.trim();
-            if part.is_empty() {
+        // `&&` and `||` run in turn like `;`: every canned command "succeeds".
+        let sequence = line.replace("&&", ";").replace("||", ";");
+        for part in sequence.split(';') {
+            let mut stages = part.split('|').map(str::trim);
+            let first = stages.next().unwrap_or("");
+            if first.is_empty() {
                 continue;
             }
-            let (out, exit) = self.one(part);
+            let (mut out, exit) = self.one(first);
+            for stage in stages {
+                out = filter(stage, &out);
+            }
             output.push_str(&out);
             if exit {
                 return Outcome { output, exit: true };
@@ -105,6 +111,31 @@ impl Shell {
     }
 }
 
+/// The few pipe stages intruders use to trim output; others pass it through.
+fn filter(stage: &str, input: &str) -> String {
+    let words: Vec<&str> = stage.split_whitespace().collect();
+    let lines = input.lines();
+    let keep = |out: Vec<&str>| out.iter().map(|l| format!("{l}\n")).collect::<String>();
+    match words.as_slice() {
+        ["head", rest @ ..] | ["tail", rest @ ..] => {
+            let n = match rest {
+                ["-n", n] => n.parse().unwrap_or(10),
+                [n] => n.trim_start_matches('-').parse().unwrap_or(10),
+                _ => 10,
+            };
+            let all: Vec<&str> = lines.collect();
+            if words[0] == "head" {
+                keep(all.into_iter().take(n).collect())
+            } else {
+                keep(all[all.len().saturating_sub(n)..].to_vec())
+            }
+        }
+        ["grep", pattern, ..] => keep(lines.filter(|l| l.contains(pattern.trim_matches('"'))).collect()),
+        ["wc", "-l"] => format!("{}\n", lines.count()),
+        _ => input.to_string(),
+    }
+}
+
 fn home_of(user: &str) -> String {
     if user == "root" {
         "/root".to_string()
@@ -137,5 +168,8 @@ mod tests {
         sh.run("cd /tmp");
         assert_eq!(sh.run("pwd").output, "/tmp\n");
         assert!(sh.run("id; exit").exit);
+        assert_eq!(sh.run("cat /etc/passwd | head -n 1").output, "root:x:0:0:root:/root:/bin/bash\n");
+        assert_eq!(sh.run("cat /etc/passwd | grep sshd | wc -l").output, "1\n");
+        assert_eq!(sh.run("whoami && hostname").output, "root\nweb-01\n");
     }
 }

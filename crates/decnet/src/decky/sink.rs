@@ -152,6 +152,13 @@ async fn writer(sink: LineSink, collector: SocketAddr, stop: CancellationToken) 
         // Drain until the queue is empty, then wait for more; a write
         // error puts the line back and reconnects.
         loop {
+            // The collector never writes; a readable socket means it closed
+            // (idle timeout, restart). Reconnect *before* writing, or the
+            // next line would go into a dead connection and be lost.
+            if peer_closed(&stream) {
+                tracing::info!(%collector, "the collector closed the connection; reconnecting");
+                break;
+            }
             let Some(line) = sink.pop() else {
                 tokio::select! {
                     _ = stop.cancelled() => return,
@@ -177,6 +184,17 @@ async fn writer(sink: LineSink, collector: SocketAddr, stop: CancellationToken) 
                 }
             }
         }
+    }
+}
+
+/// True when the peer has closed (EOF or error) the connection.
+fn peer_closed(stream: &tokio::net::TcpStream) -> bool {
+    let mut probe = [0u8; 64];
+    match stream.try_read(&mut probe) {
+        Ok(0) => true,
+        // Unexpected bytes from a collector: ignore them.
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
     }
 }
 

@@ -52,7 +52,7 @@ pub fn strip_telnet(bytes: &[u8]) -> Vec<u8> {
 
 pub async fn serve(session: SharedSession, io: Metered<TcpStream>) -> End {
     let (decky, limits) = event::with(&session, |s| (s.decky().to_string(), s.limits().clone()));
-    let mut conn = Conn::new(io, limits.max_line, limits.idle);
+    let mut conn = Conn::new(io, limits.max_line, limits.idle).cr_ends_lines();
     if let Err(e) = conn.send_str(&format!("Ubuntu 22.04.3 LTS\r\n{decky} login: ")).await {
         return e;
     }

@@ -61,6 +61,11 @@ pub trait DeployDriver: Send + Sync {
     /// Only drivers whose deckies live in the process need it: the native
     /// driver, whose deckies may have been deployed by a one-shot command.
     async fn sync(&self, _project: &str, _deployed: &[DeckyShape]) {}
+
+    /// Counters for the worker's heartbeat (`extra`); none by default.
+    fn health(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
 }
 
 /// Which driver to build, as chosen on the command line.

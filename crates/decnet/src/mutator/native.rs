@@ -292,6 +292,28 @@ impl DeployDriver for NativeDriver {
         }
     }
 
+    /// Sink and listener counters, so an operator sees lines dropped or a
+    /// decky at its session limit on the dashboard.
+    fn health(&self) -> serde_json::Map<String, serde_json::Value> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut m = serde_json::Map::new();
+        if let Some(live) = &self.live {
+            let c = live.sink.counters();
+            m.insert(
+                "native".into(),
+                serde_json::json!({
+                    "lines_sent": c.sent.load(Relaxed),
+                    "lines_dropped": c.dropped.load(Relaxed),
+                    "lines_queued": live.sink.backlog(),
+                    "collector_connects": c.connects.load(Relaxed),
+                    "sessions_refused_busy": crate::decky::listener::REFUSED_BUSY.load(Relaxed),
+                    "listeners": self.deckies.try_lock().map(|m| m.values().map(|d| d.listeners.len()).sum::<usize>()).ok(),
+                }),
+            );
+        }
+        m
+    }
+
     async fn sync(&self, project: &str, deployed: &[DeckyShape]) {
         let Some(live) = &self.live else { return };
         let stale: Vec<String> = {

@@ -69,9 +69,8 @@ pub async fn run(config: MutatorConfig, shutdown: CancellationToken) -> anyhow::
         poll_secs = config.poll.as_secs_f64(),
         "mutator starting"
     );
-    let driver_name = driver.name();
     let mutator = Mutator::new(pool, driver, Some(bus.clone()), config.log_path.clone());
-    let side_tasks = start_side_tasks(bus.clone(), config.heartbeat, driver_name, shutdown.clone());
+    let side_tasks = start_side_tasks(bus.clone(), config.heartbeat, mutator.driver.clone(), shutdown.clone());
     let result = watch_loop(mutator, config.poll, shutdown.clone()).await;
     shutdown.cancel();
     for t in side_tasks {
@@ -93,12 +92,12 @@ fn connect_bus(socket: &std::path::Path) -> Arc<dyn Bus> {
 fn start_side_tasks(
     bus: Arc<dyn Bus>,
     heartbeat: Duration,
-    driver: &'static str,
+    driver: Arc<dyn super::drivers::DeployDriver>,
     shutdown: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let extra: HealthExtra = Arc::new(move || {
-        let mut m = serde_json::Map::new();
-        m.insert("driver".into(), serde_json::Value::from(driver));
+        let mut m = driver.health();
+        m.insert("driver".into(), serde_json::Value::from(driver.name()));
         Ok(m)
     });
     let hb = {

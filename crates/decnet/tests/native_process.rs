@@ -1,0 +1,169 @@
+//! The native driver through the real binary: a `decnet mutator --driver
+//! native` daemon, a one-shot `decnet deploy` whose deckies the daemon
+//! opens on its next pass, a real OpenSSH login whose lines reach a
+//! collector-side receiver, and a host key that survives a restart.
+
+mod support;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use support::{send_signal, wait_exit, wait_until, Daemon, BIN};
+
+const SSH_PORT: u16 = 10_022;
+const IP: &str = "127.1.13.1";
+
+/// Collector side of the wire: octet-counted frames, appended to `lines`.
+fn receiver() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let sink = sink.clone();
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                while let Ok(n) = stream.read(&mut chunk) {
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(space) = buf.iter().position(|b| *b == b' ') {
+                        let len: usize = std::str::from_utf8(&buf[..space]).unwrap().parse().unwrap();
+                        if buf.len() < space + 1 + len {
+                            break;
+                        }
+                        sink.lock().unwrap().push(String::from_utf8_lossy(&buf[space + 1..space + 1 + len]).into());
+                        buf.drain(..space + 1 + len);
+                    }
+                }
+            });
+        }
+    });
+    (addr, lines)
+}
+
+fn env<'a>(cmd: &'a mut Command, home: &std::path::Path, collector: std::net::SocketAddr) -> &'a mut Command {
+    cmd.env("DECNET_HOME", home)
+        .env("DECNET_DB", home.join("decnet.db"))
+        .env("DECNET_BUS_SOCKET", home.join("bus.sock"))
+        .env("DECNET_INGEST_LOG_FILE", home.join("ingest.log"))
+        .env("DECNET_COLLECTOR_ADDR", collector.to_string())
+        .env("DECNET_NATIVE_PORT_OFFSET", "10000")
+        .env("DECNET_MUTATOR_DRIVER", "native")
+}
+
+/// A child process that is killed if the test ends early (a panic), so
+/// no daemon outlives its test holding a port.
+struct Killed(Option<Child>);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn start_mutator(home: &std::path::Path, collector: std::net::SocketAddr) -> Killed {
+    Killed(Some(
+        env(Command::new(BIN).args(["mutator", "--poll-secs", "1", "--heartbeat-secs", "1"]), home, collector)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ))
+}
+
+fn stop(mut guard: Killed) {
+    let Some(mut child) = guard.0.take() else { return };
+    send_signal(child.id() as i32, "TERM");
+    if wait_exit(&mut child, 10.0).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+fn ssh_accepts() -> bool {
+    std::net::TcpStream::connect((IP, SSH_PORT)).is_ok()
+}
+
+fn host_key() -> String {
+    let out = Command::new("ssh-keyscan")
+        .args(["-T", "5", "-t", "ed25519", "-p", &SSH_PORT.to_string(), IP])
+        .stderr(Stdio::null())
+        .output()
+        .expect("ssh-keyscan comes with openssh-client");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_deployed_native_fleet_answers_ssh_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let (collector, lines) = receiver();
+    let fleet = dir.path().join("fleet.toml");
+    std::fs::write(&fleet, format!("[[decky]]\nname = \"gate\"\nservices = [\"ssh\"]\naddress = \"{IP}\"\n")).unwrap();
+
+    let _bus = Daemon::start(dir.path(), &[]);
+    // The one-shot deploy first: two processes migrating a brand-new
+    // database at the same instant is not what this test is about.
+    let deploy =
+        env(Command::new(BIN).args(["deploy", "--config"]).arg(&fleet), dir.path(), collector).output().unwrap();
+    assert!(deploy.status.success(), "{deploy:?}");
+    let mutator = start_mutator(dir.path(), collector);
+    assert!(wait_until(10.0, ssh_accepts), "the daemon did not open the deployed decky's ssh port");
+
+    let out = Command::new("sshpass")
+        .args(["-p", "Winter2024!", "ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+        .args(["-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5", "-o", "PubkeyAuthentication=no"])
+        .args(["-p", &SSH_PORT.to_string(), &format!("root@{IP}"), "whoami"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "root\n");
+    let seen = |needle: &str| lines.lock().unwrap().iter().any(|l| l.contains(needle));
+    assert!(
+        wait_until(10.0, || seen("secret_b64=\"V2ludGVyMjAyNCE=\"") && seen("CMD whoami") && seen("session_recorded")),
+        "lines: {:?}",
+        lines.lock().unwrap()
+    );
+    assert!(lines.lock().unwrap().iter().all(|l| l.contains(" gate ssh - ")), "HOST = decky, APP = service");
+
+    // The mutator's heartbeat carries the native counters.
+    // Bounded: `timeout` ends the subscriber if no heartbeat ever comes.
+    let health = Command::new("timeout")
+        .args(["20", BIN, "sub", "system.mutator.health", "--count", "1"])
+        .env("DECNET_BUS_SOCKET", dir.path().join("bus.sock"))
+        .output()
+        .unwrap();
+    assert!(health.status.success(), "{health:?}");
+    let health: serde_json::Value = serde_json::from_slice(&health.stdout).unwrap();
+    let native = &health["payload"]["native"];
+    assert_eq!(health["payload"]["driver"], "native");
+    assert_eq!(native["listeners"], 1, "{health}");
+    assert!(native["lines_sent"].as_u64().unwrap() >= 5, "{health}");
+    assert_eq!(native["lines_dropped"], 0, "{health}");
+
+    // The host key is derived from a seed kept in DECNET_HOME: a restarted
+    // daemon presents the same one.
+    let before = host_key();
+    assert!(before.contains("ssh-ed25519"), "{before:?}");
+    stop(mutator);
+    assert!(wait_until(5.0, || !ssh_accepts()), "ports close with the daemon");
+    let mutator = start_mutator(dir.path(), collector);
+    assert!(wait_until(10.0, ssh_accepts), "the restarted daemon reopens the decky");
+    assert_eq!(host_key(), before);
+
+    // A one-shot teardown: the daemon closes the port on its next pass.
+    let teardown = env(Command::new(BIN).arg("teardown"), dir.path(), collector).output().unwrap();
+    assert!(teardown.status.success(), "{teardown:?}");
+    assert!(wait_until(10.0, || !ssh_accepts()), "the torn-down decky still listens");
+    stop(mutator);
+}
