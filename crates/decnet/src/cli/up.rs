@@ -86,6 +86,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // A shorter heartbeat than production's 30 s, so the dashboard shows a
     // restarted mutator within seconds in development.
     let mutator = env(ChildSpec::this_binary("mutator", &["mutator", "--driver", &driver, "--heartbeat-secs", "10"])?);
+    // The syslog collector the deckies send to (DECNET_COLLECTOR_LISTEN,
+    // default 127.0.0.1:5514); the API's ingester stores what it writes.
+    let collector = env(ChildSpec::this_binary("collector", &["collector", "--heartbeat-secs", "10"])?);
 
     let shutdown = CancellationToken::new();
     super::bus::spawn_signal_handler(&shutdown)?;
@@ -127,7 +130,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if !wait_for_api(&api_addr, Duration::from_secs(15)).await {
         tracing::warn!(addr = %api_addr, "the API is not answering yet; starting the mutator anyway");
     }
-    let workers = [api_task, tokio::spawn(supervise(mutator, workers_stop.clone()))];
+    let workers = [
+        api_task,
+        tokio::spawn(supervise(mutator, workers_stop.clone())),
+        tokio::spawn(supervise(collector, workers_stop.clone())),
+    ];
 
     println!();
     println!("decnet is up (state in {})", home.display());
@@ -138,6 +145,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     println!("  bus socket:        {}   (try: decnet sub 'decky.>')", socket.display());
     println!("  ingest log:        {}", ingest.display());
+    println!(
+        "  syslog collector:  udp+tcp {}",
+        std::env::var("DECNET_COLLECTOR_LISTEN").unwrap_or_else(|_| crate::collector::DEFAULT_LISTEN.into())
+    );
     println!("Press Ctrl-C to stop.");
     println!();
 
