@@ -44,6 +44,13 @@ pub struct ApiArgs {
     /// SSE event streams one user may hold open at once (429 beyond).
     #[arg(long, env = "DECNET_SSE_MAX_STREAMS", default_value_t = DEFAULT_MAX_STREAMS_PER_USER)]
     pub sse_max_streams_per_user: usize,
+    /// The collector's ingest log; the API's ingester stores `<log>.json`
+    /// in the database (default: `$DECNET_HOME/ingest.log`).
+    #[arg(long = "ingest-log", env = "DECNET_INGEST_LOG_FILE")]
+    pub ingest_log: Option<PathBuf>,
+    /// Do not run the ingester in this process (e.g. `decnet ingest` runs apart).
+    #[arg(long)]
+    pub no_ingest: bool,
 }
 
 fn positive_secs(flag: &str, secs: f64) -> anyhow::Result<Duration> {
@@ -99,6 +106,11 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let pool = crate::store::open(&db).await?;
     let socket = decnet_bus::paths::resolve_socket_path(args.socket.as_deref());
     let bus = Arc::new(decnet_bus::sdk::AppBus::new("api", &socket));
+    let ingest_stop = CancellationToken::new();
+    let ingester = (!args.no_ingest).then(|| {
+        let json = super::ingest::json_path(args.ingest_log.clone());
+        crate::ingest::spawn_in_api(pool.clone(), json, bus.clone(), ingest_stop.clone())
+    });
 
     if crate::store::users::count(&pool).await? == 0 {
         tracing::warn!("no users yet: create one with `decnet user add NAME --role admin`");
@@ -120,6 +132,10 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     super::bus::spawn_signal_handler(&shutdown)?;
     let bus_handle = Arc::clone(&state.bus);
     api::serve(listener, state, async move { shutdown.cancelled().await }).await?;
+    ingest_stop.cancel();
+    if let Some(task) = ingester {
+        let _ = task.await;
+    }
     bus_handle.close().await;
     tracing::info!("API stopped");
     Ok(())

@@ -37,7 +37,7 @@ pub struct BenchCollectorArgs {
 pub fn sample_line(i: usize) -> String {
     use crate::events::rfc5424::{format_event, RelayEvent, Severity};
     let ip = format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
-    let (msgid, params, msg) = if i % 2 == 0 {
+    let (msgid, params, msg) = if i.is_multiple_of(2) {
         (
             "login_attempt",
             vec![

@@ -94,12 +94,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         _ => 0,
     };
     let port_offset_text = port_offset.to_string();
+    // One address for both ends: the collector listens where the deckies send.
+    let collector_addr =
+        std::env::var("DECNET_COLLECTOR_LISTEN").unwrap_or_else(|_| crate::collector::DEFAULT_LISTEN.into());
     let env = |spec: ChildSpec| {
         spec.env("DECNET_HOME", &home)
             .env("DECNET_NATIVE_PORT_OFFSET", &port_offset_text)
             .env("DECNET_BUS_SOCKET", &socket)
             .env("DECNET_DB", &db)
             .env("DECNET_INGEST_LOG_FILE", &ingest)
+            .env("DECNET_COLLECTOR_LISTEN", &collector_addr)
+            .env("DECNET_COLLECTOR_ADDR", &collector_addr)
     };
     // The API starts after the bus and so misses its first heartbeat: a
     // 2 s period shows the bus `ok` on the dashboard at once instead of
@@ -109,6 +114,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // A shorter heartbeat than production's 30 s, so the dashboard shows a
     // restarted mutator within seconds in development.
     let mutator = env(ChildSpec::this_binary("mutator", &["mutator", "--driver", &driver, "--heartbeat-secs", "10"])?);
+    // The syslog collector the deckies send to (DECNET_COLLECTOR_LISTEN,
+    // default 127.0.0.1:5514); the API's ingester stores what it writes.
+    let collector = env(ChildSpec::this_binary("collector", &["collector", "--heartbeat-secs", "10"])?);
 
     let shutdown = CancellationToken::new();
     super::bus::spawn_signal_handler(&shutdown)?;
@@ -150,7 +158,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if !wait_for_api(&api_addr, Duration::from_secs(15)).await {
         tracing::warn!(addr = %api_addr, "the API is not answering yet; starting the mutator anyway");
     }
-    let workers = [api_task, tokio::spawn(supervise(mutator, workers_stop.clone()))];
+    let workers = [
+        api_task,
+        tokio::spawn(supervise(mutator, workers_stop.clone())),
+        tokio::spawn(supervise(collector, workers_stop.clone())),
+    ];
 
     println!();
     println!("decnet is up (state in {})", home.display());
@@ -161,6 +173,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     println!("  bus socket:        {}   (try: decnet sub 'decky.>')", socket.display());
     println!("  ingest log:        {}", ingest.display());
+    println!(
+        "  syslog collector:  udp+tcp {collector_addr}"
+    );
     if args.driver == DriverKind::Native {
         if let Err(e) = print_deckies(&db, port_offset).await {
             tracing::warn!(error = %e, "cannot list the deckies");

@@ -217,8 +217,9 @@ mod tests {
             (r#"[relay@55555 remote_addr="9.9.9.9" client_ip="2.2.2.3"]"#, "", "2.2.2.3", None),
             // host:port and [v6]:port split.
             (r#"[relay@55555 remote_addr="3.3.3.3:4444"]"#, "", "3.3.3.3", Some("4444")),
-            (r#"[relay@55555 remote_addr="[2001:db8::1]:2222"]"#, "", "2001:db8::1", Some("2222")),
-            (r#"[relay@55555 src_ip="[2001:db8::2]"]"#, "", "2001:db8::2", None),
+            // (`]` inside an SD value is escaped, RFC 5424 §6.3.3.)
+            (r#"[relay@55555 remote_addr="[2001:db8::1\]:2222"]"#, "", "2001:db8::1", Some("2222")),
+            (r#"[relay@55555 src_ip="[2001:db8::2\]"]"#, "", "2001:db8::2", None),
             (r#"[relay@55555 src_ip="2001:db8::3"]"#, "", "2001:db8::3", None),
             (r#"[relay@55555 src_ip="::ffff:7.7.7.7"]"#, "", "7.7.7.7", None),
             // A non-address value does not stop the search.

@@ -81,7 +81,7 @@ impl Pipeline {
             }
             if let Some((path, e)) = failed {
                 // Once per 10 s at most: a full disk must not also fill the journal.
-                if last_error_log.map_or(true, |t| t.elapsed().as_secs() >= 10) {
+                if last_error_log.is_none_or(|t| t.elapsed().as_secs() >= 10) {
                     last_error_log = Some(Instant::now());
                     tracing::error!(path = %path.display(), error = %e, "collector cannot write; this batch is lost for that file");
                 }

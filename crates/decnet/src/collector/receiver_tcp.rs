@@ -355,7 +355,7 @@ mod tests {
     #[test]
     fn octet_counted_and_lf_framed_mixed() {
         let mut d = FrameDecoder::new(100);
-        d.extend(b"5 hello3 abc\n<1>1 lf line\r\n11 with\nnewline\n\n2 ok");
+        d.extend(b"5 hello3 abc\n<1>1 lf line\r\n12 with\nnewline\n\n2 ok");
         assert_eq!(
             frames(&mut d),
             vec![line("hello"), line("abc"), line("<1>1 lf line"), line("with\nnewline"), line("ok")]

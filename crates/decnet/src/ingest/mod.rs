@@ -84,6 +84,22 @@ pub struct IngestStats {
     pub conflicts: AtomicU64,
 }
 
+/// The ingester as a task of `decnet api`, publishing through the API's
+/// shared bus; a failure is logged, never takes the API down.
+pub fn spawn_in_api(
+    pool: SqlitePool,
+    json_path: PathBuf,
+    bus: Arc<AppBus>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let stats = Arc::new(IngestStats::default());
+        if let Err(e) = run(pool, IngestConfig::new(json_path), IngestBus::App(bus), stats, shutdown).await {
+            tracing::error!(error = %format!("{e:#}"), "ingester stopped");
+        }
+    })
+}
+
 /// Run until `shutdown`. Database errors are logged and retried after a
 /// pause (the batch was rolled back; nothing is lost or doubled).
 pub async fn run(

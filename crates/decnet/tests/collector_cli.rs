@@ -1,0 +1,378 @@
+//! The collector, ingester and parser as an operator runs them: the real
+//! `decnet` binary, a real bus daemon on a UNIX socket, real loopback UDP/TCP
+//! and a real SQLite file.
+
+mod support;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use decnet_bus::Bus;
+use support::{send_signal, wait_exit, wait_until, Daemon, BIN};
+
+fn free_port() -> u16 {
+    // A port free for TCP and UDP alike (the collector binds both).
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn relay(decky: &str, app: &str, msgid: &str, sd: &str, msg: &str) -> String {
+    format!("<134>1 2026-12-02T16:10:00.000000Z {decky} {app} - {msgid} [relay@55555 {sd}] {msg}")
+}
+
+fn octet(line: &str) -> Vec<u8> {
+    format!("{} {line}", line.len()).into_bytes()
+}
+
+fn spawn(args: &[&str], home: &Path, socket: &Path) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .env("DECNET_HOME", home)
+        .env("DECNET_BUS_SOCKET", socket)
+        .env("RUST_LOG", "info")
+        .env_remove("DECNET_BUS_TYPE")
+        .env_remove("DECNET_BUS_ENABLED")
+        .env_remove("DECNET_DB")
+        .env_remove("DECNET_INGEST_LOG_FILE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn db_count(db: &Path, sql: &str) -> i64 {
+    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true);
+    match sqlx::SqlitePool::connect_with(opts).await {
+        Ok(pool) => {
+            let n: Result<(i64,), _> = sqlx::query_as(sql).fetch_one(&pool).await;
+            pool.close().await;
+            n.map(|(n,)| n).unwrap_or(-1)
+        }
+        Err(_) => -1,
+    }
+}
+
+async fn wait_db(db: &Path, sql: &str, want: i64, secs: f64) -> i64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs_f64(secs);
+    loop {
+        let n = db_count(db, sql).await;
+        if n >= want || std::time::Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn recv(sub: &mut decnet_bus::Subscription) -> decnet_bus::Envelope {
+    tokio::time::timeout(Duration::from_secs(10), sub.recv()).await.expect("event in time").expect("subscription open")
+}
+
+#[test]
+fn parse_prints_records_and_reports_bad_lines() {
+    let input = [
+        relay("web-01", "ssh", "login_attempt", r#"src_ip="1.2.3.4:2222" username="root" secret_b64="eA==""#, "hi"),
+        "garbage line".to_string(),
+        "<134>1 - d ssh - - - CMD uname -a".to_string(),
+        String::new(),
+        "<13>1 - host sshd - - - Failed password for root from 5.6.7.8 port 22".to_string(),
+    ]
+    .join("\n");
+    let out = support::decnet(Path::new("/nonexistent"), &["parse"], Some(&input));
+    assert!(!out.status.success(), "a bad line makes the exit status non-zero");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 2:") && stderr.contains("1 of 4 lines"), "{stderr}");
+    let records: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 3);
+    assert_eq!(records[0]["attacker_ip"], "1.2.3.4");
+    assert_eq!(records[0]["fields"]["remote_port"], "2222");
+    assert_eq!(records[0]["decky"], "web-01");
+    assert_eq!(records[1]["event_type"], "command");
+    assert_eq!(records[1]["attacker_ip"], "Unknown");
+    assert_eq!(records[2]["attacker_ip"], "5.6.7.8");
+    for key in ["timestamp", "decky", "service", "event_type", "attacker_ip", "fields", "msg", "raw_line"] {
+        assert!(records[0].get(key).is_some(), "record lacks {key}");
+    }
+    let ok = support::decnet(Path::new("/nonexistent"), &["parse"], Some("<134>1 - d http - request -\n"));
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_worker_publishes_logs_sessions_and_counters_and_stops_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("bus.sock");
+    let _daemon = Daemon::start_at(dir.path(), &socket, &[]);
+    let bus = decnet_bus::client::UnixBus::connect("test", &socket).await.unwrap();
+    let mut logs = bus.subscribe("system.log").await.unwrap();
+    let mut ended = bus.subscribe("attacker.session.ended").await.unwrap();
+    let mut health = bus.subscribe("system.collector.health").await.unwrap();
+
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let log = dir.path().join("ingest.log");
+    let mut collector = spawn(
+        &["collector", "--listen", &listen, "--ingest-log", log.to_str().unwrap(), "--heartbeat-secs", "0.3"],
+        dir.path(),
+        &socket,
+    );
+    let first = recv(&mut health).await;
+    assert_eq!(first.payload["worker"], "collector");
+
+    let addr: SocketAddr = listen.parse().unwrap();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.send_to(relay("web-01", "http", "request", r#"src_ip="10.0.0.1""#, "GET /").as_bytes(), addr).unwrap();
+    let ev = recv(&mut logs).await;
+    assert_eq!(ev.event_type, "request");
+    assert_eq!(
+        ev.payload,
+        serde_json::json!({"decky": "web-01", "service": "http", "event_type": "request",
+                           "attacker_ip": "10.0.0.1", "timestamp": 1796227800.0})
+    );
+
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    let sd = r#"src_ip="10.0.0.2" sid="s-1""#;
+    for l in [
+        relay("web-01", "ssh", "command", sd, "CMD whoami"),
+        relay("web-01", "ssh", "command", sd, "CMD cat /etc/passwd"),
+        "not syslog at all".to_string(),
+        relay(
+            "web-01",
+            "ssh",
+            "session_recorded",
+            r#"sid="s-1" service="ssh" src_ip="10.0.0.2" duration_s="3.5" bytes="77""#,
+            "",
+        ),
+    ] {
+        tcp.write_all(&octet(&l)).unwrap();
+    }
+    let ev = recv(&mut ended).await;
+    assert_eq!(ev.payload["commands"], serde_json::json!(["whoami", "cat /etc/passwd"]));
+    assert_eq!(ev.payload["session_id"], "s-1");
+    assert_eq!(ev.payload["attacker_ip"], "10.0.0.2");
+    assert_eq!(ev.payload["duration_s"], 3.5);
+    for want in ["command", "command", "session_recorded"] {
+        assert_eq!(recv(&mut logs).await.event_type, want);
+    }
+    // The heartbeat carries the counters.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let hb = recv(&mut health).await;
+        let p = &hb.payload;
+        if p["received"] == 5 && p["parsed"] == 4 && p["malformed"] == 1 {
+            for key in ["dropped", "per_source_drops", "queue_depth", "stored", "noise", "deduped", "connections"] {
+                assert!(p.get(key).is_some(), "heartbeat lacks {key}: {p}");
+            }
+            assert_eq!(p["stored"], 4);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "counters never reached: {p}");
+    }
+    assert!(std::fs::read_to_string(&log).unwrap().contains("not syslog at all"));
+
+    // Stop over the bus, like the API's stop button.
+    bus.publish("system.collector.control", "control", serde_json::json!({"action": "stop", "requested_by": "test"}))
+        .await
+        .unwrap();
+    let status = wait_exit(&mut collector, 10.0).expect("collector stopped on request");
+    assert!(status.success(), "{status:?}");
+    bus.close().await;
+}
+
+#[test]
+fn collector_refuses_a_port_in_use_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let out = Command::new(BIN)
+        .args(["collector", "--listen", &listen])
+        .env("DECNET_HOME", dir.path())
+        .env("DECNET_BUS_ENABLED", "false")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot listen on") && err.contains(&listen), "{err}");
+}
+
+/// Appends `n` records to `<log>.json` slowly (one batch of 50 every few ms),
+/// with a credential in every tenth.
+fn write_records(json: &Path, range: std::ops::Range<usize>, pause: Duration) {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(json).unwrap();
+    let mut batch = String::new();
+    for i in range {
+        let sd = if i % 10 == 0 {
+            format!(r#"src_ip="10.1.{}.{}" username="u{i}" secret_b64="c2VjcmV0""#, i / 250, i % 250)
+        } else {
+            format!(r#"src_ip="10.1.{}.{}""#, i / 250, i % 250)
+        };
+        let rec =
+            decnet::collector::parse_record(&relay("d", "ssh", "login_attempt", &sd, &format!("n={i}")), 0.0).unwrap();
+        batch.push_str(&serde_json::to_string(&rec).unwrap());
+        batch.push('\n');
+        if i % 50 == 49 {
+            f.write_all(batch.as_bytes()).unwrap();
+            batch.clear();
+            std::thread::sleep(pause);
+        }
+    }
+    f.write_all(batch.as_bytes()).unwrap();
+}
+
+fn ingest(home: &Path, db: &Path, log: &Path) -> Child {
+    Command::new(BIN)
+        .args(["ingest", "--db"])
+        .arg(db)
+        .arg("--ingest-log")
+        .arg(log)
+        .args(["--poll-ms", "20"])
+        .env("DECNET_HOME", home)
+        .env("DECNET_BUS_ENABLED", "false")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingester_killed_and_restarted_loses_nothing_and_stores_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, log) = (dir.path().join("decnet.db"), dir.path().join("ingest.log"));
+    let json = PathBuf::from(format!("{}.json", log.display()));
+    const N: usize = 3000;
+    let writer = {
+        let json = json.clone();
+        std::thread::spawn(move || write_records(&json, 0..N, Duration::from_millis(15)))
+    };
+    // Kill -9 it three times while the file grows, at different points.
+    for round in 0..3 {
+        let mut child = ingest(dir.path(), &db, &log);
+        let want = 200 * (round + 1) as i64;
+        let got = wait_db(&db, "SELECT count(*) FROM logs", want, 20.0).await;
+        assert!(got >= want, "round {round}: {got} rows");
+        send_signal(child.id() as i32, "KILL");
+        let _ = child.wait();
+    }
+    writer.join().unwrap();
+    let mut child = ingest(dir.path(), &db, &log);
+    assert_eq!(wait_db(&db, "SELECT count(*) FROM logs", N as i64, 30.0).await, N as i64);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(db_count(&db, "SELECT count(*) FROM logs").await, N as i64, "nothing twice");
+    assert_eq!(db_count(&db, "SELECT count(DISTINCT msg) FROM logs").await, N as i64);
+    assert_eq!(db_count(&db, "SELECT count(*) FROM credentials").await, (N / 10) as i64);
+    assert_eq!(db_count(&db, "SELECT sum(attempts) FROM credentials").await, (N / 10) as i64);
+    assert_eq!(
+        db_count(&db, "SELECT count(*) FROM credentials WHERE secret_sha256 = '2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b'").await,
+        (N / 10) as i64,
+        "sha256 of the decoded secret"
+    );
+    // A partial last line is not consumed until its LF arrives.
+    let rec = decnet::collector::parse_record(&relay("d", "ssh", "x", r#"src_ip="9.9.9.9""#, "partial"), 0.0).unwrap();
+    let text = serde_json::to_string(&rec).unwrap();
+    let (a, b) = text.split_at(text.len() / 2);
+    let mut f = std::fs::OpenOptions::new().append(true).open(&json).unwrap();
+    f.write_all(a.as_bytes()).unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(db_count(&db, "SELECT count(*) FROM logs").await, N as i64);
+    f.write_all(format!("{b}\n").as_bytes()).unwrap();
+    assert_eq!(wait_db(&db, "SELECT count(*) FROM logs", N as i64 + 1, 10.0).await, N as i64 + 1);
+    assert_eq!(db_count(&db, "SELECT count(*) FROM logs WHERE msg = 'partial'").await, 1);
+    // A line that is not a record is skipped, not stalled on.
+    f.write_all(b"{not json\n").unwrap();
+    write_records(&json, N + 1..N + 2, Duration::ZERO);
+    assert_eq!(wait_db(&db, "SELECT count(*) FROM logs", N as i64 + 2, 10.0).await, N as i64 + 2);
+    send_signal(child.id() as i32, "TERM");
+    assert!(wait_exit(&mut child, 10.0).is_some_and(|s| s.success()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_ingesters_on_one_database_store_each_line_once_and_follow_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, log) = (dir.path().join("decnet.db"), dir.path().join("ingest.log"));
+    let json = PathBuf::from(format!("{}.json", log.display()));
+    // The schema first, so both start against a migrated file.
+    decnet::store::open(&db).await.unwrap().close().await;
+    let mut a = ingest(dir.path(), &db, &log);
+    let mut b = ingest(dir.path(), &db, &log);
+    write_records(&json, 0..1000, Duration::from_millis(5));
+    assert_eq!(wait_db(&db, "SELECT count(*) FROM logs", 1000, 30.0).await, 1000);
+    // Rotate: the old file is finished, the new one read from its start.
+    std::fs::rename(&json, dir.path().join("ingest.log.json.1")).unwrap();
+    write_records(&json, 1000..1500, Duration::from_millis(5));
+    assert_eq!(wait_db(&db, "SELECT count(*) FROM logs", 1500, 30.0).await, 1500);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(db_count(&db, "SELECT count(*) FROM logs").await, 1500);
+    assert_eq!(db_count(&db, "SELECT count(DISTINCT msg) FROM logs").await, 1500);
+    for c in [&mut a, &mut b] {
+        send_signal(c.id() as i32, "TERM");
+        assert!(wait_exit(c, 10.0).is_some());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decnet_up_hears_a_decky_line_stores_it_and_captures_the_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let api_port = free_port();
+    let syslog_port = free_port();
+    let mut up = Command::new(BIN)
+        .args(["up", "--no-demo", "--listen", &format!("127.0.0.1:{api_port}")])
+        .env("DECNET_HOME", home)
+        .env("DECNET_COLLECTOR_LISTEN", format!("127.0.0.1:{syslog_port}"))
+        .env_remove("DECNET_BUS_SOCKET")
+        .env_remove("DECNET_DB")
+        .env_remove("DECNET_INGEST_LOG_FILE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let socket = home.join("bus.sock");
+    assert!(wait_until(30.0, || std::os::unix::net::UnixStream::connect(&socket).is_ok()), "bus up");
+    let bus = decnet_bus::client::UnixBus::connect("test", &socket).await.unwrap();
+    let mut logs = bus.subscribe("system.log").await.unwrap();
+    let mut creds = bus.subscribe("credential.captured").await.unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{syslog_port}").parse().unwrap();
+    let line = relay(
+        "web-01",
+        "ssh",
+        "login_attempt",
+        r#"src_ip="127.0.0.9" src_port="50000" username="root" secret_b64="aHVudGVyMg==""#,
+        "",
+    );
+    // The collector child may still be starting: retry the connect.
+    let mut tcp = None;
+    assert!(wait_until(20.0, || {
+        tcp = TcpStream::connect(addr).ok();
+        tcp.is_some()
+    }));
+    tcp.unwrap().write_all(&octet(&line)).unwrap();
+    let ev = recv(&mut logs).await;
+    assert_eq!(ev.payload["event_type"], "login_attempt");
+    assert_eq!(ev.payload["attacker_ip"], "127.0.0.9");
+    let db = home.join("decnet.db");
+    assert_eq!(
+        wait_db(&db, "SELECT count(*) FROM logs WHERE event_type = 'login_attempt' AND decky = 'web-01'", 1, 20.0)
+            .await,
+        1
+    );
+    let cred = tokio::time::timeout(Duration::from_secs(20), creds.recv()).await.unwrap().unwrap();
+    assert_eq!(
+        cred.payload,
+        serde_json::json!({"attacker_ip": "127.0.0.9", "decky": "web-01", "service": "ssh", "username": "root",
+                           "secret_sha256": "f52fbd32b2b3b86ff88ef6c490628285f482af15ddcb29541f94bcf526a3f6c7"})
+    );
+    assert_eq!(db_count(&db, "SELECT count(*) FROM credentials WHERE username = 'root'").await, 1);
+    bus.close().await;
+    send_signal(up.id() as i32, "TERM");
+    assert!(wait_exit(&mut up, 30.0).is_some(), "decnet up stopped");
+}
