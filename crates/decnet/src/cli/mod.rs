@@ -10,11 +10,13 @@ use std::process::ExitCode;
 pub mod api;
 pub mod bench;
 pub mod bus;
+pub mod clusterer;
 pub mod correlate;
 pub mod deploy;
 pub mod login;
 pub mod mutate;
 pub mod mutator;
+pub mod profiler;
 pub mod pubsub;
 pub mod teardown;
 pub mod up;
@@ -62,6 +64,10 @@ pub enum Command {
     Mutate(mutate::MutateArgs),
     /// Load the bus (or, with --nats, a NATS server) and report throughput, latency and drops.
     Bench(bench::BenchArgs),
+    /// Run the profiler: fold collected logs into attacker profiles.
+    Profiler(profiler::ProfilerArgs),
+    /// Run the clusterer: link attackers sharing a strong fingerprint into identities.
+    Clusterer(clusterer::ClustererArgs),
 }
 
 /// Log to stderr; `RUST_LOG` (e.g. `debug`, `decnet_bus=trace`) overrides the default `info`.
@@ -112,6 +118,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Mutator(args) => mutator::run(args).await,
             Command::Mutate(args) => mutate::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Profiler(args) => profiler::run(args).await,
+            Command::Clusterer(args) => clusterer::run(args).await,
         }
     });
     match result {
