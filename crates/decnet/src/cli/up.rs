@@ -86,6 +86,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // A shorter heartbeat than production's 30 s, so the dashboard shows a
     // restarted mutator within seconds in development.
     let mutator = env(ChildSpec::this_binary("mutator", &["mutator", "--driver", &driver, "--heartbeat-secs", "10"])?);
+    // The profiler and clusterer turn collected logs into attackers and
+    // identities for the dashboard (same short heartbeat, for the same reason).
+    let profiler = env(ChildSpec::this_binary("profiler", &["profiler", "--heartbeat-secs", "10"])?);
+    let clusterer = env(ChildSpec::this_binary("clusterer", &["clusterer", "--heartbeat-secs", "10"])?);
 
     let shutdown = CancellationToken::new();
     super::bus::spawn_signal_handler(&shutdown)?;
@@ -127,7 +131,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if !wait_for_api(&api_addr, Duration::from_secs(15)).await {
         tracing::warn!(addr = %api_addr, "the API is not answering yet; starting the mutator anyway");
     }
-    let workers = [api_task, tokio::spawn(supervise(mutator, workers_stop.clone()))];
+    let workers = [
+        api_task,
+        tokio::spawn(supervise(mutator, workers_stop.clone())),
+        tokio::spawn(supervise(profiler, workers_stop.clone())),
+        tokio::spawn(supervise(clusterer, workers_stop.clone())),
+    ];
 
     println!();
     println!("decnet is up (state in {})", home.display());
