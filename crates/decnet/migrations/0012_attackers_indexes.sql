@@ -1,13 +1,15 @@
 -- Attackers work (issue 12): indexes for the list pages and the state the
 -- profiler keeps to publish credential reuse once per change.
 
--- /api/v1/logs pages newest-first by id (cursor = last id seen) under one
--- equality filter; these let SQLite walk the filter's rows in id order
--- instead of sorting every match (a million rows: ms instead of seconds).
-CREATE INDEX IF NOT EXISTS logs_by_decky_id ON logs (decky, id);
-CREATE INDEX IF NOT EXISTS logs_by_ip_id ON logs (attacker_ip, id);
-CREATE INDEX IF NOT EXISTS logs_by_service_id ON logs (service, id);
-CREATE INDEX IF NOT EXISTS logs_by_type_id ON logs (event_type, id);
+-- (/api/v1/logs needs nothing new: it pages by (timestamp, id), which the
+-- (column, timestamp) indexes of 0005 already hold in order.)
+
+-- The attackers list sorts by one of three columns with the IP as the
+-- tie-break; with the IP in the index SQLite walks it backwards and stops
+-- after one page instead of sorting 50,000 rows that share a count.
+CREATE INDEX IF NOT EXISTS attackers_by_last_seen_ip ON attackers (last_seen, ip);
+CREATE INDEX IF NOT EXISTS attackers_by_first_seen_ip ON attackers (first_seen, ip);
+CREATE INDEX IF NOT EXISTS attackers_by_events_ip ON attackers (event_count, ip);
 CREATE INDEX IF NOT EXISTS credentials_by_ip ON credentials (attacker_ip);
 CREATE INDEX IF NOT EXISTS fingerprints_by_ip ON fingerprints (attacker_ip);
 CREATE INDEX IF NOT EXISTS fingerprints_by_last_seen ON fingerprints (last_seen);

@@ -64,6 +64,40 @@ pub(crate) fn check_time(param: &str, value: f64) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// One bound SQL parameter of a filter built at run time.
+#[derive(Debug, Clone)]
+pub(crate) enum Bind {
+    Text(String),
+    Real(f64),
+    Int(i64),
+}
+
+type Args<'q> = sqlx::sqlite::SqliteArguments<'q>;
+
+impl Bind {
+    pub(crate) fn bind_to<'q>(
+        self,
+        q: sqlx::query::Query<'q, sqlx::Sqlite, Args<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Sqlite, Args<'q>> {
+        match self {
+            Bind::Text(s) => q.bind(s),
+            Bind::Real(v) => q.bind(v),
+            Bind::Int(v) => q.bind(v),
+        }
+    }
+
+    fn bind_scalar<'q>(
+        self,
+        q: sqlx::query::QueryScalar<'q, sqlx::Sqlite, i64, Args<'q>>,
+    ) -> sqlx::query::QueryScalar<'q, sqlx::Sqlite, i64, Args<'q>> {
+        match self {
+            Bind::Text(s) => q.bind(s),
+            Bind::Real(v) => q.bind(v),
+            Bind::Int(v) => q.bind(v),
+        }
+    }
+}
+
 /// Columns of a list row (the detail adds commands and fingerprints).
 const SUMMARY: &str = "ip, first_seen, last_seen, event_count, service_count, decky_count, services, deckies,
     traversal_path, is_traversal, credential_count, behavior, identity_id";
@@ -118,9 +152,10 @@ pub async fn list(
         return Err(ApiError::bad_request("page starts at 1"));
     }
     let order = match f.sort.as_deref().unwrap_or("last_seen") {
-        "last_seen" => "last_seen DESC, ip",
-        "first_seen" => "first_seen DESC, ip",
-        "events" => "event_count DESC, ip",
+        // Both keys descending, so one (column, ip) index serves the order.
+        "last_seen" => "last_seen DESC, ip DESC",
+        "first_seen" => "first_seen DESC, ip DESC",
+        "events" => "event_count DESC, ip DESC",
         other => {
             return Err(ApiError::bad_request(format!(
                 "sort must be last_seen, first_seen or events, got {other:?}"
@@ -128,25 +163,25 @@ pub async fn list(
         }
     };
     let mut clauses: Vec<&str> = Vec::new();
-    let mut binds: Vec<Value> = Vec::new();
+    let mut binds: Vec<Bind> = Vec::new();
     if let Some(prefix) = f.q.as_deref().or(f.ip.as_deref()).filter(|p| !p.is_empty()) {
         if prefix.len() > 45 || !prefix.bytes().all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':') {
             return Err(ApiError::bad_request(format!("q must be the start of an IP address, got {prefix:?}")));
         }
         // A range on the primary key: an index seek, unlike LIKE.
         clauses.push("ip >= ? AND ip < ?");
-        binds.push(prefix.into());
-        binds.push(format!("{prefix}\u{10FFFF}").into());
+        binds.push(Bind::Text(prefix.to_string()));
+        binds.push(Bind::Text(format!("{prefix}\u{10FFFF}")));
     }
     if let Some(service) = &f.service {
         check_name("service", service)?;
         clauses.push("EXISTS (SELECT 1 FROM json_each(attackers.services) WHERE value = ?)");
-        binds.push(service.as_str().into());
+        binds.push(Bind::Text(service.clone()));
     }
     if let Some(decky) = &f.decky {
         check_name("decky", decky)?;
         clauses.push("EXISTS (SELECT 1 FROM json_each(attackers.deckies) WHERE value = ?)");
-        binds.push(decky.as_str().into());
+        binds.push(Bind::Text(decky.clone()));
     }
     if let Some(b) = &f.behavior {
         let b = Behavior::parse(b).ok_or_else(|| {
@@ -156,12 +191,12 @@ pub async fn list(
             ))
         })?;
         clauses.push("behavior = ?");
-        binds.push(b.as_str().into());
+        binds.push(Bind::Text(b.as_str().to_string()));
     }
     if let Some(since) = f.since {
         check_time("since", since)?;
         clauses.push("last_seen >= ?");
-        binds.push(since.into());
+        binds.push(Bind::Real(since));
     }
     let filter = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
     let offset = i64::from(page - 1) * i64::from(limit);
@@ -169,30 +204,18 @@ pub async fn list(
     let count_sql = format!("SELECT COUNT(*) FROM attackers {filter}");
     let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
     for b in &binds {
-        count = bind_value(count, b);
+        count = b.clone().bind_scalar(count);
     }
     let total = count.fetch_one(&state.pool).await?;
 
     let sql = format!("SELECT {SUMMARY} FROM attackers {filter} ORDER BY {order} LIMIT ? OFFSET ?");
     let mut q = sqlx::query(&sql);
-    for b in &binds {
-        q = match b {
-            Value::Number(n) => q.bind(n.as_f64()),
-            other => q.bind(other.as_str().unwrap_or_default().to_string()),
-        };
+    for b in binds {
+        q = b.bind_to(q);
     }
     let rows = q.bind(i64::from(limit)).bind(offset).fetch_all(&state.pool).await?;
     let attackers = rows.iter().map(summary).collect::<Result<Vec<_>, _>>()?;
     Ok(Json(json!({ "attackers": attackers, "total": total, "page": page, "limit": limit })))
-}
-
-type ScalarQuery<'q> = sqlx::query::QueryScalar<'q, sqlx::Sqlite, i64, sqlx::sqlite::SqliteArguments<'q>>;
-
-fn bind_value<'q>(q: ScalarQuery<'q>, v: &Value) -> ScalarQuery<'q> {
-    match v {
-        Value::Number(n) => q.bind(n.as_f64()),
-        other => q.bind(other.as_str().unwrap_or_default().to_string()),
-    }
 }
 
 /// The path's IP in canonical form, or 400.

@@ -1,11 +1,14 @@
 //! `GET /api/v1/logs`: the collector's rows, newest first, filtered and
 //! paged by cursor.
 //!
-//! The cursor is the last `id` of the previous page (`next_cursor`), not an
-//! offset: a page costs the same at row one million as at row one, and
-//! rows arriving meanwhile never shift a page. Each equality filter has a
-//! `(column, id)` index (migration 0012), so SQLite walks the matches in
-//! id order and stops after `limit`.
+//! Rows are ordered by `(timestamp, id)` descending: by event time, since
+//! a forwarder may deliver old lines late, with the id to break ties. The
+//! cursor is the `(timestamp, id)` of the previous page's last row
+//! (`next_cursor`, written `TIMESTAMP:ID`), not an offset: a page costs the
+//! same at row one million as at row one, and rows arriving meanwhile never
+//! shift a page. Every filter column has a `(column, timestamp)` index
+//! (migration 0005, the rowid is its last key), so SQLite walks the matches
+//! already in order and stops after `limit`.
 
 use axum::extract::State;
 use axum::Json;
@@ -13,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use super::attackers::{check_name, check_time};
+use super::attackers::{check_name, check_time, Bind};
 use super::error::{ApiError, ApiQuery, ErrorBody};
 use super::state::AppState;
 use crate::auth::RequireViewer;
@@ -39,8 +42,8 @@ pub struct LogFilter {
     pub until: Option<f64>,
     /// Rows per page (1–1000, default 100).
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page: rows with a smaller id.
-    pub cursor: Option<i64>,
+    /// `next_cursor` of the previous page (`TIMESTAMP:ID`): the rows after it.
+    pub cursor: Option<String>,
 }
 
 #[utoipa::path(
@@ -60,9 +63,7 @@ pub async fn list(
         return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LIMIT}, got {limit}")));
     }
     let mut clauses: Vec<&str> = Vec::new();
-    let mut texts: Vec<(usize, String)> = Vec::new();
-    let mut numbers: Vec<(usize, f64)> = Vec::new();
-    let mut n = 0;
+    let mut binds: Vec<Bind> = Vec::new();
     for (param, column, value) in [
         ("decky", "decky = ?", &f.decky),
         ("service", "service = ?", &f.service),
@@ -71,8 +72,7 @@ pub async fn list(
         if let Some(v) = value {
             check_name(param, v)?;
             clauses.push(column);
-            texts.push((n, v.clone()));
-            n += 1;
+            binds.push(Bind::Text(v.clone()));
         }
     }
     if let Some(ip) = &f.ip {
@@ -85,15 +85,13 @@ pub async fn list(
             }
         })?;
         clauses.push("attacker_ip = ?");
-        texts.push((n, ip));
-        n += 1;
+        binds.push(Bind::Text(ip));
     }
     for (param, column, value) in [("since", "timestamp >= ?", f.since), ("until", "timestamp <= ?", f.until)] {
         if let Some(v) = value {
             check_time(param, v)?;
             clauses.push(column);
-            numbers.push((n, v));
-            n += 1;
+            binds.push(Bind::Real(v));
         }
     }
     if let (Some(s), Some(u)) = (f.since, f.until) {
@@ -101,28 +99,23 @@ pub async fn list(
             return Err(ApiError::bad_request(format!("since ({s}) is after until ({u})")));
         }
     }
-    if let Some(c) = f.cursor {
-        if c <= 0 {
-            return Err(ApiError::bad_request(format!("cursor must be a positive row id, got {c}")));
-        }
-        clauses.push("id < ?");
-        numbers.push((n, c as f64));
+    if let Some(c) = &f.cursor {
+        let (ts, id) = parse_cursor(c).ok_or_else(|| {
+            ApiError::bad_request(format!("cursor must be a next_cursor value (TIMESTAMP:ID), got {c:?}"))
+        })?;
+        // A row-value comparison: SQLite seeks the index to it.
+        clauses.push("(timestamp, id) < (?, ?)");
+        binds.push(Bind::Real(ts));
+        binds.push(Bind::Int(id));
     }
     let filter = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
     let sql = format!(
         "SELECT id, timestamp, decky, service, event_type, attacker_ip, fields, msg, source FROM logs {filter}
-         ORDER BY id DESC LIMIT ?"
+         ORDER BY timestamp DESC, id DESC LIMIT ?"
     );
-    // Bind in clause order: text and number binds interleave by position.
-    let mut all: Vec<(usize, Value)> = texts.into_iter().map(|(i, t)| (i, Value::String(t))).collect();
-    all.extend(numbers.into_iter().map(|(i, v)| (i, json!(v))));
-    all.sort_by_key(|(i, _)| *i);
     let mut q = sqlx::query(&sql);
-    for (_, v) in &all {
-        q = match v {
-            Value::String(s) => q.bind(s.clone()),
-            other => q.bind(other.as_f64()),
-        };
+    for b in binds {
+        q = b.bind_to(q);
     }
     let rows = q.bind(i64::from(limit)).fetch_all(&state.pool).await?;
     let logs = rows
@@ -141,8 +134,20 @@ pub async fn list(
             }))
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    let next_cursor = if logs.len() == limit as usize { logs.last().map(|l| l["id"].clone()) } else { None };
+    let next_cursor = if logs.len() == limit as usize {
+        logs.last().map(|l| format!("{}:{}", l["timestamp"].as_f64().unwrap_or(0.0), l["id"]))
+    } else {
+        None
+    };
     Ok(Json(json!({ "logs": logs, "next_cursor": next_cursor })))
+}
+
+/// `TIMESTAMP:ID` → its parts; `None` unless both parse and make sense.
+fn parse_cursor(text: &str) -> Option<(f64, i64)> {
+    let (ts, id) = text.rsplit_once(':')?;
+    let ts: f64 = ts.parse().ok().filter(|t: &f64| t.is_finite() && *t >= 0.0)?;
+    let id: i64 = id.parse().ok().filter(|i| *i > 0)?;
+    Some((ts, id))
 }
 
 #[derive(utoipa::OpenApi)]
