@@ -150,7 +150,7 @@ async fn profiler_pass_folds_the_world() {
     let fp = profiler.pass(None).await.unwrap();
     assert_eq!(fp.rows, 0);
     assert_eq!(fp.scored.len(), 1);
-    assert_eq!(fp.scored[0]["ip"], "10.0.0.7");
+    assert_eq!(fp.scored[0]["attacker_ip"], "10.0.0.7");
     h.shutdown().await;
 }
 
@@ -224,7 +224,8 @@ async fn attacker_detail_has_timeline_credentials_commands_fingerprints_and_trav
     let t = Some(t.as_str());
     let (s, a) = h.call("GET", "/api/v1/attackers/10.0.0.5", t).await;
     assert_eq!(s, 200, "{a}");
-    let types: Vec<&str> = a["timeline"].as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+    let types: Vec<&str> =
+        a["timeline"].as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap()).collect();
     assert_eq!(types, ["request", "command", "login_attempt"], "newest first");
     assert_eq!(a["timeline"][0]["fields"]["path"], "/admin");
     assert_eq!(a["commands"], json!(["uname -a"]));
@@ -258,21 +259,46 @@ async fn logs_filter_and_page_by_cursor() {
     let (_, v2) = h.call("GET", &format!("/api/v1/logs?ip=10.0.0.6&limit=4&cursor={cursor}"), t).await;
     assert_eq!(v2["logs"].as_array().unwrap().len(), 2);
     assert_eq!(v2["next_cursor"], Value::Null);
-    let mut ids: Vec<i64> = v["logs"].as_array().unwrap().iter().chain(v2["logs"].as_array().unwrap()).map(|l| l["id"].as_i64().unwrap()).collect();
+    let mut ids: Vec<i64> = v["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(v2["logs"].as_array().unwrap())
+        .map(|l| l["id"].as_i64().unwrap())
+        .collect();
     let n = ids.len();
     ids.dedup();
     assert_eq!(ids.len(), n, "no row on two pages");
     assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first (these rows' times rise with their ids)");
 
     let (_, v) = h.call("GET", "/api/v1/logs?decky=db-02&type=request&since=1005&until=3000", t).await;
-    let got: Vec<(String, f64)> = v["logs"].as_array().unwrap().iter().map(|l| (l["attacker_ip"].as_str().unwrap().to_string(), l["timestamp"].as_f64().unwrap())).collect();
+    let got: Vec<(String, f64)> = v["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["attacker_ip"].as_str().unwrap().to_string(), l["timestamp"].as_f64().unwrap()))
+        .collect();
     assert_eq!(got, [("10.0.0.7".to_string(), 3000.0), ("10.0.0.5".to_string(), 1010.0)]);
     let (_, v) = h.call("GET", "/api/v1/logs?service=ssh&ip=10.0.0.5", t).await;
     assert_eq!(v["logs"].as_array().unwrap().len(), 2);
     let (_, v) = h.call("GET", "/api/v1/logs?ip=Unknown", t).await;
     assert_eq!(v["logs"].as_array().unwrap().len(), 1);
 
-    for bad in ["limit=0", "limit=1001", "cursor=0", "cursor=abc", "cursor=12", "cursor=1.5:0", "cursor=-1:3", "cursor=NaN:3", "since=10&until=5", "ip=10.0.0", "until=NaN", "type=", "foo=1"] {
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "cursor=0",
+        "cursor=abc",
+        "cursor=12",
+        "cursor=1.5:0",
+        "cursor=-1:3",
+        "cursor=NaN:3",
+        "since=10&until=5",
+        "ip=10.0.0",
+        "until=NaN",
+        "type=",
+        "foo=1",
+    ] {
         let (s, body) = h.call("GET", &format!("/api/v1/logs?{bad}"), t).await;
         assert_eq!(s, 400, "{bad}: {body}");
     }

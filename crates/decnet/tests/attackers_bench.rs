@@ -24,7 +24,8 @@ const ATTACKERS: i64 = 50_000;
 const RUNS: usize = 15;
 
 /// `10.a.b.c` for attacker number `x` (SQL expression over column `x`).
-const IP_SQL: &str = "'10.' || ((x % 50000) / 65536) || '.' || (((x % 50000) / 256) % 256) || '.' || ((x % 50000) % 256)";
+const IP_SQL: &str =
+    "'10.' || ((x % 50000) / 65536) || '.' || (((x % 50000) / 256) % 256) || '.' || ((x % 50000) % 256)";
 
 async fn build(pool: &sqlx::SqlitePool) {
     let have: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM logs").fetch_one(pool).await.unwrap();
@@ -126,7 +127,11 @@ async fn attackers_api_lists_over_a_million_rows() {
             assert_eq!(resp.status(), 200, "{page}");
             let body: serde_json::Value = resp.json().await.unwrap();
             times.push(t.elapsed().as_secs_f64() * 1000.0);
-            rows = body["attackers"].as_array().or(body["logs"].as_array()).or(body["timeline"].as_array()).map_or(0, Vec::len);
+            rows = body["attackers"]
+                .as_array()
+                .or(body["logs"].as_array())
+                .or(body["timeline"].as_array())
+                .map_or(0, Vec::len);
         }
         times.sort_by(f64::total_cmp);
         println!("| `{page}` | {:.1} | {:.1} | {rows} |", times[RUNS / 2], times[RUNS - 1]);

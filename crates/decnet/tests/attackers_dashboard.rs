@@ -167,7 +167,10 @@ async fn dashboard_shows_the_fleet_then_a_live_two_decky_traversal() {
     insert_log(&pool, "web-01", "ssh", "login_attempt", "root / hunter2").await;
     insert_log(&pool, "ws-finance", "http", "request", "GET /admin").await;
     let row = wait_text(&b, r#"#attackers tr[data-ip="127.0.0.1"] .traversal"#, |t| t == "web-01 → ws-finance").await;
-    eprintln!("attacker with a 2-decky traversal shown {} ms after the rows were written", connected.elapsed().as_millis());
+    eprintln!(
+        "attacker with a 2-decky traversal shown {} ms after the rows were written",
+        connected.elapsed().as_millis()
+    );
     assert_eq!(row, "web-01 → ws-finance");
     let rows = b.find_all(Locator::Css("#attackers tbody tr")).await.unwrap();
     assert_eq!(rows.len(), 1, "one attacker");

@@ -42,15 +42,18 @@ fn watcher(socket: &Path, patterns: &[&str]) -> (Proc, Receiver<serde_json::Valu
     let mut args = vec!["sub"];
     args.extend_from_slice(patterns);
     args.push("warm.up");
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .env("DECNET_BUS_SOCKET", socket)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Owned by `Proc` at once, so every path (the panic below too) reaps it.
+    let mut child = Proc(
+        Command::new(BIN)
+            .args(&args)
+            .env("DECNET_BUS_SOCKET", socket)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
+    let stdout = child.0.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
@@ -62,14 +65,18 @@ fn watcher(socket: &Path, patterns: &[&str]) -> (Proc, Receiver<serde_json::Valu
         assert!(decnet(socket, &["pub", "warm.up", "{}"], None).status.success());
         if rx.recv_timeout(Duration::from_millis(100)).is_ok_and(|e| e["topic"] == "warm.up") {
             while rx.try_recv().is_ok() {}
-            return (Proc(child), rx);
+            return (child, rx);
         }
     }
     panic!("the watcher never subscribed");
 }
 
 /// Collect events for `secs` or until `done` says enough.
-fn collect(rx: &Receiver<serde_json::Value>, secs: u64, mut done: impl FnMut(&[serde_json::Value]) -> bool) -> Vec<serde_json::Value> {
+fn collect(
+    rx: &Receiver<serde_json::Value>,
+    secs: u64,
+    mut done: impl FnMut(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut got = Vec::new();
     while !done(&got) {
@@ -87,7 +94,7 @@ fn collect(rx: &Receiver<serde_json::Value>, secs: u64, mut done: impl FnMut(&[s
 }
 
 fn count(events: &[serde_json::Value], topic: &str, ip: &str) -> usize {
-    events.iter().filter(|e| e["topic"] == topic && e["payload"]["ip"] == ip).count()
+    events.iter().filter(|e| e["topic"] == topic && e["payload"]["attacker_ip"] == ip).count()
 }
 
 async fn insert_log(pool: &sqlx::SqlitePool, ts: f64, decky: &str, service: &str, ip: &str) {
@@ -115,15 +122,14 @@ async fn a_restarted_profiler_announces_no_ip_twice() {
     insert_log(&pool, 1001.0, "web-01", "ssh", "10.1.0.1").await;
     insert_log(&pool, 1002.0, "web-01", "ssh", "Unknown").await;
     let first = collect(&events, 20, |got| {
-        count(got, "attacker.scored", "10.1.0.1") >= 1
-            && got.iter().any(|e| e["topic"] == "system.profiler.health")
+        count(got, "attacker.scored", "10.1.0.1") >= 1 && got.iter().any(|e| e["topic"] == "system.profiler.health")
     });
     assert_eq!(count(&first, "attacker.observed", "10.1.0.1"), 1, "{first:?}");
     assert_eq!(count(&first, "attacker.scored", "10.1.0.1"), 1, "{first:?}");
     let scored = first.iter().find(|e| e["topic"] == "attacker.scored").unwrap();
     assert_eq!(scored["payload"]["event_count"], 2);
     assert_eq!(scored["payload"]["behavior"], "unknown", "n < 3");
-    assert!(first.iter().all(|e| e["payload"]["ip"] != "Unknown"), "Unknown is never an attacker");
+    assert!(first.iter().all(|e| e["payload"]["attacker_ip"] != "Unknown"), "Unknown is never an attacker");
 
     send_signal(profiler.0.id() as i32, "TERM");
     let status = wait_exit(&mut profiler.0, 10.0).expect("profiler exits on SIGTERM");
@@ -141,7 +147,8 @@ async fn a_restarted_profiler_announces_no_ip_twice() {
     let all: Vec<_> = second.into_iter().chain(late).collect();
     assert_eq!(count(&all, "attacker.observed", "10.1.0.1"), 0, "no second attacker.observed after a restart: {all:?}");
     assert_eq!(count(&all, "attacker.observed", "10.1.0.2"), 1, "{all:?}");
-    let rescored = all.iter().find(|e| e["topic"] == "attacker.scored" && e["payload"]["ip"] == "10.1.0.1").unwrap();
+    let rescored =
+        all.iter().find(|e| e["topic"] == "attacker.scored" && e["payload"]["attacker_ip"] == "10.1.0.1").unwrap();
     assert_eq!(rescored["payload"]["traversal_path"], "web-01 → db-02");
     assert_eq!(rescored["payload"]["event_count"], 3, "the cursor survived: nothing counted twice");
     let log = std::fs::read_to_string(dir.path().join("ingest.log")).unwrap();
@@ -163,19 +170,26 @@ async fn clusterer_publishes_identity_formed_once_and_stops_on_a_control_message
         .unwrap();
     }
     let (_w, events) = watcher(&bus.socket, &["identity.>", "system.clusterer.health"]);
-    let mut clusterer = worker(dir.path(), &bus.socket, &["clusterer", "--interval-secs", "0.1", "--heartbeat-secs", "1"]);
+    let mut clusterer =
+        worker(dir.path(), &bus.socket, &["clusterer", "--interval-secs", "0.1", "--heartbeat-secs", "1"]);
     let got = collect(&events, 20, |got| {
-        got.iter().any(|e| e["topic"] == "identity.formed") && got.iter().any(|e| e["topic"] == "system.clusterer.health")
+        got.iter().any(|e| e["topic"] == "identity.formed")
+            && got.iter().any(|e| e["topic"] == "system.clusterer.health")
     });
     // Many more passes over the same data: still one formed event.
     let later = collect(&events, 1, |_| false);
-    let formed: Vec<_> = got.iter().chain(&later).filter(|e| e["topic"].as_str().unwrap_or("").starts_with("identity.")).collect();
+    let formed: Vec<_> =
+        got.iter().chain(&later).filter(|e| e["topic"].as_str().unwrap_or("").starts_with("identity.")).collect();
     assert_eq!(formed.len(), 1, "{formed:?}");
     assert_eq!(formed[0]["payload"]["members"], serde_json::json!(["10.2.0.1", "10.2.0.2"]));
 
-    assert!(decnet(&bus.socket, &["pub", "system.clusterer.control", r#"{"action":"stop"}"#, "--type", "control"], None)
-        .status
-        .success());
+    assert!(decnet(
+        &bus.socket,
+        &["pub", "system.clusterer.control", r#"{"action":"stop"}"#, "--type", "control"],
+        None
+    )
+    .status
+    .success());
     let status = wait_exit(&mut clusterer.0, 10.0).expect("clusterer stops on a control message");
     assert!(status.success(), "{status:?}");
 }

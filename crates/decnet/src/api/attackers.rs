@@ -157,9 +157,7 @@ pub async fn list(
         "first_seen" => "first_seen DESC, ip DESC",
         "events" => "event_count DESC, ip DESC",
         other => {
-            return Err(ApiError::bad_request(format!(
-                "sort must be last_seen, first_seen or events, got {other:?}"
-            )))
+            return Err(ApiError::bad_request(format!("sort must be last_seen, first_seen or events, got {other:?}")))
         }
     };
     let mut clauses: Vec<&str> = Vec::new();

@@ -22,7 +22,10 @@ pub const HISTORY_LIMIT: i64 = 20;
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
     )
 )]
-pub async fn list(State(state): State<AppState>, RequireViewer(_viewer): RequireViewer) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    RequireViewer(_viewer): RequireViewer,
+) -> Result<Json<Value>, ApiError> {
     let rows = sqlx::query(
         "SELECT name, archetype, services, interval_minutes, last_mutated, deployed, address
          FROM fleet_deckies ORDER BY deployed DESC, name",

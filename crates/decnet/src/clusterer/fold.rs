@@ -12,7 +12,7 @@
 //!   folded into it, `identity.merged`;
 //! - an identity whose members no longer link (a fingerprint changed) →
 //!   `identity.unmerged` for the members that left it, naming where they
-//!   went (`new_identity_id`, or null when they are on their own now). The
+//!   went (`into`, or null when they are on their own now). The
 //!   part that keeps the old id is the one holding most of its members.
 //!
 //! The same input twice gives the same state and no events (idempotent).
@@ -181,19 +181,21 @@ pub fn fold(state: &ClusterState, observations: &[Observation]) -> (ClusterState
         let members: Vec<&String> = comp.members.iter().collect();
         let fingerprints: Vec<&String> = comp.fingerprints.iter().collect();
         if fresh {
-            result.formed.push(json!({"identity_id": id, "members": members, "fingerprints": fingerprints}));
+            result.formed.push(json!({"identity": id, "members": members, "fingerprints": fingerprints}));
         }
         if !absorbed.is_empty() {
             result.merged.push(json!({
-                "identity_id": id, "merged_ids": absorbed, "members": members, "fingerprints": fingerprints,
+                "into": id, "from": absorbed, "members": members, "fingerprints": fingerprints,
             }));
         }
         for m in &comp.members {
             match old_of.get(m.as_str()) {
                 None if !fresh => result.linked.push(json!({
-                    "identity_id": id, "attacker_ip": m, "fingerprints": fingerprints,
+                    "identity": id, "observation": m, "fingerprints": fingerprints,
                 })),
-                Some(o) if *o != id && !absorbed.contains(o) => moved.entry((*o, Some(id))).or_default().push(m.clone()),
+                Some(o) if *o != id && !absorbed.contains(o) => {
+                    moved.entry((*o, Some(id))).or_default().push(m.clone())
+                }
                 _ => {}
             }
         }
@@ -211,7 +213,7 @@ pub fn fold(state: &ClusterState, observations: &[Observation]) -> (ClusterState
         let remaining: Vec<&String> =
             new_state.identities.get(&from).map(|i| i.members.iter().collect()).unwrap_or_default();
         result.unmerged.push(json!({
-            "identity_id": from, "released": released, "new_identity_id": to, "remaining": remaining,
+            "identity": from, "released": released, "into": to, "remaining": remaining,
         }));
     }
     new_state.next_id = next;
@@ -236,7 +238,7 @@ mod tests {
         let (s1, r1) = fold(&ClusterState::default(), &o);
         assert_eq!(r1.formed.len(), 1);
         assert_eq!(r1.event_count(), 1);
-        assert_eq!(r1.formed[0]["identity_id"], 1);
+        assert_eq!(r1.formed[0]["identity"], 1);
         assert_eq!(r1.formed[0]["fingerprints"], json!(["hassh:h1"]));
         assert_eq!(members(&s1, 1), ["10.0.0.1", "10.0.0.2"]);
         let (s2, r2) = fold(&s1, &o);
@@ -278,8 +280,8 @@ mod tests {
         more.push(Observation::new("10.0.0.9", "jarm", "x"));
         let (s2, r) = fold(&s1, &more);
         assert_eq!((r.formed.len(), r.linked.len(), r.merged.len(), r.unmerged.len()), (0, 1, 0, 0));
-        assert_eq!(r.linked[0]["attacker_ip"], "10.0.0.9");
-        assert_eq!(r.linked[0]["identity_id"], 1);
+        assert_eq!(r.linked[0]["observation"], "10.0.0.9");
+        assert_eq!(r.linked[0]["identity"], 1);
         assert_eq!(members(&s2, 1).len(), 3);
     }
 
@@ -297,8 +299,8 @@ mod tests {
         bridged.push(Observation::new("10.0.0.2", "jarm", "b"));
         let (s2, r2) = fold(&s1, &bridged);
         assert_eq!(r2.merged.len(), 1, "{r2:?}");
-        assert_eq!(r2.merged[0]["identity_id"], 1);
-        assert_eq!(r2.merged[0]["merged_ids"], json!([2]));
+        assert_eq!(r2.merged[0]["into"], 1);
+        assert_eq!(r2.merged[0]["from"], json!([2]));
         assert!(r2.formed.is_empty() && r2.unmerged.is_empty() && r2.linked.is_empty());
         assert_eq!(s2.identities.len(), 1);
         assert_eq!(members(&s2, 1).len(), 4);
@@ -328,11 +330,11 @@ mod tests {
         assert_eq!(s2.identities.len(), 2);
         assert_eq!(r.unmerged.len(), 1, "{r:?}");
         let u = &r.unmerged[0];
-        assert_eq!(u["identity_id"], 1);
+        assert_eq!(u["identity"], 1);
         assert_eq!(r.formed.len(), 1, "the split-off piece is a new identity");
-        let new_id = r.formed[0]["identity_id"].as_i64().unwrap();
+        let new_id = r.formed[0]["identity"].as_i64().unwrap();
         assert!(new_id > 1);
-        assert_eq!(u["new_identity_id"], new_id);
+        assert_eq!(u["into"], new_id);
         // Both pieces hold two members; the one with the lower first member
         // keeps id 1 on a tie.
         assert_eq!(members(&s2, 1), ["10.0.0.1", "10.0.0.2"]);
@@ -348,7 +350,7 @@ mod tests {
         let (s2, r) = fold(&s1, &o2);
         assert_eq!(r.unmerged.len(), 1);
         assert_eq!(r.unmerged[0]["released"], json!(["10.0.0.3"]));
-        assert_eq!(r.unmerged[0]["new_identity_id"], serde_json::Value::Null);
+        assert_eq!(r.unmerged[0]["into"], serde_json::Value::Null);
         assert_eq!(members(&s2, 1), ["10.0.0.1", "10.0.0.2"]);
         // Dissolving entirely: the identity goes away, every member released.
         let (s3, r3) = fold(&s2, &[]);

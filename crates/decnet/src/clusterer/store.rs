@@ -38,9 +38,8 @@ pub async fn load_state(pool: &SqlitePool) -> anyhow::Result<ClusterState> {
             i.members.insert(r.try_get("attacker_ip")?);
         }
     }
-    let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'identities'")
-        .fetch_optional(pool)
-        .await?;
+    let seq: Option<i64> =
+        sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'identities'").fetch_optional(pool).await?;
     state.next_id = seq.unwrap_or(0) + 1;
     Ok(state)
 }
@@ -77,7 +76,11 @@ pub async fn save_state(pool: &SqlitePool, old: &ClusterState, new: &ClusterStat
                 .bind(ip)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("UPDATE attackers SET identity_id = ? WHERE ip = ?").bind(id).bind(ip).execute(&mut *tx).await?;
+            sqlx::query("UPDATE attackers SET identity_id = ? WHERE ip = ?")
+                .bind(id)
+                .bind(ip)
+                .execute(&mut *tx)
+                .await?;
         }
     }
     // Members of surviving identities that are now in no identity.

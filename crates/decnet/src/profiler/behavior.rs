@@ -92,7 +92,7 @@ pub fn gap_stats(timestamps: &[f64]) -> Option<GapStats> {
     let cv = if mean > 0.0 { var.sqrt() / mean } else { 0.0 };
     gaps.sort_by(f64::total_cmp);
     let mid = gaps.len() / 2;
-    let median = if gaps.len() % 2 == 0 { (gaps[mid - 1] + gaps[mid]) / 2.0 } else { gaps[mid] };
+    let median = if gaps.len() & 1 == 0 { (gaps[mid - 1] + gaps[mid]) / 2.0 } else { gaps[mid] };
     Some(GapStats { median, mean, cv })
 }
 

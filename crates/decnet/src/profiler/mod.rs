@@ -69,8 +69,10 @@ pub struct Profiler {
 
 fn observed_payload(p: &Profile) -> Value {
     json!({
-        "ip": p.ip,
-        "first_seen": p.first_seen,
+        "attacker_ip": p.ip,
+        "decky": p.deckies.first(),
+        "service": p.services.first(),
+        "ts": p.first_seen,
         "deckies": p.deckies,
         "services": p.services,
     })
@@ -78,7 +80,7 @@ fn observed_payload(p: &Profile) -> Value {
 
 fn scored_payload(p: &Profile) -> Value {
     json!({
-        "ip": p.ip,
+        "attacker_ip": p.ip,
         "first_seen": p.first_seen,
         "last_seen": p.last_seen,
         "event_count": p.event_count,
