@@ -353,3 +353,33 @@ async fn clusterer_links_a_shared_hassh_into_an_identity_once() {
     assert_eq!(a["identity_id"], Value::Null);
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn attackers_stream_needs_a_token_says_ready_and_caps_open_streams() {
+    let h = Harness::start(no_bus(), SystemctlMode::Missing).await;
+    let (s, body) = h.call("GET", "/api/v1/attackers/stream", None).await;
+    assert_eq!(s, 401, "{body}");
+    let (s, _) = h.call("GET", "/api/v1/attackers/stream?token=garbage", None).await;
+    assert_eq!(s, 401);
+    let t = h.login(VIEWER).await;
+    let url = h.url(&format!("/api/v1/attackers/stream?token={t}"));
+    let mut open = Vec::new();
+    for _ in 0..decnet::api::events::DEFAULT_MAX_STREAMS_PER_USER {
+        let r = h.http.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "text/event-stream");
+        open.push(r);
+    }
+    let first = open[0].chunk().await.unwrap().unwrap();
+    let first = String::from_utf8_lossy(&first);
+    assert!(first.contains("event: ready"), "{first}");
+    assert!(first.contains(r#""subscribed":false"#), "no bus: the client is told: {first}");
+    let r = h.http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 429, "one stream over the cap");
+    drop(open);
+    api_support::eventually(5, "a closed stream frees its slot", || async {
+        h.http.get(&url).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    h.shutdown().await;
+}

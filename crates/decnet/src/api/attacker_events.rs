@@ -91,6 +91,7 @@ fn event_of(envelope: Envelope) -> Event {
         (status = 200, description = "text/event-stream: `ready`, then `attacker.*` events, `: keepalive` comments", content_type = "text/event-stream", body = String),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 429, description = "Too many open streams for this user", body = ErrorBody),
+        (status = 500, description = "Database error", body = ErrorBody),
     )
 )]
 pub async fn stream(

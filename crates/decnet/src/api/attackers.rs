@@ -136,6 +136,7 @@ impl From<sqlx::Error> for ApiError {
         (status = 200, description = "`{attackers: [...], total, page, limit}`"),
         (status = 400, description = "A bad filter, sort or page", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 500, description = "Database error", body = ErrorBody),
     )
 )]
 pub async fn list(
@@ -230,6 +231,8 @@ fn parse_ip(raw: &str) -> Result<String, ApiError> {
         (status = 200, description = "The profile with `timeline`, `credentials`, `commands`, `fingerprints`, `traversal`"),
         (status = 400, description = "Not an IP address", body = ErrorBody),
         (status = 404, description = "No such attacker", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 500, description = "Database error", body = ErrorBody),
     )
 )]
 pub async fn show(
@@ -327,7 +330,11 @@ pub async fn show(
 
 #[utoipa::path(
     get, path = "/api/v1/identities", tag = "attackers", security(("bearer" = [])),
-    responses((status = 200, description = "`{identities: [{id, created_at, updated_at, fingerprints, members}]}`"))
+    responses(
+        (status = 200, description = "`{identities: [{id, created_at, updated_at, fingerprints, members}]}`"),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 500, description = "Database error", body = ErrorBody),
+    )
 )]
 pub async fn identities(
     State(state): State<AppState>,

@@ -20,6 +20,7 @@ pub const HISTORY_LIMIT: i64 = 20;
     responses(
         (status = 200, description = "`{deckies: [{name, address, archetype, services, deployed, last_mutated, interval_minutes, mutations}]}`"),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 500, description = "Database error", body = ErrorBody),
     )
 )]
 pub async fn list(

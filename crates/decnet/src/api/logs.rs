@@ -51,6 +51,8 @@ pub struct LogFilter {
     responses(
         (status = 200, description = "`{logs: [...], next_cursor}` (null on the last page)"),
         (status = 400, description = "A bad filter", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 500, description = "Database error", body = ErrorBody),
     )
 )]
 pub async fn list(
