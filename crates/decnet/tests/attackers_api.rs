@@ -383,3 +383,35 @@ async fn attackers_stream_needs_a_token_says_ready_and_caps_open_streams() {
     .await;
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_failed_pass_commits_nothing_and_the_next_one_catches_up() {
+    let h = Harness::start(no_bus(), SystemctlMode::Missing).await;
+    let pool = &h.state.pool;
+    let profiler = decnet::profiler::Profiler::new(pool.clone(), h.dir.path().join("ingest.log"));
+    log(pool, 100.0, "web-01", "ssh", "login_attempt", "10.3.0.1", json!({})).await;
+    // A row whose fields are not JSON still counts as an event.
+    sqlx::query("INSERT INTO logs (timestamp, decky, service, event_type, attacker_ip, fields, raw_line) VALUES (101, 'web-01', 'ssh', 'command', '10.3.0.1', 'not json', '-')")
+        .execute(pool)
+        .await
+        .unwrap();
+    // Break the transaction half way: the reuse state table is gone.
+    sqlx::query("ALTER TABLE credential_reuse RENAME TO credential_reuse_away").execute(pool).await.unwrap();
+    credential(pool, "10.3.0.1", "web-01", "ssh", "root", "c2VjcmV0", 100.0).await;
+    credential(pool, "10.3.0.1", "db-02", "ssh", "root", "c2VjcmV0", 100.0).await;
+    assert!(profiler.pass(None).await.is_err(), "the pass fails");
+    let cursor: Option<i64> =
+        sqlx::query_scalar("SELECT position FROM cursors WHERE name = 'profiler'").fetch_optional(pool).await.unwrap();
+    assert_eq!(cursor, None, "the cursor did not move");
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM attackers").fetch_one(pool).await.unwrap();
+    assert_eq!(n, 0, "no half-written profile");
+
+    sqlx::query("ALTER TABLE credential_reuse_away RENAME TO credential_reuse").execute(pool).await.unwrap();
+    let r = profiler.pass(None).await.unwrap();
+    assert_eq!(r.rows, 2);
+    assert_eq!(r.observed.len(), 1, "the IP is still announced, once");
+    assert_eq!(r.scored[0]["event_count"], 2);
+    assert_eq!(r.scored[0]["credential_count"], 2);
+    assert_eq!(r.reuse.len(), 1, "the reuse is published after all");
+    h.shutdown().await;
+}

@@ -162,7 +162,9 @@ impl Profiler {
             store::set_cursor(&mut tx, CURSOR, last.id, now).await?;
         }
         if fp_newest > fp_since {
-            store::set_cursor(&mut tx, FINGERPRINT_CURSOR, (fp_newest * 1000.0).floor() as i64, now).await?;
+            // Rounded up: a floor would leave the newest row "after" the
+            // watermark and re-read it every pass.
+            store::set_cursor(&mut tx, FINGERPRINT_CURSOR, (fp_newest * 1000.0).ceil() as i64, now).await?;
         }
         tx.commit().await?;
 
