@@ -137,6 +137,7 @@ async fn dashboard_shows_the_fleet_then_a_live_two_decky_traversal() {
     let port = free_port();
     let _api = spawn(dir.path(), &bus.socket, &["api", "--listen", &format!("127.0.0.1:{port}")]);
     let _profiler = spawn(dir.path(), &bus.socket, &["profiler", "--poll-ms", "100"]);
+    let _clusterer = spawn(dir.path(), &bus.socket, &["clusterer", "--interval-secs", "0.2"]);
     let url = format!("http://127.0.0.1:{port}/");
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -190,6 +191,22 @@ async fn dashboard_shows_the_fleet_then_a_live_two_decky_traversal() {
     // Back on the first screen the attacker is there too.
     b.goto(&format!("{url}#fleet")).await.unwrap();
     wait_text(&b, r#"#recent-attackers tr[data-ip="127.0.0.1"]"#, |t| t.contains("web-01 → ws-finance")).await;
+
+    // Two attackers share a HASSH: the clusterer links them and the
+    // Attackers page lists the identity.
+    for ip in ["127.0.0.1", "127.0.0.2"] {
+        sqlx::query(
+            "INSERT INTO fingerprints (attacker_ip, kind, port, hash, source, first_seen, last_seen)
+             VALUES (?, 'hassh', 22, 'ec7378c1a92f5a8dde7e8b7a1ddf33d1', 'sniffer', 1, 1)",
+        )
+        .bind(ip)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    b.goto(&format!("{url}#attackers")).await.unwrap();
+    let identity = wait_text(&b, "#identities tbody tr", |t| t.contains("127.0.0.2")).await;
+    assert!(identity.contains("127.0.0.1") && identity.contains("hassh:ec7378c1"), "{identity}");
 
     let shot = b.screenshot().await.unwrap();
     std::fs::write(std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("attackers-fleet.png"), shot).unwrap();

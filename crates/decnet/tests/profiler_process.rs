@@ -202,3 +202,29 @@ fn bad_flags_are_refused_with_a_message() {
         assert!(!out.stderr.is_empty(), "{args:?}: a message on stderr");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_profiler_keeps_profiling_with_the_bus_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = decnet::store::open(&dir.path().join("decnet.db")).await.unwrap();
+    let nobody = dir.path().join("no-bus.sock");
+    let mut profiler = worker(dir.path(), &nobody, &["profiler", "--poll-ms", "50"]);
+    insert_log(&pool, 1000.0, "web-01", "ssh", "10.4.0.1").await;
+    insert_log(&pool, 1001.0, "db-02", "http", "10.4.0.1").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let path: Option<String> = sqlx::query_scalar("SELECT traversal_path FROM attackers WHERE ip = '10.4.0.1'")
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+        if path.as_deref() == Some("web-01 → db-02") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no profile without a bus: {path:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = std::fs::read_to_string(dir.path().join("ingest.log")).unwrap_or_default();
+    assert!(log.contains("traversal_detected"), "the ingest log side does not need the bus: {log}");
+    send_signal(profiler.0.id() as i32, "TERM");
+    assert!(wait_exit(&mut profiler.0, 10.0).is_some_and(|s| s.success()));
+}

@@ -163,7 +163,9 @@ pub async fn list(
     };
     let mut clauses: Vec<&str> = Vec::new();
     let mut binds: Vec<Bind> = Vec::new();
-    if let Some(prefix) = f.q.as_deref().or(f.ip.as_deref()).filter(|p| !p.is_empty()) {
+    // Stored IPv6 addresses are lower-case (canonical form).
+    let prefix = f.q.as_deref().or(f.ip.as_deref()).map(str::to_ascii_lowercase);
+    if let Some(prefix) = prefix.as_deref().filter(|p| !p.is_empty()) {
         if prefix.len() > 45 || !prefix.bytes().all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':') {
             return Err(ApiError::bad_request(format!("q must be the start of an IP address, got {prefix:?}")));
         }
