@@ -129,7 +129,7 @@ impl EventStreams {
     }
 
     /// Take one of `user`'s slots, or `None` when all are in use.
-    fn try_acquire(self: &Arc<Self>, user: &str) -> Option<StreamSlot> {
+    pub(crate) fn try_acquire(self: &Arc<Self>, user: &str) -> Option<StreamSlot> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let count = open.entry(user.to_string()).or_insert(0);
         if *count >= self.config.max_streams_per_user {
@@ -142,7 +142,7 @@ impl EventStreams {
 
 /// One open stream of one user; gives the slot back when dropped.
 #[derive(Debug)]
-struct StreamSlot {
+pub(crate) struct StreamSlot {
     streams: Arc<EventStreams>,
     user: String,
 }
@@ -174,13 +174,13 @@ async fn subscribe(bus: &AppBus, pattern: &Pattern) -> Option<Subscription> {
 }
 
 /// A subscribe attempt under way, its answer still to come.
-type PendingSubscription = oneshot::Receiver<Option<Subscription>>;
+pub(crate) type PendingSubscription = oneshot::Receiver<Option<Subscription>>;
 
 /// Subscribe on a task of its own. Neither the handler nor the stream
 /// ever waits on the bus longer than it chooses to, and a stream dropped
 /// mid-attempt does not cancel the subscribe halfway (the finished
 /// subscription is then dropped with the unread answer, which unsubscribes).
-fn start_subscribe(bus: Arc<AppBus>, pattern: Pattern) -> PendingSubscription {
+pub(crate) fn start_subscribe(bus: Arc<AppBus>, pattern: Pattern) -> PendingSubscription {
     let (answer, pending) = oneshot::channel();
     tokio::spawn(async move {
         let _ = answer.send(subscribe(&bus, &pattern).await);
@@ -189,7 +189,7 @@ fn start_subscribe(bus: Arc<AppBus>, pattern: Pattern) -> PendingSubscription {
 }
 
 /// The answer of `pending`, or never while no attempt is under way.
-async fn next_answer(pending: &mut Option<PendingSubscription>) -> Option<Subscription> {
+pub(crate) async fn next_answer(pending: &mut Option<PendingSubscription>) -> Option<Subscription> {
     match pending {
         // A panicked attempt counts as a failed one.
         Some(rx) => rx.await.ok().flatten(),
@@ -316,7 +316,7 @@ impl Feed {
     }
 }
 
-async fn next_envelope(subscription: &mut Option<Subscription>) -> Option<Envelope> {
+pub(crate) async fn next_envelope(subscription: &mut Option<Subscription>) -> Option<Envelope> {
     match subscription {
         Some(sub) => sub.recv().await,
         None => std::future::pending().await,

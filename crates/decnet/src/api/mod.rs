@@ -7,10 +7,14 @@
 //! is tested is what runs. Each route group lives in its own file and
 //! contributes its OpenAPI fragment to [`openapi`].
 
+pub mod attacker_events;
+pub mod attackers;
 pub mod dashboard;
 pub mod error;
 pub mod events;
+pub mod fleet;
 pub mod login;
+pub mod logs;
 pub mod state;
 pub mod topologies;
 pub mod workers;
@@ -53,6 +57,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/topologies/{id}/deploy", post(topologies::deploy))
         .route("/api/v1/topologies/{id}/mutations", post(topologies::enqueue).get(topologies::mutations))
         .route("/api/v1/topologies/{id}/events", get(events::events))
+        .route("/api/v1/attackers", get(attackers::list))
+        .route("/api/v1/attackers/stream", get(attacker_events::stream))
+        .route("/api/v1/attackers/{ip}", get(attackers::show))
+        .route("/api/v1/identities", get(attackers::identities))
+        .route("/api/v1/logs", get(logs::list))
+        .route("/api/v1/fleet", get(fleet::list))
         .fallback(no_such_route)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         // Outside the limit, so it sees (and turns into JSON) the limit's own 413.
@@ -169,5 +179,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(workers::WorkersDoc::openapi());
     doc.merge(topologies::TopologiesDoc::openapi());
     doc.merge(events::EventsDoc::openapi());
+    doc.merge(attackers::AttackersDoc::openapi());
+    doc.merge(attacker_events::AttackerEventsDoc::openapi());
+    doc.merge(logs::LogsDoc::openapi());
+    doc.merge(fleet::FleetDoc::openapi());
     doc
 }

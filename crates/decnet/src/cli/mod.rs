@@ -12,6 +12,7 @@ pub mod bench;
 pub mod bus;
 pub mod collector;
 pub mod collector_bench;
+pub mod clusterer;
 pub mod correlate;
 pub mod deploy;
 pub mod ingest;
@@ -19,6 +20,7 @@ pub mod login;
 pub mod mutate;
 pub mod mutator;
 pub mod parse;
+pub mod profiler;
 pub mod pubsub;
 pub mod teardown;
 pub mod up;
@@ -74,6 +76,10 @@ pub enum Command {
     Parse(parse::ParseArgs),
     /// Measure collector lines/s end to end (TCP → ingest log → ingester → SQLite).
     BenchCollector(collector_bench::BenchCollectorArgs),
+    /// Run the profiler: fold collected logs into attacker profiles.
+    Profiler(profiler::ProfilerArgs),
+    /// Run the clusterer: link attackers sharing a strong fingerprint into identities.
+    Clusterer(clusterer::ClustererArgs),
 }
 
 /// Log to stderr; `RUST_LOG` (e.g. `debug`, `decnet_bus=trace`) overrides the default `info`.
@@ -128,6 +134,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Ingest(args) => ingest::run(args).await,
             Command::Parse(args) => parse::run(args).await,
             Command::BenchCollector(args) => collector_bench::run(args).await,
+            Command::Profiler(args) => profiler::run(args).await,
+            Command::Clusterer(args) => clusterer::run(args).await,
         }
     });
     match result {

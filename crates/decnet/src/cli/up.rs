@@ -117,6 +117,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // The syslog collector the deckies send to (DECNET_COLLECTOR_LISTEN,
     // default 127.0.0.1:5514); the API's ingester stores what it writes.
     let collector = env(ChildSpec::this_binary("collector", &["collector", "--heartbeat-secs", "10"])?);
+    // The profiler and clusterer turn collected logs into attackers and
+    // identities for the dashboard (same short heartbeat, for the same reason).
+    let profiler = env(ChildSpec::this_binary("profiler", &["profiler", "--heartbeat-secs", "10"])?);
+    let clusterer = env(ChildSpec::this_binary("clusterer", &["clusterer", "--heartbeat-secs", "10"])?);
 
     let shutdown = CancellationToken::new();
     super::bus::spawn_signal_handler(&shutdown)?;
@@ -162,6 +166,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         api_task,
         tokio::spawn(supervise(mutator, workers_stop.clone())),
         tokio::spawn(supervise(collector, workers_stop.clone())),
+        tokio::spawn(supervise(profiler, workers_stop.clone())),
+        tokio::spawn(supervise(clusterer, workers_stop.clone())),
     ];
 
     println!();

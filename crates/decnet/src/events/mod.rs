@@ -32,7 +32,7 @@ pub struct EmitOutcome {
 
 /// Append one line to the log, creating the file (and its folder) if needed.
 /// `O_APPEND` keeps concurrent writers' lines whole.
-fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
+pub fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }

@@ -170,6 +170,10 @@ pub const PROTECTED: &[(&str, &str, bool)] = &[
     ("POST", "/api/v1/workers/mutator/stop", true),
     ("POST", "/api/v1/workers/mutator/start", true),
     ("POST", "/api/v1/workers/start-all", true),
+    ("GET", "/api/v1/attackers", false),
+    ("GET", "/api/v1/identities", false),
+    ("GET", "/api/v1/logs", false),
+    ("GET", "/api/v1/fleet", false),
 ];
 
 /// Poll `check` every 20 ms until it is true or `secs` pass.
