@@ -10,6 +10,7 @@ pub mod correlate;
 pub mod events;
 pub mod fleet;
 pub mod mutator;
+pub mod prober;
 pub mod registry;
 pub mod store;
 pub mod supervisor;

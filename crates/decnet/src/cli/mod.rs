@@ -15,6 +15,8 @@ pub mod deploy;
 pub mod login;
 pub mod mutate;
 pub mod mutator;
+pub mod probe;
+pub mod prober;
 pub mod pubsub;
 pub mod teardown;
 pub mod up;
@@ -62,6 +64,10 @@ pub enum Command {
     Mutate(mutate::MutateArgs),
     /// Load the bus (or, with --nats, a NATS server) and report throughput, latency and drops.
     Bench(bench::BenchArgs),
+    /// Run one fingerprint probe (jarm, hassh, tls, tcpfp) against HOST:PORT and print it as JSON.
+    Probe(probe::ProbeArgs),
+    /// Run the prober: fingerprint observed attackers (JARM, HASSH, TLS certificate, TCP).
+    Prober(prober::ProberArgs),
 }
 
 /// Log to stderr; `RUST_LOG` (e.g. `debug`, `decnet_bus=trace`) overrides the default `info`.
@@ -112,6 +118,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Mutator(args) => mutator::run(args).await,
             Command::Mutate(args) => mutate::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Probe(args) => probe::run(args).await,
+            Command::Prober(args) => prober::run(args).await,
         }
     });
     match result {
