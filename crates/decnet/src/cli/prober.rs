@@ -28,6 +28,15 @@ pub struct ProberArgs {
     /// Each (attacker, probe, port) is probed at most once per this many seconds.
     #[arg(long, env = "DECNET_PROBER_PERIOD_SECS", default_value_t = 3600)]
     pub period_secs: u64,
+    /// Which probes run (comma-separated).
+    #[arg(
+        long,
+        env = "DECNET_PROBER_PROBES",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "jarm,tls,hassh,tcpfp"
+    )]
+    pub probes: Vec<Probe>,
     /// Ports JARM runs on.
     #[arg(long, env = "DECNET_PROBER_JARM_PORTS", value_delimiter = ',', default_value = "443,8443")]
     pub jarm_ports: Vec<u16>,
@@ -63,12 +72,15 @@ pub async fn run(args: ProberArgs) -> anyhow::Result<()> {
         log_path: args.ingest_log.unwrap_or_else(crate::events::default_ingest_log_path),
         policy,
         period: Duration::from_secs(args.period_secs.max(1)),
-        ports: vec![
+        ports: [
             (Probe::Jarm, args.jarm_ports),
             (Probe::TlsCertificate, args.tls_ports),
             (Probe::Hassh, args.hassh_ports),
             (Probe::Tcpfp, args.tcpfp_ports),
-        ],
+        ]
+        .into_iter()
+        .filter(|(p, _)| args.probes.contains(p))
+        .collect(),
         per_target_concurrency: args.per_target_concurrency,
         per_target_gap: Duration::from_millis(args.per_target_gap_ms),
         max_in_flight: args.max_in_flight,
