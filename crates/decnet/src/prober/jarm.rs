@@ -484,7 +484,7 @@ mod tests {
 
     #[test]
     fn hash_of_nothing_is_62_zeros_and_shape_is_fixed() {
-        assert_eq!(jarm_hash(&vec![EMPTY; 10].join(",")), NOT_TLS);
+        assert_eq!(jarm_hash(&[EMPTY; 10].join(",")), NOT_TLS);
         assert_eq!(NOT_TLS.len(), 62);
         let one = ["c02f|0303|h2|ff01-0000-0001-000b-0023-0010"; 10].join(",");
         let h = jarm_hash(&one);

@@ -137,6 +137,6 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(!third.is_finished());
         drop(_b);
-        tokio::time::timeout(Duration::from_secs(1), third).await.unwrap().unwrap();
+        let _permit = tokio::time::timeout(Duration::from_secs(1), third).await.unwrap().unwrap();
     }
 }

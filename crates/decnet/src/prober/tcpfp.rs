@@ -153,7 +153,7 @@ fn segment(src: SocketAddrV4, dst: SocketAddrV4, seq: u32, ack: u32, flags: u8) 
     let opts: &[u8] = if syn { &[2, 4, 0x05, 0xb4, 4, 2, 1, 3, 3, 7, 1, 1, 1, 0] } else { &[] };
     // pad options to a multiple of 4
     let mut options = opts.to_vec();
-    while options.len() % 4 != 0 {
+    while !options.len().is_multiple_of(4) {
         options.push(0);
     }
     let mut t = Vec::with_capacity(20 + options.len());
