@@ -12,6 +12,7 @@ pub mod fleet;
 pub mod mutator;
 pub mod prober;
 pub mod registry;
+pub mod sniffer;
 pub mod store;
 pub mod supervisor;
 pub mod systemd;

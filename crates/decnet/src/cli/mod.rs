@@ -18,6 +18,7 @@ pub mod mutator;
 pub mod probe;
 pub mod prober;
 pub mod pubsub;
+pub mod sniffer;
 pub mod teardown;
 pub mod up;
 pub mod user;
@@ -68,6 +69,8 @@ pub enum Command {
     Probe(probe::ProbeArgs),
     /// Run the prober: fingerprint observed attackers (JARM, HASSH, TLS certificate, TCP).
     Prober(prober::ProberArgs),
+    /// Run the sniffer: passive fingerprints (SYN, JA3/JA4, JA3S/JA4S, SSH banner, timing) of traffic to deckies.
+    Sniffer(sniffer::SnifferArgs),
 }
 
 /// Log to stderr; `RUST_LOG` (e.g. `debug`, `decnet_bus=trace`) overrides the default `info`.
@@ -120,6 +123,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Probe(args) => probe::run(args).await,
             Command::Prober(args) => prober::run(args).await,
+            Command::Sniffer(args) => sniffer::run(args).await,
         }
     });
     match result {
