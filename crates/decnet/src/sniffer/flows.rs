@@ -235,12 +235,13 @@ fn ms(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 
 fn timing(key: &Key, f: &Flow, now: f64) -> TrafficEvent {
     let client_rtt = ms(f.synack_at, f.ack_at);
-    // Bucket the attacker's handshake RTT by powers of two (µs): the same
-    // host on the same path lands in one bucket, so dedup keeps one per path.
+    // Bucket the attacker's handshake RTT by powers of two (µs) per decky
+    // port: the same host on the same path lands in one bucket, so dedup
+    // keeps one timing per path and service instead of one per connection.
     let bucket = client_rtt.map(|r| ((r * 1000.0).max(1.0)).log2().floor() as u32);
     let fingerprint = match bucket {
-        Some(b) => format!("rtt_2^{b}us"),
-        None => "rtt_unknown".into(),
+        Some(b) => format!("{}:rtt_2^{b}us", key.3),
+        None => format!("{}:rtt_unknown", key.3),
     };
     let details = json!({
         "duration_ms": ((now - f.first_at) * 1e6).round() / 1e3,

@@ -99,6 +99,7 @@ fn ssh_banners() {
     assert_eq!(ssh_banner::client_banner(b"SSH-2.0-\x01bad\r\n"), None);
 }
 
+#[allow(clippy::too_many_arguments)]
 fn ipv4_tcp(
     src: [u8; 4],
     dst: [u8; 4],

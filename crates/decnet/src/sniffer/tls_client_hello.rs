@@ -4,9 +4,11 @@
 //! JA3 = md5 of `version,ciphers,extensions,groups,point_formats` (decimal,
 //! `-`-joined, GREASE values removed), as Salesforce published it. JA4
 //! (FoxIO) = `t<ver><d|i><nn ciphers><nn extensions><alpn>_<sha256 of
-//! sorted ciphers, 12 hex>_<sha256 of sorted extensions without SNI/ALPN
-//! + `_` + signature algorithms in order, 12 hex>`. Both are built here
-//! from the parsed lists because no maintained crate does either.
+//! sorted ciphers, 12 hex>_<sha256 of sorted extensions without SNI/ALPN,
+//! then `_` and the signature algorithms in order, 12 hex>`.
+//!
+//! Both are built here from the parsed lists because no maintained crate
+//! does either.
 
 use md5::{Digest as _, Md5};
 use serde_json::{json, Map, Value};

@@ -48,6 +48,8 @@ pub struct Stats {
     pub suppressed: AtomicU64,
     pub store_dropped: AtomicU64,
     pub deckies: AtomicU64,
+    /// Set once the capture socket is open (heartbeats before that say false).
+    pub capturing: AtomicBool,
 }
 
 impl Stats {
@@ -63,6 +65,7 @@ impl Stats {
         ] {
             m.insert(k.into(), Value::from(v.load(Ordering::Relaxed)));
         }
+        m.insert("capturing".into(), Value::from(self.capturing.load(Ordering::Relaxed)));
         m
     }
 }
@@ -208,6 +211,7 @@ pub async fn run(
     stats.deckies.store(initial.len() as u64, Ordering::Relaxed);
     tracing::info!(interface = %config.interface, deckies = ?initial, "sniffer capturing");
     let cap = Capture::open(&config.interface)?;
+    stats.capturing.store(true, Ordering::Relaxed);
     let deckies = Arc::new(RwLock::new((0u64, initial)));
 
     let store_tx = pool.clone().map(|pool| {
@@ -266,6 +270,7 @@ pub async fn run(
         }
     }
     stop.store(true, Ordering::Relaxed);
+    stats.capturing.store(false, Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     Ok(())
 }

@@ -125,6 +125,11 @@ pub fn free_port() -> u16 {
 
 /// OpenSSH's sshd on 127.0.0.1:`port` with a fresh ed25519 host key in `dir`.
 pub fn start_sshd(dir: &Path) -> (Daemon, u16) {
+    start_sshd_on(dir, "127.0.0.1")
+}
+
+/// OpenSSH's sshd on `ip`:`port` (a loopback address).
+pub fn start_sshd_on(dir: &Path, ip: &str) -> (Daemon, u16) {
     let sshd = Path::new("/usr/sbin/sshd");
     assert!(sshd.exists(), "/usr/sbin/sshd missing: install openssh-server (scripts/test.sh does)");
     let key = dir.join("host_ed25519");
@@ -137,7 +142,7 @@ pub fn start_sshd(dir: &Path) -> (Daemon, u16) {
     std::fs::write(
         &config,
         format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nUsePAM no\nStrictModes no\n",
+            "Port {port}\nListenAddress {ip}\nHostKey {}\nPidFile {}\nUsePAM no\nStrictModes no\n",
             key.display(),
             dir.join("sshd.pid").display()
         ),
@@ -146,7 +151,7 @@ pub fn start_sshd(dir: &Path) -> (Daemon, u16) {
     let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
     let child = Command::new(sshd).arg("-D").arg("-e").arg("-f").arg(&config).stderr(log).spawn().unwrap();
     let daemon = Daemon(child);
-    wait_for("sshd to listen", Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    wait_for("sshd to listen", Duration::from_secs(10), || std::net::TcpStream::connect((ip, port)).is_ok());
     (daemon, port)
 }
 
