@@ -12,6 +12,10 @@ command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 # Native decky tests drive the real OpenSSH client (ssh-keygen comes with it).
 command -v ssh >/dev/null || need_apt+=(openssh-client)
 command -v sshpass >/dev/null || need_apt+=(sshpass)
+# Fingerprint tests: a real sshd as HASSH target, the OpenSSH client as the
+# independent view of its KEXINIT, openssl for the sniffer's TLS handshake.
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v openssl >/dev/null || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=()
   [ "$(id -u)" = 0 ] || sudo=(sudo)
@@ -22,6 +26,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   else
     echo "warning: missing ${need_apt[*]} and cannot apt-get install; tests needing them will fail" >&2
   fi
+fi
+
+# The Python JARM reference (salesforce/jarm's algorithm) the JARM test
+# compares against; the test says SKIP when it cannot be had.
+if command -v python3 >/dev/null && ! python3 -c "import jarm.scanner.scanner" 2>/dev/null; then
+  python3 -m pip install -q pyjarm >/dev/null 2>&1 || echo "warning: pip install pyjarm failed; the JARM reference comparison will be skipped" >&2
 fi
 
 echo "==> cargo fmt --check"

@@ -21,7 +21,10 @@ pub mod mutate;
 pub mod mutator;
 pub mod parse;
 pub mod profiler;
+pub mod probe;
+pub mod prober;
 pub mod pubsub;
+pub mod sniffer;
 pub mod teardown;
 pub mod up;
 pub mod user;
@@ -80,6 +83,12 @@ pub enum Command {
     Profiler(profiler::ProfilerArgs),
     /// Run the clusterer: link attackers sharing a strong fingerprint into identities.
     Clusterer(clusterer::ClustererArgs),
+    /// Run one fingerprint probe (jarm, hassh, tls, tcpfp) against HOST:PORT and print it as JSON.
+    Probe(probe::ProbeArgs),
+    /// Run the prober: fingerprint observed attackers (JARM, HASSH, TLS certificate, TCP).
+    Prober(prober::ProberArgs),
+    /// Run the sniffer: passive fingerprints (SYN, JA3/JA4, JA3S/JA4S, SSH banner, timing) of traffic to deckies.
+    Sniffer(sniffer::SnifferArgs),
 }
 
 /// Log to stderr; `RUST_LOG` (e.g. `debug`, `decnet_bus=trace`) overrides the default `info`.
@@ -136,6 +145,9 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::BenchCollector(args) => collector_bench::run(args).await,
             Command::Profiler(args) => profiler::run(args).await,
             Command::Clusterer(args) => clusterer::run(args).await,
+            Command::Probe(args) => probe::run(args).await,
+            Command::Prober(args) => prober::run(args).await,
+            Command::Sniffer(args) => sniffer::run(args).await,
         }
     });
     match result {
