@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use crate::envelope::build_envelope;
-use crate::frame::{FrameError, MAX_BODY_LEN};
+use crate::frame::{FrameError, MAX_EVT_BODY_LEN};
 use crate::index::SubscriptionIndex;
 use crate::queue::{EventQueue, PushOutcome};
 
@@ -251,8 +251,11 @@ fn build_evt_frame(topic: &str, body: &[u8]) -> Result<Bytes, FrameError> {
     frame.put_u32(0);
     build_envelope(topic, body, &mut frame)?;
     let envelope_len = frame.len() - len_at - 4;
-    if envelope_len > MAX_BODY_LEN {
-        return Err(FrameError::BodyTooLarge(envelope_len));
+    // Cannot happen for a PUB body within its limit (see
+    // `MAX_ENVELOPE_OVERHEAD`); checked so a frame we send is always one a
+    // client accepts.
+    if envelope_len > MAX_EVT_BODY_LEN {
+        return Err(FrameError::BodyTooLarge(envelope_len, MAX_EVT_BODY_LEN));
     }
     frame[len_at..len_at + 4].copy_from_slice(&(envelope_len as u32).to_be_bytes());
     Ok(frame.freeze())
