@@ -347,8 +347,6 @@ async fn connections_over_the_limit_are_closed_at_once() {
         c.write_all(&frame(&format!("HELLO held-{i}"), b"")).await.unwrap();
         held.push(c);
     }
-    // Connections are registered by their own task: let the three start.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut extra = UnixStream::connect(&daemon.socket).await.unwrap();
     assert!(closed_by_daemon(&mut extra).await, "fourth connection served");
     assert!(wait_until(5.0, || daemon.log().contains("connection limit reached")), "{}", daemon.log());

@@ -115,6 +115,10 @@ impl BusServer {
             tracker.spawn(heartbeat(broker.clone(), config.heartbeat_interval, shutdown.clone()));
         }
         tracker.spawn(hostile_summaries(broker.clone(), shutdown.clone()));
+        // Connections are counted by their tasks, which the tracker counts
+        // from the moment of the spawn: the broker's counter only moves once
+        // a task has run, so a burst of accepts could overshoot it.
+        let own_tasks = tracker.len();
         let mut backoff = AcceptBackoff::default();
         loop {
             tokio::select! {
@@ -122,7 +126,7 @@ impl BusServer {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
                         backoff.recovered();
-                        if broker.stats().connections as usize >= config.limits.max_connections {
+                        if tracker.len() - own_tasks >= config.limits.max_connections {
                             // Accept and close at once: left in the listen
                             // queue it would be accepted again and again.
                             drop(stream);
