@@ -101,7 +101,7 @@ fn index_10k() -> SubscriptionIndex<u64> {
 fn matching(c: &mut Criterion) {
     let mut g = c.benchmark_group("index 10k patterns");
     g.throughput(Throughput::Elements(1));
-    let mut idx = index_10k();
+    let idx = index_10k();
     g.bench_function("hit, cached", |b| b.iter(|| black_box(idx.lookup(black_box("bench.load")))));
     g.bench_function("miss, cached", |b| b.iter(|| black_box(idx.lookup(black_box("other.topic.x")))));
     let idx = index_10k();

@@ -240,6 +240,11 @@ impl Bus for UnixBus {
     }
 
     async fn publish(&self, topic: &str, event_type: &str, payload: serde_json::Value) -> Result<(), BusError> {
+        // Refused here, not by the daemon, which would close the whole
+        // connection (and every subscription on it) over one bad payload.
+        if !(payload.is_object() || payload.is_null()) {
+            return Err(crate::frame::FrameError::PayloadNotObject.into());
+        }
         self.publish_raw(topic, &pub_body(event_type, &payload)).await
     }
 

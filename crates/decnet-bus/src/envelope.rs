@@ -107,9 +107,12 @@ pub fn build_envelope(topic: &str, pub_body: &[u8], out: &mut BytesMut) -> Resul
         Some(t) if t.starts_with('"') => t,
         Some(_) => return Err(FrameError::InvalidJson("\"type\" must be a string".into())),
     };
+    // SPEC §2/§3: the payload is an object. Passing `[1,2]` or `5` through
+    // would hand every subscriber an envelope its readers do not expect.
     let payload = match payload.map(RawValue::get) {
         None | Some("null") => "{}",
-        Some(p) => p,
+        Some(p) if p.starts_with('{') => p,
+        Some(_) => return Err(FrameError::PayloadNotObject),
     };
 
     out.reserve(96 + topic.len() + event_type.len() + payload.len());
@@ -250,6 +253,10 @@ mod tests {
         assert!(matches!(build("a", b"{\"type\":"), Err(FrameError::InvalidJson(_))));
         assert!(matches!(build("a", b"nope"), Err(FrameError::InvalidJson(_))));
         assert!(matches!(build("a", br#"{"type":5}"#), Err(FrameError::InvalidJson(_))));
+        for payload in ["[1,2]", "\"s\"", "5", "true", " [ ]"] {
+            let body = format!(r#"{{"type":"t","payload":{payload}}}"#);
+            assert_eq!(build("a", body.as_bytes()), Err(FrameError::PayloadNotObject), "{payload}");
+        }
         assert!(matches!(build("a", b"{\"a\":\"\xff\"}"), Err(FrameError::InvalidJson(_))));
     }
 

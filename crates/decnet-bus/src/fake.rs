@@ -166,7 +166,7 @@ impl Bus for FakeBusClient {
         let event = RawEvent { topic: Arc::from(topic.as_str()), body: body.freeze() };
 
         self.hub.published.fetch_add(1, Ordering::Relaxed);
-        let mut st = self.hub.lock();
+        let st = self.hub.lock();
         let targets = st.index.lookup(topic.as_str());
         let mut delivered = 0;
         for sub_id in targets.iter() {

@@ -19,8 +19,19 @@ use std::fmt;
 
 /// Longest header line accepted, including the terminating LF.
 pub const MAX_HEADER_LEN: usize = 4096;
-/// Largest body accepted (1 MiB).
+/// Largest body a client may send (1 MiB): the limit of SPEC §2 applies
+/// to what a publisher writes, the PUB body.
 pub const MAX_BODY_LEN: usize = 1_048_576;
+/// What the server adds around a PUB body to make the EVT envelope: the
+/// fixed keys, a 32-hex id, a timestamp and the topic, JSON-escaped (at
+/// most twice its length, and a topic is under [`MAX_HEADER_LEN`]). The
+/// `type` and `payload` values are copied out of the body, so together
+/// they are never longer than it. 16 KiB covers the worst case with room.
+pub const MAX_ENVELOPE_OVERHEAD: usize = 16 * 1024;
+/// Largest EVT body: a maximum PUB body plus its envelope. Without this
+/// allowance a publisher sending exactly the documented maximum would get
+/// an event no subscriber could receive.
+pub const MAX_EVT_BODY_LEN: usize = MAX_BODY_LEN + MAX_ENVELOPE_OVERHEAD;
 
 /// The verbs of the protocol. Anything else on the wire is hostile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,6 +68,15 @@ impl Verb {
         })
     }
 
+    /// Largest body this verb may carry: only the server's EVT may exceed
+    /// [`MAX_BODY_LEN`], by the envelope it wraps around a PUB body.
+    pub fn max_body_len(self) -> usize {
+        match self {
+            Verb::Evt => MAX_EVT_BODY_LEN,
+            _ => MAX_BODY_LEN,
+        }
+    }
+
     /// Verbs whose argument (a topic or pattern) is mandatory.
     pub fn requires_arg(self) -> bool {
         matches!(self, Verb::Pub | Verb::Sub | Verb::Unsub | Verb::Evt)
@@ -83,12 +103,14 @@ pub enum FrameError {
     UnknownVerb(String),
     #[error("{0} without an argument")]
     MissingArgument(Verb),
-    #[error("body of {0} bytes exceeds the {MAX_BODY_LEN}-byte limit")]
-    BodyTooLarge(usize),
+    #[error("body of {0} bytes exceeds the {1}-byte limit")]
+    BodyTooLarge(usize, usize),
     #[error("body is not valid UTF-8 JSON: {0}")]
     InvalidJson(String),
     #[error("body is not a JSON object")]
     BodyNotObject,
+    #[error("\"payload\" is not a JSON object")]
+    PayloadNotObject,
     #[error("line break inside a header argument")]
     LineBreakInHeader,
     #[error("connection closed mid-frame")]
@@ -211,8 +233,8 @@ impl FrameSpan {
         }
         let len_bytes = &buf[after_header..after_header + 4];
         let body_len = u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
-        if body_len > MAX_BODY_LEN {
-            return Err(FrameError::BodyTooLarge(body_len));
+        if body_len > verb.max_body_len() {
+            return Err(FrameError::BodyTooLarge(body_len, verb.max_body_len()));
         }
         let len = after_header + 4 + body_len;
         if buf.len() < len {
@@ -243,8 +265,8 @@ pub fn encode_frame(verb: Verb, arg: &str, body: &[u8], dst: &mut BytesMut) -> R
     if header_len > MAX_HEADER_LEN {
         return Err(FrameError::HeaderTooLong);
     }
-    if body.len() > MAX_BODY_LEN {
-        return Err(FrameError::BodyTooLarge(body.len()));
+    if body.len() > verb.max_body_len() {
+        return Err(FrameError::BodyTooLarge(body.len(), verb.max_body_len()));
     }
     dst.reserve(header_len + 4 + body.len());
     dst.put_slice(verb.as_str().as_bytes());
@@ -375,10 +397,31 @@ mod tests {
     fn oversize_body_is_refused_before_it_arrives() {
         let mut b = b"PUB a\n".to_vec();
         b.extend_from_slice(&((MAX_BODY_LEN as u32) + 1).to_be_bytes());
-        assert_eq!(parse_all(&b), Err(FrameError::BodyTooLarge(MAX_BODY_LEN + 1)));
+        assert_eq!(parse_all(&b), Err(FrameError::BodyTooLarge(MAX_BODY_LEN + 1, MAX_BODY_LEN)));
         let mut buf = BytesMut::new();
         let big = vec![b' '; MAX_BODY_LEN + 1];
-        assert_eq!(encode_frame(Verb::Pub, "a", &big, &mut buf), Err(FrameError::BodyTooLarge(MAX_BODY_LEN + 1)));
+        assert_eq!(
+            encode_frame(Verb::Pub, "a", &big, &mut buf),
+            Err(FrameError::BodyTooLarge(MAX_BODY_LEN + 1, MAX_BODY_LEN))
+        );
+    }
+
+    #[test]
+    fn evt_may_carry_a_maximum_pub_body_plus_its_envelope() {
+        // An EVT over 1 MiB is what the server sends for a maximum PUB body.
+        let body = vec![b' '; MAX_BODY_LEN + 100];
+        let mut buf = BytesMut::new();
+        encode_frame(Verb::Evt, "a", &body, &mut buf).unwrap();
+        assert_eq!(parse_all(&buf).unwrap().unwrap().body.len(), MAX_BODY_LEN + 100);
+        // ...but no more than that, and never for a client verb.
+        let mut b = b"EVT a\n".to_vec();
+        b.extend_from_slice(&((MAX_EVT_BODY_LEN as u32) + 1).to_be_bytes());
+        assert_eq!(parse_all(&b), Err(FrameError::BodyTooLarge(MAX_EVT_BODY_LEN + 1, MAX_EVT_BODY_LEN)));
+        for verb in ["PUB a", "SUB a", "HELLO x"] {
+            let mut b = format!("{verb}\n").into_bytes();
+            b.extend_from_slice(&((MAX_BODY_LEN as u32) + 1).to_be_bytes());
+            assert!(matches!(parse_all(&b), Err(FrameError::BodyTooLarge(_, MAX_BODY_LEN))), "{verb}");
+        }
     }
 
     #[test]

@@ -8,11 +8,21 @@
 //! `>` lists passed on the way), so the cost of a publish grows with the
 //! number of *matching* paths, not with the number of subscriptions.
 //!
+//! Nodes are kept small because a client controls how many exist: the
+//! children of a node are a short vector (most nodes have one or two) that
+//! becomes a hash map only past [`SMALL_CHILDREN`], and the subscriber lists
+//! are boxed away when empty. A node costs about 100 bytes instead of the
+//! ~500 of a `HashMap` per node; nodes are freed as soon as the last
+//! pattern through them goes, and [`SubscriptionIndex::node_count`] says
+//! how many there are.
+//!
 //! On top sits a result cache keyed by topic, because a fleet publishes
-//! the same few hundred topics over and over. Any SUB/UNSUB clears it:
-//! subscriptions change rarely (worker start-up) compared with publishes,
-//! and a full clear is trivially correct where selective invalidation is
-//! a known source of bugs.
+//! the same few hundred topics over and over. Like sublist's, it is kept
+//! up to date selectively instead of being cleared: a SUB adds its key to
+//! the cached topics the pattern matches, an UNSUB evicts only the topics
+//! the pattern matched, a disconnect only those that held the key. A hit
+//! takes only a read lock on the cache, so lookups never serialise behind
+//! each other; writers to the trie already hold `&mut self`.
 //!
 //! A subscriber (key `K`, a connection id in the daemon) appears at most
 //! once in a result, however many of its patterns match: the daemon sends
@@ -20,81 +30,203 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+
+use crate::topic::pattern_matches;
 
 /// Entries kept in the result cache before it is cleared wholesale.
 const CACHE_LIMIT: usize = 4096;
+/// Children kept in a vector (linear search) before switching to a map.
+const SMALL_CHILDREN: usize = 8;
+
+#[derive(Debug)]
+enum Children<K> {
+    Small(Vec<(Box<str>, Node<K>)>),
+    // Boxed on purpose: a bare HashMap (48 bytes with its hasher) would
+    // double the size of every node, and only wide nodes have one.
+    #[allow(clippy::box_collection)]
+    Map(Box<HashMap<Box<str>, Node<K>>>),
+}
 
 #[derive(Debug)]
 struct Node<K> {
-    literal: HashMap<Box<str>, Node<K>>,
+    literal: Children<K>,
     star: Option<Box<Node<K>>>,
-    /// Subscribers whose pattern ends exactly here.
+    /// Subscribers whose pattern ends here, and whose pattern is `<path>.>`.
+    subs: Option<Box<Subs<K>>>,
+}
+
+#[derive(Debug)]
+struct Subs<K> {
     here: Vec<K>,
-    /// Subscribers whose pattern is `<path to here>.>`.
     tail: Vec<K>,
 }
 
 impl<K> Default for Node<K> {
     fn default() -> Self {
-        Node { literal: HashMap::new(), star: None, here: Vec::new(), tail: Vec::new() }
+        Node { literal: Children::Small(Vec::new()), star: None, subs: None }
+    }
+}
+
+impl<K> Children<K> {
+    fn get(&self, tok: &str) -> Option<&Node<K>> {
+        match self {
+            Children::Small(v) => v.iter().find(|(t, _)| &**t == tok).map(|(_, n)| n),
+            Children::Map(m) => m.get(tok),
+        }
+    }
+
+    fn get_mut(&mut self, tok: &str) -> Option<&mut Node<K>> {
+        match self {
+            Children::Small(v) => v.iter_mut().find(|(t, _)| &**t == tok).map(|(_, n)| n),
+            Children::Map(m) => m.get_mut(tok),
+        }
+    }
+
+    /// The child for `tok`, created if missing; the flag says it was.
+    fn get_or_insert(&mut self, tok: &str) -> (&mut Node<K>, bool) {
+        if let Children::Small(v) = self {
+            if v.len() >= SMALL_CHILDREN && !v.iter().any(|(t, _)| &**t == tok) {
+                let map: HashMap<_, _> = std::mem::take(v).into_iter().collect();
+                *self = Children::Map(Box::new(map));
+            }
+        }
+        match self {
+            Children::Small(v) => match v.iter().position(|(t, _)| &**t == tok) {
+                Some(i) => (&mut v[i].1, false),
+                None => {
+                    v.push((tok.into(), Node::default()));
+                    v.shrink_to_fit();
+                    let last = v.len() - 1;
+                    (&mut v[last].1, true)
+                }
+            },
+            Children::Map(m) => {
+                let mut created = false;
+                let node = m.entry(tok.into()).or_insert_with(|| {
+                    created = true;
+                    Node::default()
+                });
+                (node, created)
+            }
+        }
+    }
+
+    fn remove(&mut self, tok: &str) {
+        match self {
+            Children::Small(v) => {
+                if let Some(i) = v.iter().position(|(t, _)| &**t == tok) {
+                    v.swap_remove(i);
+                    v.shrink_to_fit();
+                }
+            }
+            Children::Map(m) => {
+                m.remove(tok);
+                if m.len() <= SMALL_CHILDREN / 2 {
+                    let small: Vec<_> = std::mem::take(&mut **m).into_iter().collect();
+                    *self = Children::Small(small);
+                }
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Children::Small(v) => v.is_empty(),
+            Children::Map(m) => m.is_empty(),
+        }
     }
 }
 
 impl<K: Copy + Eq> Node<K> {
     fn is_empty(&self) -> bool {
-        self.literal.is_empty() && self.star.is_none() && self.here.is_empty() && self.tail.is_empty()
+        self.literal.is_empty() && self.star.is_none() && self.subs.is_none()
     }
 
-    fn collect(&self, tokens: &[&str], out: &mut Vec<K>) {
+    /// Append matching keys to `out`; returns the nodes visited (the work done).
+    fn collect(&self, tokens: &[&str], out: &mut Vec<K>) -> usize {
         let Some((first, rest)) = tokens.split_first() else {
-            out.extend_from_slice(&self.here);
-            return;
+            if let Some(s) = &self.subs {
+                out.extend_from_slice(&s.here);
+            }
+            return 1;
         };
         // At least one token remains, so a `>` standing here matches.
-        out.extend_from_slice(&self.tail);
-        if let Some(child) = self.literal.get(*first) {
-            child.collect(rest, out);
+        if let Some(s) = &self.subs {
+            out.extend_from_slice(&s.tail);
+        }
+        let mut visited = 1;
+        if let Some(child) = self.literal.get(first) {
+            visited += child.collect(rest, out);
         }
         if let Some(child) = &self.star {
-            child.collect(rest, out);
+            visited += child.collect(rest, out);
         }
+        visited
     }
 
-    fn insert(&mut self, tokens: &[&str], key: K) {
+    fn subs_mut(&mut self) -> &mut Subs<K> {
+        self.subs.get_or_insert_with(|| Box::new(Subs { here: Vec::new(), tail: Vec::new() }))
+    }
+
+    /// Returns the nodes created.
+    fn insert(&mut self, tokens: &[&str], key: K) -> usize {
         match tokens.split_first() {
-            None => self.here.push(key),
-            Some((&">", [])) => self.tail.push(key),
-            Some((&"*", rest)) => self.star.get_or_insert_with(Default::default).insert(rest, key),
-            Some((tok, rest)) => self.literal.entry((*tok).into()).or_default().insert(rest, key),
+            None => {
+                self.subs_mut().here.push(key);
+                0
+            }
+            Some((&">", [])) => {
+                self.subs_mut().tail.push(key);
+                0
+            }
+            Some((&"*", rest)) => {
+                let created = usize::from(self.star.is_none());
+                created + self.star.get_or_insert_with(Default::default).insert(rest, key)
+            }
+            Some((tok, rest)) => {
+                let (child, created) = self.literal.get_or_insert(tok);
+                usize::from(created) + child.insert(rest, key)
+            }
         }
     }
 
     /// Remove `key` from the pattern's node and prune nodes left empty.
-    fn remove(&mut self, tokens: &[&str], key: K) {
+    /// Returns the nodes freed.
+    fn remove(&mut self, tokens: &[&str], key: K) -> usize {
         fn drop_key<K: Eq>(v: &mut Vec<K>, key: &K) {
             if let Some(i) = v.iter().position(|k| k == key) {
                 v.swap_remove(i);
+                v.shrink_to_fit();
             }
         }
         match tokens.split_first() {
-            None => drop_key(&mut self.here, &key),
-            Some((&">", [])) => drop_key(&mut self.tail, &key),
-            Some((&"*", rest)) => {
-                if let Some(child) = &mut self.star {
-                    child.remove(rest, key);
-                    if child.is_empty() {
-                        self.star = None;
+            None | Some((&">", [])) => {
+                if let Some(s) = &mut self.subs {
+                    drop_key(if tokens.is_empty() { &mut s.here } else { &mut s.tail }, &key);
+                    if s.here.is_empty() && s.tail.is_empty() {
+                        self.subs = None;
                     }
                 }
+                0
+            }
+            Some((&"*", rest)) => {
+                let Some(child) = &mut self.star else { return 0 };
+                let mut freed = child.remove(rest, key);
+                if child.is_empty() {
+                    self.star = None;
+                    freed += 1;
+                }
+                freed
             }
             Some((tok, rest)) => {
-                if let Some(child) = self.literal.get_mut(*tok) {
-                    child.remove(rest, key);
-                    if child.is_empty() {
-                        self.literal.remove(*tok);
-                    }
+                let Some(child) = self.literal.get_mut(tok) else { return 0 };
+                let mut freed = child.remove(rest, key);
+                if child.is_empty() {
+                    self.literal.remove(tok);
+                    freed += 1;
                 }
+                freed
             }
         }
     }
@@ -106,7 +238,8 @@ pub struct SubscriptionIndex<K> {
     root: Node<K>,
     patterns: HashMap<K, HashSet<Box<str>>>,
     count: usize,
-    cache: HashMap<Box<str>, Arc<[K]>>,
+    nodes: usize,
+    cache: RwLock<HashMap<Box<str>, Arc<[K]>>>,
 }
 
 impl<K: Copy + Eq + Hash + Ord> Default for SubscriptionIndex<K> {
@@ -117,7 +250,17 @@ impl<K: Copy + Eq + Hash + Ord> Default for SubscriptionIndex<K> {
 
 impl<K: Copy + Eq + Hash + Ord> SubscriptionIndex<K> {
     pub fn new() -> Self {
-        SubscriptionIndex { root: Node::default(), patterns: HashMap::new(), count: 0, cache: HashMap::new() }
+        SubscriptionIndex {
+            root: Node::default(),
+            patterns: HashMap::new(),
+            count: 0,
+            nodes: 0,
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn cache_mut(&mut self) -> &mut HashMap<Box<str>, Arc<[K]>> {
+        self.cache.get_mut().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Add `pattern` for `key`. Returns false if it was already there (a
@@ -127,9 +270,18 @@ impl<K: Copy + Eq + Hash + Ord> SubscriptionIndex<K> {
             return false;
         }
         let tokens: Vec<&str> = pattern.split('.').collect();
-        self.root.insert(&tokens, key);
+        self.nodes += self.root.insert(&tokens, key);
         self.count += 1;
-        self.cache.clear();
+        // Selective update: the topics this pattern matches gain the key.
+        for (topic, keys) in self.cache_mut().iter_mut() {
+            if pattern_matches(pattern, topic) {
+                if let Err(at) = keys.binary_search(&key) {
+                    let mut v = keys.to_vec();
+                    v.insert(at, key);
+                    *keys = v.into();
+                }
+            }
+        }
         true
     }
 
@@ -143,9 +295,11 @@ impl<K: Copy + Eq + Hash + Ord> SubscriptionIndex<K> {
             self.patterns.remove(&key);
         }
         let tokens: Vec<&str> = pattern.split('.').collect();
-        self.root.remove(&tokens, key);
+        self.nodes -= self.root.remove(&tokens, key);
         self.count -= 1;
-        self.cache.clear();
+        // The key may still match these topics through another pattern:
+        // evict them (recomputed on next use) rather than guess.
+        self.cache_mut().retain(|topic, keys| !(pattern_matches(pattern, topic) && keys.binary_search(&key).is_ok()));
         true
     }
 
@@ -154,34 +308,47 @@ impl<K: Copy + Eq + Hash + Ord> SubscriptionIndex<K> {
         let Some(set) = self.patterns.remove(&key) else { return 0 };
         for pattern in &set {
             let tokens: Vec<&str> = pattern.split('.').collect();
-            self.root.remove(&tokens, key);
+            self.nodes -= self.root.remove(&tokens, key);
         }
         self.count -= set.len();
-        self.cache.clear();
+        self.cache_mut().retain(|_, keys| keys.binary_search(&key).is_err());
         set.len()
     }
 
     /// Every key with at least one pattern matching `topic`, each once, sorted.
-    pub fn lookup(&mut self, topic: &str) -> Arc<[K]> {
-        if let Some(hit) = self.cache.get(topic) {
-            return hit.clone();
+    pub fn lookup(&self, topic: &str) -> Arc<[K]> {
+        self.lookup_counted(topic).0
+    }
+
+    /// [`lookup`](Self::lookup), also returning the trie nodes visited (0 on
+    /// a cache hit): the daemon charges that work to the publisher.
+    pub fn lookup_counted(&self, topic: &str) -> (Arc<[K]>, usize) {
+        if let Some(hit) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(topic) {
+            return (hit.clone(), 0);
         }
-        let result = self.lookup_uncached(topic);
-        if self.cache.len() >= CACHE_LIMIT {
-            self.cache.clear();
+        let (result, visited) = self.walk(topic);
+        // Filled under `&self`: no trie change can interleave, since those
+        // need `&mut self`, so the entry cannot be stale.
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
         }
-        self.cache.insert(topic.into(), result.clone());
-        result
+        cache.insert(topic.into(), result.clone());
+        (result, visited)
     }
 
     /// Same as [`lookup`](Self::lookup) without touching the cache.
     pub fn lookup_uncached(&self, topic: &str) -> Arc<[K]> {
+        self.walk(topic).0
+    }
+
+    fn walk(&self, topic: &str) -> (Arc<[K]>, usize) {
         let tokens: Vec<&str> = topic.split('.').collect();
         let mut out = Vec::new();
-        self.root.collect(&tokens, &mut out);
+        let visited = self.root.collect(&tokens, &mut out);
         out.sort_unstable();
         out.dedup();
-        out.into()
+        (out.into(), visited + tokens.len())
     }
 
     /// Number of (key, pattern) subscriptions.
@@ -193,16 +360,30 @@ impl<K: Copy + Eq + Hash + Ord> SubscriptionIndex<K> {
         self.count == 0
     }
 
+    /// Patterns `key` holds.
+    pub fn len_of(&self, key: K) -> usize {
+        self.patterns.get(&key).map_or(0, HashSet::len)
+    }
+
+    /// Whether `key` already holds `pattern`.
+    pub fn contains(&self, key: K, pattern: &str) -> bool {
+        self.patterns.get(&key).is_some_and(|s| s.contains(pattern))
+    }
+
+    /// Trie nodes below the root: what subscriptions cost in memory.
+    pub fn node_count(&self) -> usize {
+        self.nodes
+    }
+
     /// Whether the trie holds no nodes beyond the root (used to check pruning).
     pub fn is_pruned(&self) -> bool {
-        self.root.is_empty()
+        self.root.is_empty() && self.nodes == 0
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topic::pattern_matches;
     use proptest::prelude::*;
 
     #[test]
@@ -241,6 +422,47 @@ mod tests {
         assert!(idx.remove(2, ">"));
         assert!(idx.is_empty());
         assert!(idx.is_pruned());
+    }
+
+    #[test]
+    fn node_count_returns_to_baseline_after_removal() {
+        let mut idx = SubscriptionIndex::new();
+        idx.insert(1u32, "system.*.health");
+        let baseline = idx.node_count();
+        assert_eq!(baseline, 3);
+        // Wide and deep: enough literals under one node to switch it to a map.
+        for i in 0..100 {
+            idx.insert(2, &format!("system.w{i}.a.b.c"));
+            idx.insert(3, &format!("deep.{i}.*.x.>"));
+        }
+        assert!(idx.node_count() > baseline + 500, "{}", idx.node_count());
+        for i in 0..50 {
+            assert!(idx.remove(2, &format!("system.w{i}.a.b.c")));
+        }
+        idx.remove_key(3);
+        idx.remove_key(2);
+        assert_eq!(idx.node_count(), baseline);
+        assert_eq!(&*idx.lookup("system.x.health"), &[1]);
+        idx.remove_key(1);
+        assert!(idx.is_pruned());
+    }
+
+    #[test]
+    fn cache_is_updated_selectively() {
+        let mut idx = SubscriptionIndex::new();
+        idx.insert(1u32, "a.*");
+        assert_eq!(&*idx.lookup("a.b"), &[1]);
+        assert_eq!(&*idx.lookup("c.d"), &[] as &[u32]);
+        // A SUB adds to the matching cached topic and leaves the other be.
+        idx.insert(2, "a.>");
+        assert_eq!(idx.lookup_counted("a.b"), (Arc::from(&[1, 2][..]), 0), "updated in place, no walk");
+        assert_eq!(idx.lookup_counted("c.d").1, 0, "unrelated entry kept");
+        // An UNSUB evicts what it matched; key 2 is still there through a.*.
+        idx.insert(2, "a.*");
+        idx.remove(2, "a.>");
+        let (keys, visited) = idx.lookup_counted("a.b");
+        assert_eq!((&*keys, visited > 0), (&[1, 2][..], true));
+        assert_eq!(idx.lookup_counted("c.d").1, 0);
     }
 
     fn token() -> impl Strategy<Value = String> {
@@ -293,6 +515,13 @@ mod tests {
             if reference.is_empty() {
                 prop_assert!(idx.is_pruned());
             }
+            // Every node counted is reachable: recount by removing everything.
+            let keys: Vec<u32> = reference.iter().map(|(k, _)| *k).collect();
+            for k in keys {
+                idx.remove_key(k);
+            }
+            prop_assert!(idx.is_pruned());
+            prop_assert_eq!(idx.node_count(), 0);
         }
     }
 }

@@ -264,6 +264,12 @@ async fn publish_raw_refuses_a_non_object_body_and_the_connection_survives() {
             String::from_utf8_lossy(bad)
         );
     }
+    // A non-object payload is refused by `publish` too (SPEC §2: the
+    // daemon would close the connection over it).
+    for bad in [json!([1, 2]), json!("s"), json!(5)] {
+        let err = publisher.publish("a.b", "t", bad.clone()).await.unwrap_err();
+        assert!(matches!(err, decnet_bus::BusError::Frame(decnet_bus::FrameError::PayloadNotObject)), "{bad}: {err}");
+    }
     // An empty body and an object padded with whitespace are fine.
     publisher.publish_raw("a.empty", b"").await.unwrap();
     publisher.publish_raw("a.b", b" \n{\"type\":\"t\",\"payload\":{\"n\":1}}\r\n").await.unwrap();

@@ -120,11 +120,11 @@ async fn control_listener_stops_on_stop_and_ignores_everything_else() {
         assert!(tokio::time::Instant::now() < deadline, "listener never subscribed");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    for ignored in
-        [json!({"action": "reboot"}), json!({"action": 5}), json!({}), json!("stop"), json!({"action": "start"})]
-    {
+    for ignored in [json!({"action": "reboot"}), json!({"action": 5}), json!({}), json!({"action": "start"})] {
         operator.publish("system.collector.control", "control", ignored).await.unwrap();
     }
+    // A payload that is not an object never reaches the listener (SPEC §2).
+    assert!(operator.publish("system.collector.control", "control", json!("stop")).await.is_err());
     // Another worker's stop is not ours.
     operator.publish("system.sniffer.control", "control", json!({"action": "stop"})).await.unwrap();
     assert!(

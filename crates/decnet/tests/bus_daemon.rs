@@ -130,6 +130,70 @@ async fn hostile_wildcard_publish() {
     assert_hostile(&frame("PUB a.*", b"{}"), false, "PUB to invalid topic").await;
 }
 
+#[tokio::test]
+async fn hostile_payload_array() {
+    assert_hostile(&frame("PUB a.b", br#"{"type":"t","payload":[1,2]}"#), false, "\"payload\" is not a JSON object")
+        .await;
+}
+
+#[tokio::test]
+async fn hostile_payload_string() {
+    assert_hostile(&frame("PUB a.b", br#"{"payload":"s"}"#), false, "\"payload\" is not a JSON object").await;
+}
+
+#[tokio::test]
+async fn hostile_payload_number() {
+    assert_hostile(&frame("PUB a.b", br#"{"payload":5}"#), false, "\"payload\" is not a JSON object").await;
+}
+
+/// A PUB body of exactly the documented maximum (1 MiB) is delivered,
+/// although its envelope is larger, and the publisher stays connected;
+/// one byte more closes the publisher (see also `hostile_oversize_body`).
+#[tokio::test]
+async fn body_of_exactly_one_mebibyte_is_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[]);
+    let reader = UnixBus::connect("reader", &daemon.socket).await.unwrap();
+    let mut sub = reader.subscribe("max.>").await.unwrap();
+    let publisher = UnixBus::connect("max-publisher", &daemon.socket).await.unwrap();
+    publish_until_seen(&publisher, "max.warm", &mut sub).await;
+
+    let body_of = |len: usize| {
+        let head = br#"{"type":"max","payload":{"pad":""#;
+        let tail = br#""}}"#;
+        let mut b = head.to_vec();
+        b.resize(len - tail.len(), b'x');
+        b.extend_from_slice(tail);
+        assert_eq!(b.len(), len);
+        b
+    };
+    publisher.publish_raw("max.one", &body_of(1_048_576)).await.unwrap();
+    publisher.publish("max.after", "t", json!({"still": "connected"})).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let env = timeout(T, sub.recv()).await.expect("maximum event delivered").unwrap();
+        if env.topic != "max.warm" {
+            got.push(env);
+        }
+    }
+    assert_eq!(got[0].topic, "max.one");
+    assert_eq!(got[0].payload["pad"].as_str().map(str::len), Some(1_048_576 - 35));
+    assert_eq!((got[1].topic.as_str(), &got[1].payload), ("max.after", &json!({"still": "connected"})));
+    assert!(!daemon.log().contains("malformed"), "{}", daemon.log());
+
+    // One byte over: this publisher is closed, the reader is not.
+    let mut raw = UnixStream::connect(&daemon.socket).await.unwrap();
+    raw.write_all(&frame("HELLO over-by-one", b"")).await.unwrap();
+    raw.write_all(&frame("PUB max.two", &body_of(1_048_577))).await.unwrap_or(());
+    let mut buf = [0u8; 64];
+    let closed = timeout(T, raw.read(&mut buf)).await.expect("oversize publisher not closed");
+    assert!(matches!(closed, Ok(0) | Err(_)), "expected EOF, got {closed:?}");
+    assert!(wait_until(5.0, || daemon.log().contains("body of 1048577 bytes exceeds the 1048576-byte limit")));
+    publisher.publish("max.later", "t", json!({})).await.unwrap();
+    let env = timeout(T, sub.recv()).await.expect("reader still served").unwrap();
+    assert_eq!(env.topic, "max.later");
+}
+
 /// A subscriber that never reads must not slow the publisher or others:
 /// 20,000 × 2 KB events all reach a reading subscriber while a non-reader
 /// sits on the same daemon, which drops (and counts) the non-reader's

@@ -10,18 +10,27 @@
 //! Each publishing connection keeps a [`RouteCache`]: topic → the
 //! connections to push to, valid while the broker's subscription
 //! generation is unchanged. A hit costs one hash lookup and no lock, which
-//! matters because a publisher usually repeats a handful of topics.
+//! matters because a publisher usually repeats a handful of topics. A miss
+//! goes to the index under a *read* lock (its own topic cache is updated
+//! selectively, see [`crate::index`]), so publishers never queue behind
+//! one another; only SUB/UNSUB/disconnect take the write lock.
+//!
+//! Every publish reports the routing work it cost (trie nodes visited,
+//! targets pushed), so the connection can yield once a read batch has cost
+//! enough: one client's expensive topics cannot hold the thread for long.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+use super::limits::{Limits, SubLimitError};
+use super::logging::{escape, hostile_limiter, Admit, LogLimiter};
 use crate::envelope::build_envelope;
-use crate::frame::{FrameError, MAX_BODY_LEN};
+use crate::frame::{FrameError, MAX_EVT_BODY_LEN};
 use crate::index::SubscriptionIndex;
-use crate::queue::{EventQueue, PushOutcome};
+use crate::queue::{ByteBudget, EventQueue, PushOutcome};
 
 pub type ConnId = u64;
 
@@ -55,6 +64,10 @@ pub struct Stats {
     pub published: u64,
     pub delivered: u64,
     pub dropped: u64,
+    /// Trie nodes the subscriptions use (memory, roughly 100 bytes each).
+    pub index_nodes: u64,
+    /// Bytes waiting in all outbound queues.
+    pub queued_bytes: u64,
 }
 
 /// Where each topic a connection publishes on goes, minus the connection
@@ -83,33 +96,79 @@ impl Default for RouteCache {
 
 #[derive(Debug)]
 pub struct Broker {
-    index: Mutex<SubscriptionIndex<ConnId>>,
+    index: RwLock<SubscriptionIndex<ConnId>>,
     /// Bumped after every change to who is subscribed to what; route
     /// caches older than this are stale.
     generation: AtomicU64,
     conns: RwLock<HashMap<ConnId, Arc<ConnHandle>>>,
     next_id: AtomicU64,
     queue_capacity: usize,
+    limits: Limits,
+    /// Bytes in every outbound queue together (`Limits::max_queued_bytes`).
+    queued: Arc<ByteBudget>,
+    /// Bytes of large half-received frames (`Limits::max_read_bytes`).
+    pub read_budget: ByteBudget,
+    /// Hostile-connection log lines (see [`Broker::log_hostile`]).
+    hostile_log: LogLimiter,
     pub counters: Counters,
     pub started: Instant,
 }
 
 impl Broker {
     pub fn new(queue_capacity: usize) -> Broker {
+        Self::with_limits(queue_capacity, Limits::default())
+    }
+
+    pub fn with_limits(queue_capacity: usize, limits: Limits) -> Broker {
         Broker {
-            index: Mutex::new(SubscriptionIndex::new()),
+            index: RwLock::new(SubscriptionIndex::new()),
             generation: AtomicU64::new(0),
             conns: RwLock::new(HashMap::new()),
             // 0 is reserved for events the daemon publishes itself.
             next_id: AtomicU64::new(1),
             queue_capacity,
+            queued: Arc::new(ByteBudget::new(limits.max_queued_bytes)),
+            read_budget: ByteBudget::new(limits.max_read_bytes),
+            limits,
+            hostile_log: hostile_limiter(),
             counters: Counters::default(),
             started: Instant::now(),
         }
     }
 
-    fn index(&self) -> std::sync::MutexGuard<'_, SubscriptionIndex<ConnId>> {
-        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    fn index(&self) -> std::sync::RwLockReadGuard<'_, SubscriptionIndex<ConnId>> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn index_mut(&self) -> std::sync::RwLockWriteGuard<'_, SubscriptionIndex<ConnId>> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Log one line about a client closed for misbehaving, escaped and
+    /// rate-limited: a flood of hostile connections costs a few lines and
+    /// a "suppressed N" count, never the log.
+    pub fn log_hostile(&self, peer: &str, reason: &str, what: &str) {
+        match self.hostile_log.admit() {
+            Admit::Suppress => {}
+            Admit::Log { suppressed } => {
+                if suppressed > 0 {
+                    tracing::warn!(suppressed, "suppressed {suppressed} hostile-connection log lines");
+                }
+                tracing::warn!(peer = %escape(peer), reason = %escape(reason), "closing connection: {what}");
+            }
+        }
+    }
+
+    /// Say how many hostile-connection lines were left out, if any (called
+    /// periodically so the count appears even when the flood stops).
+    pub fn flush_hostile_summary(&self) {
+        if let Some(n) = self.hostile_log.take_summary() {
+            tracing::warn!(suppressed = n, "suppressed {n} hostile-connection log lines");
+        }
     }
 
     /// Register a new connection and hand back its handle.
@@ -118,7 +177,12 @@ impl Broker {
         let handle = Arc::new(ConnHandle {
             id,
             label: format!("conn#{id} {peer}"),
-            queue: EventQueue::new(self.queue_capacity),
+            queue: EventQueue::with_bytes(
+                self.queue_capacity,
+                self.limits.queue_bytes,
+                Bytes::len,
+                Some(self.queued.clone()),
+            ),
             dropping: AtomicBool::new(false),
         });
         self.conns.write().unwrap_or_else(|e| e.into_inner()).insert(id, handle.clone());
@@ -128,22 +192,41 @@ impl Broker {
 
     /// Forget a connection and all its subscriptions.
     pub fn disconnect(&self, id: ConnId) {
-        self.index().remove_key(id);
+        self.index_mut().remove_key(id);
         if self.conns.write().unwrap_or_else(|e| e.into_inner()).remove(&id).is_some() {
             self.counters.connections.fetch_sub(1, Ordering::Relaxed);
         }
         self.bump_generation();
     }
 
-    pub fn subscribe(&self, id: ConnId, pattern: &str) -> bool {
-        let added = self.index().insert(id, pattern);
+    /// Add a subscription within the limits. `Ok(false)`: already held.
+    /// The pattern must already be validated.
+    pub fn subscribe(&self, id: ConnId, pattern: &str) -> Result<bool, SubLimitError> {
+        self.limits.check_pattern(pattern)?;
+        let mut index = self.index_mut();
+        if index.contains(id, pattern) {
+            return Ok(false);
+        }
+        let held = index.len_of(id);
+        if held >= self.limits.max_subs_per_conn {
+            return Err(SubLimitError::TooManySubs(held));
+        }
+        // At most one new node per token: refuse before building any.
+        let tokens = pattern.split('.').count();
+        if index.node_count() + tokens > self.limits.max_index_nodes {
+            return Err(SubLimitError::IndexFull(index.node_count()));
+        }
+        let added = index.insert(id, pattern);
+        drop(index);
         self.bump_generation();
-        added
+        Ok(added)
     }
 
     pub fn unsubscribe(&self, id: ConnId, pattern: &str) -> bool {
-        let removed = self.index().remove(id, pattern);
-        self.bump_generation();
+        let removed = self.index_mut().remove(id, pattern);
+        if removed {
+            self.bump_generation();
+        }
         removed
     }
 
@@ -153,22 +236,25 @@ impl Broker {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
-    /// The connections `topic` goes to, excluding `from`.
-    fn resolve(&self, from: Option<ConnId>, topic: &str) -> Arc<[Arc<ConnHandle>]> {
-        let ids = self.index().lookup(topic);
+    /// The connections `topic` goes to, excluding `from`, and the trie
+    /// nodes visited to find them.
+    fn resolve(&self, from: Option<ConnId>, topic: &str) -> (Arc<[Arc<ConnHandle>]>, usize) {
+        let (ids, visited) = self.index().lookup_counted(topic);
         let conns = self.conns.read().unwrap_or_else(|e| e.into_inner());
-        ids.iter().filter(|id| Some(**id) != from).filter_map(|id| conns.get(id).cloned()).collect()
+        let targets = ids.iter().filter(|id| Some(**id) != from).filter_map(|id| conns.get(id).cloned()).collect();
+        (targets, visited)
     }
 
     /// Route one PUB from a client connection, through its route cache.
-    /// Same contract as [`Broker::publish`].
+    /// Same contract as [`Broker::publish`]; `Ok` carries the work done
+    /// (1 per frame, plus trie nodes visited, plus targets pushed).
     pub fn publish_from(
         &self,
         from: &ConnHandle,
         cache: &mut RouteCache,
         topic: &str,
         body: &[u8],
-    ) -> Result<(), FrameError> {
+    ) -> Result<usize, FrameError> {
         let frame = build_evt_frame(topic, body)?;
         self.counters.published.fetch_add(1, Ordering::Relaxed);
         let generation = self.generation.load(Ordering::Acquire);
@@ -179,12 +265,13 @@ impl Broker {
         // A hit borrows the cached list: no refcount traffic per event.
         if let Some(targets) = cache.routes.get(topic) {
             self.deliver(frame, targets);
-            return Ok(());
+            return Ok(1 + targets.len());
         }
-        let targets = self.resolve(Some(from.id), topic);
+        let (targets, visited) = self.resolve(Some(from.id), topic);
         self.deliver(frame, &targets);
+        let work = 1 + visited + targets.len();
         cache.routes.insert(topic.into(), targets);
-        Ok(())
+        Ok(work)
     }
 
     /// Route one PUB. `from` is never delivered to (no echo). Errors are
@@ -194,7 +281,7 @@ impl Broker {
         // be refused the same way whether or not anyone is subscribed.
         let frame = build_evt_frame(topic, body)?;
         self.counters.published.fetch_add(1, Ordering::Relaxed);
-        self.deliver(frame, &self.resolve(from, topic));
+        self.deliver(frame, &self.resolve(from, topic).0);
         Ok(())
     }
 
@@ -209,8 +296,9 @@ impl Broker {
     }
 
     fn push(&self, conn: &ConnHandle, frame: Bytes) {
-        if conn.queue.push(frame) == PushOutcome::DroppedOldest {
-            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        let (outcome, dropped) = conn.queue.push_counted(frame);
+        if outcome == PushOutcome::DroppedOldest {
+            self.counters.dropped.fetch_add(dropped, Ordering::Relaxed);
             if !conn.dropping.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     peer = %conn.label,
@@ -229,6 +317,8 @@ impl Broker {
             published: c.published.load(Ordering::Relaxed),
             delivered: c.delivered.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
+            index_nodes: self.index().node_count() as u64,
+            queued_bytes: self.queued.used() as u64,
         }
     }
 
@@ -251,8 +341,11 @@ fn build_evt_frame(topic: &str, body: &[u8]) -> Result<Bytes, FrameError> {
     frame.put_u32(0);
     build_envelope(topic, body, &mut frame)?;
     let envelope_len = frame.len() - len_at - 4;
-    if envelope_len > MAX_BODY_LEN {
-        return Err(FrameError::BodyTooLarge(envelope_len));
+    // Cannot happen for a PUB body within its limit (see
+    // `MAX_ENVELOPE_OVERHEAD`); checked so a frame we send is always one a
+    // client accepts.
+    if envelope_len > MAX_EVT_BODY_LEN {
+        return Err(FrameError::BodyTooLarge(envelope_len, MAX_EVT_BODY_LEN));
     }
     frame[len_at..len_at + 4].copy_from_slice(&(envelope_len as u32).to_be_bytes());
     Ok(frame.freeze())
@@ -273,8 +366,8 @@ mod tests {
         let b = Broker::new(4);
         let a = b.connect("a");
         let c = b.connect("c");
-        b.subscribe(a.id, "x.>");
-        b.subscribe(c.id, "x.*");
+        b.subscribe(a.id, "x.>").unwrap();
+        b.subscribe(c.id, "x.*").unwrap();
         b.publish(Some(a.id), "x.y", br#"{"type":"t"}"#).unwrap();
         assert!(drain(&a).is_empty(), "publisher must not receive its own event");
         let got = drain(&c);
@@ -288,7 +381,7 @@ mod tests {
     fn full_queue_drops_oldest_and_counts() {
         let b = Broker::new(2);
         let s = b.connect("s");
-        b.subscribe(s.id, ">");
+        b.subscribe(s.id, ">").unwrap();
         for i in 0..5 {
             b.publish(None, "t", format!(r#"{{"payload":{{"i":{i}}}}}"#).as_bytes()).unwrap();
         }
@@ -302,10 +395,12 @@ mod tests {
     fn disconnect_forgets_subscriptions() {
         let b = Broker::new(2);
         let s = b.connect("s");
-        b.subscribe(s.id, "a");
-        b.subscribe(s.id, "b.>");
+        b.subscribe(s.id, "a").unwrap();
+        b.subscribe(s.id, "b.>").unwrap();
+        assert_eq!(b.stats().index_nodes, 2);
         b.disconnect(s.id);
         assert_eq!(b.stats().subscriptions, 0);
+        assert_eq!(b.stats().index_nodes, 0);
         assert_eq!(b.stats().connections, 0);
     }
 
@@ -318,6 +413,39 @@ mod tests {
         assert_eq!((parsed.verb, parsed.arg.as_str()), (crate::frame::Verb::Evt, "a.b"));
         let env = crate::envelope::Envelope::from_slice(&parsed.body).unwrap();
         assert_eq!(env.payload, serde_json::json!({"k": 1}));
+    }
+
+    #[test]
+    fn subscription_limits_are_enforced() {
+        let limits = Limits { max_subs_per_conn: 2, max_index_nodes: 6, ..Limits::default() };
+        let b = Broker::with_limits(4, limits);
+        let s = b.connect("s");
+        assert_eq!(b.subscribe(s.id, "a.b"), Ok(true));
+        assert_eq!(b.subscribe(s.id, "a.b"), Ok(false), "a repeat costs nothing");
+        assert_eq!(b.subscribe(s.id, &"x".repeat(1025)), Err(SubLimitError::PatternTooLong(1025, 1024)));
+        assert_eq!(b.subscribe(s.id, "c.d.e.f.g"), Err(SubLimitError::IndexFull(2)));
+        assert_eq!(b.subscribe(s.id, "c.d"), Ok(true));
+        assert_eq!(b.subscribe(s.id, "e"), Err(SubLimitError::TooManySubs(2)));
+        let t = b.connect("t");
+        assert_eq!(b.subscribe(t.id, "a.b"), Ok(true), "shared nodes are free");
+    }
+
+    #[test]
+    fn queues_are_bounded_by_bytes_too() {
+        let limits = Limits { queue_bytes: 4096, ..Limits::default() };
+        let b = Broker::with_limits(1024, limits);
+        let s = b.connect("s");
+        b.subscribe(s.id, ">").unwrap();
+        let pad = "x".repeat(1000);
+        for _ in 0..20 {
+            b.publish(None, "t", format!(r#"{{"payload":{{"p":"{pad}"}}}}"#).as_bytes()).unwrap();
+        }
+        assert!(s.queue.len() <= 4, "{} queued", s.queue.len());
+        assert!(b.stats().queued_bytes <= 4096 + 1200);
+        assert_eq!(b.stats().dropped, 20 - s.queue.len() as u64);
+        b.disconnect(s.id);
+        s.queue.clear();
+        assert_eq!(b.stats().queued_bytes, 0);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! - [`broker`]: routing state and counters.
 //! - [`connection`]: one client's reader and writer.
 //! - [`listener`]: binding the socket safely.
+//! - [`limits`]: what clients may make the daemon hold.
+//! - [`logging`]: escaping and rate-limiting what clients make it log.
 //! - `own_bus`: the daemon publishing its own heartbeat through the SDK.
 //!
 //! Shutdown is a first-class path: cancelling the token stops accepting,
@@ -12,7 +14,9 @@
 
 pub mod broker;
 pub mod connection;
+pub mod limits;
 pub mod listener;
+pub mod logging;
 mod own_bus;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use broker::{Broker, Stats};
+pub use limits::Limits;
 pub use listener::{bind_socket, BindError};
 
 /// How long connections get to flush their BYE at shutdown.
@@ -40,6 +45,8 @@ pub struct ServerConfig {
     /// Kernel send buffer asked for on every accepted connection
     /// (`SO_SNDBUF`); 0 keeps the system default. See [`DEFAULT_SEND_BUFFER`].
     pub send_buffer: usize,
+    /// Resource limits per connection and daemon-wide.
+    pub limits: Limits,
 }
 
 /// 2 MiB of kernel send buffer per connection (the Linux default is about
@@ -60,6 +67,7 @@ impl ServerConfig {
             queue_capacity: 1024,
             heartbeat_interval: Duration::from_secs(10),
             send_buffer: DEFAULT_SEND_BUFFER,
+            limits: Limits::default(),
         }
     }
 }
@@ -75,7 +83,7 @@ impl BusServer {
     /// Bind the socket (see [`listener::bind_socket`] for the rules).
     pub fn bind(config: ServerConfig) -> Result<BusServer, BindError> {
         let listener = bind_socket(&config.socket, config.group.as_deref())?;
-        let broker = Arc::new(Broker::new(config.queue_capacity));
+        let broker = Arc::new(Broker::with_limits(config.queue_capacity, config.limits.clone()));
         Ok(BusServer { config, listener, broker })
     }
 
@@ -106,18 +114,38 @@ impl BusServer {
         if !config.heartbeat_interval.is_zero() {
             tracker.spawn(heartbeat(broker.clone(), config.heartbeat_interval, shutdown.clone()));
         }
+        tracker.spawn(hostile_summaries(broker.clone(), shutdown.clone()));
+        // Connections are counted by their tasks, which the tracker counts
+        // from the moment of the spawn: the broker's counter only moves once
+        // a task has run, so a burst of accepts could overshoot it.
+        let own_tasks = tracker.len();
+        let mut backoff = AcceptBackoff::default();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
+                        backoff.recovered();
+                        if tracker.len() - own_tasks >= config.limits.max_connections {
+                            // Accept and close at once: left in the listen
+                            // queue it would be accepted again and again.
+                            drop(stream);
+                            broker.log_hostile(
+                                "new connection",
+                                &format!("{} connections already served (--max-connections)", config.limits.max_connections),
+                                "connection limit reached",
+                            );
+                            continue;
+                        }
                         send_buffer.apply(&stream);
                         tracker.spawn(connection::serve_connection(broker.clone(), stream, shutdown.clone()));
                     }
                     Err(e) => {
-                        // EMFILE and friends: back off briefly instead of spinning.
-                        tracing::error!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let pause = backoff.failed(&e);
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(pause) => {}
+                        }
                     }
                 },
             }
@@ -134,6 +162,59 @@ impl BusServer {
         }
         tracing::info!(stats = ?broker.stats(), "bus stopped");
         Ok(())
+    }
+}
+
+/// Backing off when `accept` fails (EMFILE/ENFILE when out of file
+/// descriptors, ENOBUFS…): the pending connection stays in the listen
+/// queue, so retrying at once would fail again at once and spin the CPU
+/// and the log. The pause doubles from 10 ms to 1 s; one line is logged
+/// when failures start (and at most once per 10 s while they last), one
+/// when accepting works again.
+#[derive(Debug, Default)]
+struct AcceptBackoff {
+    failures: u64,
+    pause: Duration,
+    last_log: Option<std::time::Instant>,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(10);
+    const CAP: Duration = Duration::from_secs(1);
+    const LOG_EVERY: Duration = Duration::from_secs(10);
+
+    fn failed(&mut self, e: &std::io::Error) -> Duration {
+        self.failures += 1;
+        self.pause = if self.pause.is_zero() { Self::FIRST } else { (self.pause * 2).min(Self::CAP) };
+        if self.last_log.is_none_or(|t| t.elapsed() >= Self::LOG_EVERY) {
+            self.last_log = Some(std::time::Instant::now());
+            tracing::error!(
+                error = %e,
+                failures = self.failures,
+                "accept failed; backing off (up to {} s between tries; raise LimitNOFILE if out of file descriptors)",
+                Self::CAP.as_secs()
+            );
+        }
+        self.pause
+    }
+
+    fn recovered(&mut self) {
+        if self.failures > 0 {
+            tracing::warn!(failures = self.failures, "accepting connections again");
+            *self = AcceptBackoff::default();
+        }
+    }
+}
+
+/// Write the "suppressed N hostile-connection log lines" summary within a
+/// second of a flood, even if no further line comes to carry it.
+async fn hostile_summaries(broker: Arc<Broker>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(logging::SUMMARY_EVERY);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => broker.flush_hostile_summary(),
+        }
     }
 }
 
@@ -186,7 +267,8 @@ async fn heartbeat(broker: Arc<Broker>, every: Duration, shutdown: CancellationT
     let _ = crate::sdk::run_health_heartbeat(bus, "bus", every, Some(extra), shutdown).await;
 }
 
-/// `{worker, ts, pid, uptime_sec, connections, subscriptions, published, delivered, dropped}`.
+/// `{worker, ts, pid, uptime_sec, connections, subscriptions, published,
+/// delivered, dropped, index_nodes, queued_bytes}`.
 pub fn health_payload(broker: &Broker) -> serde_json::Value {
     let s = broker.stats();
     serde_json::json!({
@@ -199,5 +281,7 @@ pub fn health_payload(broker: &Broker) -> serde_json::Value {
         "published": s.published,
         "delivered": s.delivered,
         "dropped": s.dropped,
+        "index_nodes": s.index_nodes,
+        "queued_bytes": s.queued_bytes,
     })
 }

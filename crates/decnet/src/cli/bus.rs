@@ -1,6 +1,6 @@
 //! `decnet bus`: run the host's bus daemon.
 
-use decnet_bus::server::{BusServer, ServerConfig};
+use decnet_bus::server::{BusServer, Limits, ServerConfig};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +30,39 @@ pub struct BusArgs {
     /// workers. More helps only with many busy publishers on many cores.
     #[arg(long, env = "DECNET_BUS_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: u16,
+    /// Longest SUB pattern in bytes; a longer one closes the connection.
+    #[arg(long, env = "DECNET_BUS_MAX_PATTERN_LEN", default_value_t = Limits::default().max_pattern_len)]
+    pub max_pattern_len: usize,
+    /// Most tokens in one SUB pattern; more closes the connection.
+    #[arg(long, env = "DECNET_BUS_MAX_PATTERN_TOKENS", default_value_t = Limits::default().max_pattern_tokens)]
+    pub max_pattern_tokens: usize,
+    /// Most patterns one connection may hold; one more closes the connection.
+    #[arg(long, env = "DECNET_BUS_MAX_SUBS_PER_CONN", default_value_t = Limits::default().max_subs_per_conn)]
+    pub max_subs_per_conn: usize,
+    /// Trie nodes all subscriptions together may use (~100 bytes each); a
+    /// SUB that would go over closes its connection.
+    #[arg(long, env = "DECNET_BUS_MAX_INDEX_NODES", default_value_t = Limits::default().max_index_nodes)]
+    pub max_index_nodes: usize,
+    /// Bytes one connection's outbound queue may hold before its oldest
+    /// events are dropped (besides --queue events).
+    #[arg(long, env = "DECNET_BUS_QUEUE_BYTES", default_value_t = Limits::default().queue_bytes)]
+    pub queue_bytes: usize,
+    /// Bytes all outbound queues together may hold; past it, the queue
+    /// being pushed drops its oldest events.
+    #[arg(long, env = "DECNET_BUS_MAX_QUEUED_BYTES", default_value_t = Limits::default().max_queued_bytes)]
+    pub max_queued_bytes: usize,
+    /// Bytes all connections together may hold in half-received large
+    /// frames; a reader over it waits (within --frame-timeout-secs).
+    #[arg(long, env = "DECNET_BUS_MAX_READ_BYTES", default_value_t = Limits::default().max_read_bytes)]
+    pub max_read_bytes: usize,
+    /// Seconds a frame may take to arrive from its first byte; a slower
+    /// one closes the connection.
+    #[arg(long, env = "DECNET_BUS_FRAME_TIMEOUT_SECS", default_value_t = Limits::default().frame_timeout.as_secs_f64())]
+    pub frame_timeout_secs: f64,
+    /// Connections served at once; more are closed at once, with a log line.
+    #[arg(long, env = "DECNET_BUS_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
 }
 
 pub async fn run(args: BusArgs) -> anyhow::Result<()> {
@@ -51,12 +84,27 @@ pub async fn run(args: BusArgs) -> anyhow::Result<()> {
     if !args.heartbeat_secs.is_finite() || args.heartbeat_secs < 0.0 {
         anyhow::bail!("--heartbeat-secs must be zero or a positive number of seconds");
     }
+    if !args.frame_timeout_secs.is_finite() || args.frame_timeout_secs <= 0.0 {
+        anyhow::bail!("--frame-timeout-secs must be a positive number of seconds");
+    }
+    let limits = Limits {
+        max_pattern_len: args.max_pattern_len,
+        max_pattern_tokens: args.max_pattern_tokens,
+        max_subs_per_conn: args.max_subs_per_conn,
+        max_index_nodes: args.max_index_nodes,
+        queue_bytes: args.queue_bytes,
+        max_queued_bytes: args.max_queued_bytes,
+        max_read_bytes: args.max_read_bytes,
+        frame_timeout: Duration::from_secs_f64(args.frame_timeout_secs),
+        max_connections: args.max_connections as usize,
+    };
     let config = ServerConfig {
         socket,
         group: args.group,
         queue_capacity: args.queue as usize,
         heartbeat_interval: Duration::from_secs_f64(args.heartbeat_secs),
         send_buffer: args.send_buffer,
+        limits,
     };
     // Handlers first: READY goes out as soon as the socket listens, and a
     // stop right after it must still get the clean shutdown path.

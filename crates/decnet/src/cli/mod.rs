@@ -69,7 +69,8 @@ pub enum Command {
     Mutator(mutator::MutatorArgs),
     /// Ask for deckies to be mutated now (or do it in-process with --now).
     Mutate(mutate::MutateArgs),
-    /// Load the bus (or, with --nats, a NATS server) and report throughput, latency and drops.
+    /// Load the bus (or, with --nats, a NATS server) and report throughput, latency and drops (runs decnet-bench).
+    #[command(disable_help_flag = true)]
     Bench(bench::BenchArgs),
     /// Run the syslog collector: hear the deckies (UDP/TCP), write the ingest log and its parsed records.
     Collector(collector::CollectorArgs),

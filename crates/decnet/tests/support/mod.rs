@@ -36,7 +36,20 @@ impl Daemon {
     }
 
     pub fn start_at(dir: &Path, socket: &Path, extra: &[&str]) -> Daemon {
-        let mut child = Command::new(BIN)
+        Self::start_wrapped(&[], dir, socket, extra)
+    }
+
+    /// Start the daemon under a wrapper command, e.g. `prlimit --nofile=32 --`.
+    pub fn start_wrapped(wrapper: &[&str], dir: &Path, socket: &Path, extra: &[&str]) -> Daemon {
+        let mut cmd = match wrapper.split_first() {
+            Some((prog, args)) => {
+                let mut c = Command::new(prog);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = cmd
             .arg("bus")
             .arg("--socket")
             .arg(socket)
