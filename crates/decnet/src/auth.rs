@@ -181,6 +181,9 @@ pub fn load_or_create_secret(home: &Path) -> anyhow::Result<Vec<u8>> {
 pub struct AuthUser {
     pub username: String,
     pub role: Role,
+    /// Unix time the presented token expires (long-lived responses such
+    /// as SSE streams end then, instead of outliving their credential).
+    pub token_expires_at: i64,
 }
 
 impl AuthUser {
@@ -207,7 +210,7 @@ impl AuthUser {
             .await
             .map_err(|e| ApiError::internal(format!("user lookup failed: {e}")))?
             .ok_or_else(|| ApiError::unauthorized("token names a user that no longer exists"))?;
-        Ok(AuthUser { username: user.username, role: user.role })
+        Ok(AuthUser { username: user.username, role: user.role, token_expires_at: claims.exp })
     }
 }
 
