@@ -11,6 +11,7 @@ pub mod events;
 pub mod fleet;
 pub mod mutator;
 pub mod registry;
+pub mod state_dir;
 pub mod store;
 pub mod supervisor;
 pub mod systemd;

@@ -209,3 +209,25 @@ async fn an_event_stream_ends_when_its_token_expires() {
     let fresh = api.state.jwt.issue("victor", Role::Viewer).unwrap().0;
     assert_eq!(api.events(&id, &fresh).await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_password_change_revokes_older_tokens() {
+    let s = Server::start(ApiLimits::default()).await;
+    let now = unix_now();
+    let old =
+        s.state.jwt.sign(&Claims { sub: "root".into(), role: Role::Admin, iat: now - 10, exp: now + 600 }).unwrap();
+    let http = reqwest::Client::new();
+    let workers = |t: String| http.get(s.url("/api/v1/workers")).bearer_auth(t).send();
+    assert_eq!(workers(old.clone()).await.unwrap().status(), 200);
+    let hash = auth::hash_password("another long password").unwrap();
+    assert!(decnet::store::users::set_password(&s.state.pool, "root", &hash).await.unwrap());
+    let resp = workers(old).await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("password change"), "{body}");
+    // A login with the new password works at once.
+    let resp = login(&client_from("127.0.0.4"), &s, "another long password").await;
+    assert_eq!(resp.status(), 200);
+    let token = resp.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(workers(token).await.unwrap().status(), 200);
+}

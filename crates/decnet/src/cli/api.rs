@@ -131,8 +131,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
         anyhow::bail!("--token-ttl-secs must be positive");
     }
     let known = parse_known_workers(&args.known_workers)?;
-    let home = crate::home::ensure_home()
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", crate::home::decnet_home().display()))?;
+    let home = crate::state_dir::prepare_home()?;
     let secret = auth::load_or_create_secret(&home)?;
     let db = args.db.unwrap_or_else(crate::store::default_db_path);
     let pool = crate::store::open(&db).await?;

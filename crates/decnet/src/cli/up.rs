@@ -56,7 +56,7 @@ pub struct UpArgs {
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // Children get the driver back as its command-line name.
     let driver = clap::ValueEnum::to_possible_value(&args.driver).map(|v| v.get_name().to_string()).unwrap_or_default();
-    let home = crate::home::ensure_home()?;
+    let home = crate::state_dir::prepare_home()?;
     let socket = home.join("bus.sock");
     let db = home.join("decnet.db");
     let ingest = home.join("ingest.log");
