@@ -9,6 +9,7 @@ pub mod cli;
 pub mod correlate;
 pub mod events;
 pub mod fleet;
+pub mod lock;
 pub mod mutator;
 pub mod registry;
 pub mod state_dir;

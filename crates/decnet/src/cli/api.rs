@@ -132,6 +132,8 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     }
     let known = parse_known_workers(&args.known_workers)?;
     let home = crate::state_dir::prepare_home()?;
+    // One API per home (a `decnet up` holds this for its own API child).
+    let _lock = crate::lock::acquire(&home, "api")?;
     let secret = auth::load_or_create_secret(&home)?;
     let db = args.db.unwrap_or_else(crate::store::default_db_path);
     let pool = crate::store::open(&db).await?;
