@@ -79,6 +79,21 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
     }
 }
 
+/// Shortest password `decnet user add` / `passwd` accept by default.
+pub const DEFAULT_MIN_PASSWORD_LEN: usize = 12;
+/// Longest accepted: argon2 takes anything, but a megabyte "password" is
+/// only a way to burn CPU.
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+/// Whether `password` may be set: at least `min` characters (not bytes,
+/// so non-ASCII passphrases are not favoured), at most [`MAX_PASSWORD_LEN`].
+pub fn check_new_password(password: &str, min: usize) -> anyhow::Result<()> {
+    let chars = password.chars().count();
+    anyhow::ensure!(chars >= min, "password too short: {chars} characters, at least {min} required");
+    anyhow::ensure!(chars <= MAX_PASSWORD_LEN, "password too long: at most {MAX_PASSWORD_LEN} characters");
+    Ok(())
+}
+
 /// What a token says about its holder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
@@ -181,6 +196,9 @@ pub fn load_or_create_secret(home: &Path) -> anyhow::Result<Vec<u8>> {
 pub struct AuthUser {
     pub username: String,
     pub role: Role,
+    /// Unix time the presented token expires (long-lived responses such
+    /// as SSE streams end then, instead of outliving their credential).
+    pub token_expires_at: i64,
 }
 
 impl AuthUser {
@@ -207,7 +225,12 @@ impl AuthUser {
             .await
             .map_err(|e| ApiError::internal(format!("user lookup failed: {e}")))?
             .ok_or_else(|| ApiError::unauthorized("token names a user that no longer exists"))?;
-        Ok(AuthUser { username: user.username, role: user.role })
+        // Whole seconds: `iat` has no fraction, and a token issued in the
+        // very second of the change is the new password's own login.
+        if user.password_changed_at.is_some_and(|changed| (claims.iat as f64) < changed.floor()) {
+            return Err(ApiError::unauthorized("token predates a password change; log in again"));
+        }
+        Ok(AuthUser { username: user.username, role: user.role, token_expires_at: claims.exp })
     }
 }
 

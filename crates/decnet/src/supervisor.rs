@@ -8,6 +8,13 @@
 //!
 //! Shutdown: cancelling the token sends SIGTERM to every child, waits for
 //! them (bounded), then SIGKILLs stragglers.
+//!
+//! If the supervisor itself dies without a shutdown (`kill -9`, a crash),
+//! the kernel sends each child SIGTERM (`PR_SET_PDEATHSIG`), so no bus,
+//! API or mutator lives on as an orphan holding the socket, the port and
+//! the database. (The signal follows the thread that spawned the child;
+//! children are spawned from tokio worker threads, which live as long as
+//! the runtime, i.e. the process.)
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -56,6 +63,21 @@ impl ChildSpec {
         // process group.
         cmd.process_group(0);
         cmd.kill_on_drop(true);
+        let parent = nix::unistd::getpid();
+        // SAFETY: the closure runs in the forked child before exec and only
+        // makes two async-signal-safe syscalls (prctl, getppid); it
+        // allocates only on the error path, right before the child exits.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
+                // The parent may have died between fork and prctl: then the
+                // signal will never come, so do not start at all.
+                if nix::unistd::getppid() != parent {
+                    return Err(std::io::Error::other("supervisor exited during spawn"));
+                }
+                Ok(())
+            });
+        }
         cmd.spawn()
     }
 }

@@ -101,7 +101,7 @@ async fn bus_api_and_cli_together() {
     let mut bus = Daemon::start(home, &["--heartbeat-secs", "0.3"]);
 
     // Users: created, duplicate refused, empty password refused.
-    let out = run(home, &["user", "add", "root", "--role", "admin", "--db", db_s], "root-pw\n");
+    let out = run(home, &["user", "add", "root", "--role", "admin", "--db", db_s], "root-password-1\n");
     assert!(out.status.success(), "{}", text(&out));
     let out = run(home, &["user", "add", "root", "--role", "viewer", "--db", db_s], "other\n");
     assert!(!out.status.success());
@@ -143,7 +143,7 @@ async fn bus_api_and_cli_together() {
     assert_eq!(secret_mode & 0o777, 0o600);
 
     // Log in through the CLI; the token lands in $DECNET_HOME/token, 0600.
-    let out = run(home, &["login", "--api", &base, "--username", "root"], "root-pw\n");
+    let out = run(home, &["login", "--api", &base, "--username", "root"], "root-password-1\n");
     assert!(out.status.success(), "{}", text(&out));
     let token_path = home.join("token");
     assert_eq!(std::fs::metadata(&token_path).unwrap().permissions().mode() & 0o777, 0o600);
@@ -265,7 +265,7 @@ async fn api_configured_from_the_environment_jwt_secret_and_sse_knobs() {
     let home = dir.path();
     let db = home.join("decnet.db");
     let db_s = db.to_str().unwrap();
-    let out = run(home, &["user", "add", "root", "--role", "admin", "--db", db_s], "root-pw\n");
+    let out = run(home, &["user", "add", "root", "--role", "admin", "--db", db_s], "root-password-1\n");
     assert!(out.status.success(), "{}", text(&out));
 
     const SECRET: &str = "e2e-secret-from-the-environment";
@@ -306,7 +306,7 @@ async fn api_configured_from_the_environment_jwt_secret_and_sse_knobs() {
     // And what the API issues at login verifies with it too.
     let resp = http
         .post(format!("{base}/api/v1/auth/login"))
-        .json(&serde_json::json!({"username": "root", "password": "root-pw"}))
+        .json(&serde_json::json!({"username": "root", "password": "root-password-1"}))
         .send()
         .await
         .unwrap();

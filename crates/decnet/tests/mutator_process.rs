@@ -75,6 +75,8 @@ fn bus_mutator_mutate_and_correlate() {
     assert_eq!(log_events(&log).len(), 2, "one creation per decky");
 
     let _mutator = Daemon(decnet(home).args(["mutator", "--poll-secs", "60"]).spawn().unwrap());
+    // `mutate` refuses while no mutator holds the home's lock.
+    wait_for("the mutator's lock", || decnet::lock::holder(home, "mutator").unwrap().is_some());
 
     // The request is fire-and-forget: until the mutator has subscribed it
     // is lost, so ask again (at most every second) until both deckies

@@ -15,7 +15,11 @@
 //!    slower than that does not hold the snapshot back;
 //! 3. forwards each bus event named by its topic tail (`mutation.applied`,
 //!    `status`, ...) with data `{topic, type, ts, payload}`;
-//! 4. sends a `: keepalive` comment every `keepalive` (15 s by default).
+//! 4. sends a `: keepalive` comment every `keepalive` (15 s by default);
+//! 5. when the token it was opened with expires, sends `event: token_expired`
+//!    and ends: a stream must not keep delivering to a credential that
+//!    would be refused on any new request (the client logs in again and
+//!    reconnects).
 //!
 //! The bus never echoes an event to the connection that published it, and
 //! the API publishes on one shared connection, so the events the API itself
@@ -213,11 +217,18 @@ struct Feed {
     prefix: String,
     keepalive: tokio::time::Interval,
     shutdown: CancellationToken,
+    /// When the token the stream was opened with expires.
+    token_expiry: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// The `token_expired` event went out; the stream ends next.
+    expired: bool,
     _slot: StreamSlot,
 }
 
 impl Feed {
     async fn next_event(&mut self) -> Option<Event> {
+        if self.expired {
+            return None;
+        }
         if !self.snapshot_sent {
             self.snapshot_sent = true;
             return self.snapshot().await;
@@ -226,6 +237,10 @@ impl Feed {
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => return None,
+                _ = self.token_expiry.as_mut() => {
+                    self.expired = true;
+                    return Some(Event::default().event("token_expired").data(r#"{"error":"token expired; log in again"}"#));
+                }
                 subscription = next_answer(&mut self.pending) => {
                     self.pending = None;
                     self.subscription = subscription;
@@ -333,7 +348,7 @@ pub(crate) async fn next_envelope(subscription: &mut Option<Subscription>) -> Op
         ("token" = Option<String>, Query, description = "Bearer token, for clients that cannot send headers (EventSource)"),
     ),
     responses(
-        (status = 200, description = "text/event-stream: `snapshot`, then every topology.<id>.> event named by its tail, `: keepalive` comments", content_type = "text/event-stream", body = String),
+        (status = 200, description = "text/event-stream: `snapshot`, then every topology.<id>.> event named by its tail, `: keepalive` comments; `token_expired` and the end of the stream when the token expires", content_type = "text/event-stream", body = String),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 404, description = "No such topology", body = ErrorBody),
         (status = 429, description = "This user already holds the maximum of open event streams", body = ErrorBody),
@@ -367,6 +382,9 @@ pub async fn events(
     let period = state.event_streams.config().keepalive;
     let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The token was valid a moment ago, so this is in the future; the
+    // clamp only guards against a clock step.
+    let left = Duration::from_secs(user.token_expires_at.saturating_sub(crate::auth::unix_now()).max(0) as u64);
     let feed = Feed {
         snapshot_sent: false,
         pool: state.pool.clone(),
@@ -379,6 +397,8 @@ pub async fn events(
         pattern,
         keepalive,
         shutdown: state.shutdown.clone(),
+        token_expiry: Box::pin(tokio::time::sleep(left)),
+        expired: false,
         _slot: slot,
     };
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {

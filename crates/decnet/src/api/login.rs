@@ -4,10 +4,20 @@
 //! A wrong password and an unknown user get the same 401 and take the same
 //! time (an unknown user is checked against a dummy hash), so the answer
 //! does not reveal which user names exist.
+//!
+//! Password checks run under the hashing semaphore, and failures are
+//! throttled per (user, address), per address and per user (see
+//! [`super::limits`]): a throttled attempt is a 429 with `Retry-After`,
+//! answered before any hashing, so guessing costs the attacker time and
+//! the server almost nothing.
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::LazyLock;
 
 use super::error::{ApiError, ApiJson, ErrorBody};
@@ -45,30 +55,50 @@ static DUMMY_HASH: LazyLock<String> =
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 401, description = "Wrong user name or password", body = ErrorBody),
         (status = 413, description = "Body over the 64 KiB limit", body = ErrorBody),
+        (status = 429, description = "Too many failed logins for this user or from this address; see Retry-After", body = ErrorBody),
         (status = 500, description = "Database error or failed password check", body = ErrorBody),
+        (status = 503, description = "Every password-check slot stayed busy; see Retry-After", body = ErrorBody),
     )
 )]
 pub async fn login(
     State(state): State<AppState>,
+    PeerIp(peer): PeerIp,
     ApiJson(req): ApiJson<LoginRequest>,
-) -> Result<Json<LoginResponse>, ApiError> {
+) -> Result<Json<LoginResponse>, Response> {
+    let guard = &state.login_guard;
+    if let Some(wait) = guard.throttle.check(&req.username, peer) {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        tracing::info!(username = %req.username.escape_debug(), peer = ?peer, retry_after = secs, "login throttled");
+        let err =
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, format!("too many failed logins; try again in {secs} s"));
+        return Err(retry_after(err, secs));
+    }
     let user = users::find(&state.pool, &req.username)
         .await
-        .map_err(|e| ApiError::internal(format!("user lookup failed: {e}")))?;
+        .map_err(|e| ApiError::internal(format!("user lookup failed: {e}")).into_response())?;
     let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.clone());
     let password = req.password;
-    // argon2 is deliberately slow: keep it off the async workers.
-    let matches = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
-        .await
-        .map_err(|e| ApiError::internal(format!("password check failed: {e}")))?;
+    // argon2 is deliberately slow and memory-hard: off the async workers,
+    // and only a few at once.
+    let matches = match guard.hashing.run(move || auth::verify_password(&password, &hash)).await {
+        Some(Ok(m)) => m,
+        Some(Err(e)) => return Err(ApiError::internal(format!("password check failed: {e}")).into_response()),
+        None => {
+            tracing::warn!("login refused: every password-check slot stayed busy");
+            return Err(retry_after(ApiError::unavailable("the server is busy checking passwords; try again"), 5));
+        }
+    };
     let user = match user {
         Some(u) if matches => u,
         _ => {
-            tracing::info!(username = %req.username.escape_debug(), "failed login");
-            return Err(ApiError::unauthorized("invalid user name or password"));
+            guard.throttle.fail(&req.username, peer);
+            tracing::info!(username = %req.username.escape_debug(), peer = ?peer, "failed login");
+            return Err(ApiError::unauthorized("invalid user name or password").into_response());
         }
     };
-    let (token, claims) = state.jwt.issue(&user.username, user.role).map_err(|e| ApiError::internal(e.to_string()))?;
+    guard.throttle.succeed(&user.username, peer);
+    let (token, claims) =
+        state.jwt.issue(&user.username, user.role).map_err(|e| ApiError::internal(e.to_string()).into_response())?;
     tracing::info!(username = %user.username, role = %user.role, "login");
     Ok(Json(LoginResponse {
         access_token: token,
@@ -76,6 +106,24 @@ pub async fn login(
         role: user.role,
         expires_at: claims.exp,
     }))
+}
+
+fn retry_after(err: ApiError, secs: u64) -> Response {
+    let mut resp = err.into_response();
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    resp
+}
+
+/// The client's IP address, when the server knows it (it always does
+/// behind [`super::serve`]; a router driven in-process may not).
+pub struct PeerIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PeerIp(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())))
+    }
 }
 
 #[derive(utoipa::OpenApi)]

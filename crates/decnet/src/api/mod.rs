@@ -15,6 +15,9 @@ pub mod events;
 pub mod fleet;
 pub mod login;
 pub mod logs;
+pub mod limits;
+pub mod redact;
+pub mod serve;
 pub mod state;
 pub mod topologies;
 pub mod workers;
@@ -68,12 +71,17 @@ pub fn router(state: AppState) -> Router {
         // Outside the limit, so it sees (and turns into JSON) the limit's own 413.
         .layer(axum::middleware::map_response(error::json_payload_too_large))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
-        .layer(TraceLayer::new_for_http())
+        // Spans carry the URI with `token=` values blanked: SSE clients
+        // authenticate in the query string, and debug logs must not hold
+        // working credentials.
+        .layer(TraceLayer::new_for_http().make_span_with(redact::make_span))
         .with_state(state)
 }
 
 /// Serve `router(state)` on `listener` until `shutdown` resolves, running
-/// the worker registry and the API's own heartbeat alongside. On shutdown
+/// the worker registry and the API's own heartbeat alongside. Connections
+/// are bounded in number and in how long they may take to send a request
+/// head (see [`serve`] and `state.limits`). On shutdown
 /// `state.shutdown` is cancelled (ending SSE streams and background tasks)
 /// and in-flight requests are allowed to finish.
 pub async fn serve(
@@ -84,17 +92,17 @@ pub async fn serve(
     let cancel = state.shutdown.clone();
     let registry = tokio::spawn(state.registry.clone().run(state.bus.clone(), cancel.clone()));
     let heartbeat = tokio::spawn(heartbeat(state.clone()));
+    let limits = state.limits.clone();
     let app = router(state);
     let stop = cancel.clone();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = shutdown => {}
-                _ = stop.cancelled() => {}
-            }
-            stop.cancel();
-        })
-        .await;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = stop.cancelled() => {}
+        }
+        stop.cancel();
+    });
+    let result = serve::run(listener, app, limits, cancel.clone()).await;
     cancel.cancel();
     let _ = tokio::join!(registry, heartbeat);
     result

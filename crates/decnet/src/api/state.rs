@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::events::{EventStreams, EventsConfig};
+use super::limits::{ApiLimits, LoginGuard};
 use crate::auth::JwtKeys;
 use crate::registry::WorkerRegistry;
 use crate::systemd::Systemctl;
@@ -44,6 +45,10 @@ pub struct AppState {
     /// Settings and per-user counts of open SSE streams (tests swap in a
     /// short keepalive or a small cap).
     pub event_streams: Arc<EventStreams>,
+    /// Connection, header-timeout and login limits (see `api::limits`).
+    pub limits: Arc<ApiLimits>,
+    /// The hashing semaphore and failed-login throttle built from `limits`.
+    pub login_guard: Arc<LoginGuard>,
 }
 
 impl AppState {
@@ -64,7 +69,16 @@ impl AppState {
             config: Arc::new(config),
             shutdown: CancellationToken::new(),
             event_streams: Arc::new(EventStreams::default()),
+            limits: Arc::new(ApiLimits::default()),
+            login_guard: Arc::new(LoginGuard::new(&ApiLimits::default())),
         }
+    }
+
+    /// The same state with `limits` instead of the defaults.
+    pub fn with_limits(mut self, limits: ApiLimits) -> Self {
+        self.login_guard = Arc::new(LoginGuard::new(&limits));
+        self.limits = Arc::new(limits);
+        self
     }
 
     /// The same state with SSE streams run by `config` (keepalive period,

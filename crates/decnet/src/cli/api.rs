@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::events::{EventsConfig, DEFAULT_KEEPALIVE, DEFAULT_MAX_STREAMS_PER_USER};
+use crate::api::limits::{ApiLimits, ThrottleConfig};
 use crate::api::{self, ApiConfig, AppState};
 use crate::auth::{self, JwtKeys};
 use crate::registry::{WorkerRegistry, DEFAULT_KNOWN_WORKERS};
@@ -51,6 +52,43 @@ pub struct ApiArgs {
     /// Do not run the ingester in this process (e.g. `decnet ingest` runs apart).
     #[arg(long)]
     pub no_ingest: bool,
+    /// TCP connections served at once; one more gets a 503 and is closed.
+    #[arg(long, env = "DECNET_API_MAX_CONNECTIONS", default_value_t = ApiLimits::default().max_connections)]
+    pub max_connections: usize,
+    /// Seconds a connection may take to send a complete request head
+    /// (after connecting, or after its previous response) before it is closed.
+    #[arg(long, env = "DECNET_API_HEADER_TIMEOUT_SECS", default_value_t = ApiLimits::default().header_read_timeout.as_secs_f64())]
+    pub header_timeout_secs: f64,
+    /// Password checks (argon2, ~19 MiB each) running at once.
+    #[arg(long, env = "DECNET_API_HASH_CONCURRENCY", default_value_t = ApiLimits::default().hash_concurrency)]
+    pub hash_concurrency: usize,
+    /// Failed logins of one user from one address per minute before 429
+    /// (an address gets 4x this over all user names, a user name 4x over
+    /// all addresses).
+    #[arg(long, env = "DECNET_API_LOGIN_FAILURES", default_value_t = ThrottleConfig::default().per_user_addr)]
+    pub login_failures_per_min: u32,
+}
+
+/// The limits from `--max-connections`, `--header-timeout-secs`,
+/// `--hash-concurrency` and `--login-failures-per-min`.
+pub fn limits(args: &ApiArgs) -> anyhow::Result<ApiLimits> {
+    let header_read_timeout = positive_secs("--header-timeout-secs", args.header_timeout_secs)?;
+    anyhow::ensure!(args.max_connections > 0, "--max-connections must be at least 1");
+    anyhow::ensure!(args.hash_concurrency > 0, "--hash-concurrency must be at least 1");
+    anyhow::ensure!(args.login_failures_per_min > 0, "--login-failures-per-min must be at least 1");
+    let n = args.login_failures_per_min;
+    Ok(ApiLimits {
+        max_connections: args.max_connections,
+        header_read_timeout,
+        hash_concurrency: args.hash_concurrency,
+        throttle: ThrottleConfig {
+            per_user_addr: n,
+            per_addr: n.saturating_mul(4),
+            per_user: n.saturating_mul(4),
+            ..ThrottleConfig::default()
+        },
+        ..ApiLimits::default()
+    })
 }
 
 fn positive_secs(flag: &str, secs: f64) -> anyhow::Result<Duration> {
@@ -95,12 +133,14 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let stale_after = positive_secs("--stale-secs", args.stale_secs)?;
     let heartbeat_interval = positive_secs("--heartbeat-secs", args.heartbeat_secs)?;
     let events = events_config(&args)?;
+    let limits = limits(&args)?;
     if args.token_ttl_secs == 0 {
         anyhow::bail!("--token-ttl-secs must be positive");
     }
     let known = parse_known_workers(&args.known_workers)?;
-    let home = crate::home::ensure_home()
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", crate::home::decnet_home().display()))?;
+    let home = crate::state_dir::prepare_home()?;
+    // One API per home (a `decnet up` holds this for its own API child).
+    let _lock = crate::lock::acquire(&home, "api")?;
     let secret = auth::load_or_create_secret(&home)?;
     let db = args.db.unwrap_or_else(crate::store::default_db_path);
     let pool = crate::store::open(&db).await?;
@@ -123,7 +163,8 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
         Systemctl::new(),
         ApiConfig { heartbeat_interval },
     )
-    .with_events(events);
+    .with_events(events)
+    .with_limits(limits);
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;

@@ -63,7 +63,7 @@ pub enum Command {
     Correlate(correlate::CorrelateArgs),
     /// Deploy the deckies of a fleet file and start rotating them.
     Deploy(deploy::DeployArgs),
-    /// Tear deckies down (all when none are named).
+    /// Tear deckies down (the named ones, or every one with --all --yes).
     Teardown(teardown::TeardownArgs),
     /// Run the mutator: rotate decky services on schedule and on request.
     Mutator(mutator::MutatorArgs),
@@ -154,8 +154,49 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `e` and its causes joined by `: `, each said once. Many of our errors
+/// (and sqlx's, and thiserror ones with `{0}`) already print their source
+/// in their own message *and* return it from `source()`, so anyhow's `{:#}`
+/// printed the cause twice (`...: No such file or directory (os error 2):
+/// No such file or directory (os error 2)`). A cause whose text is already
+/// in what was printed is skipped.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read fleet file /x/y: {0}")]
+    struct Wraps(#[source] std::io::Error);
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let text = io.to_string();
+        let e = anyhow::Error::new(Wraps(io));
+        assert_eq!(error_chain(&e), format!("cannot read fleet file /x/y: {text}"));
+        // A context that does not repeat its cause keeps it.
+        let e = anyhow::Error::new(std::io::Error::other("disk on fire")).context("cannot open /x/y");
+        assert_eq!(error_chain(&e), "cannot open /x/y: disk on fire");
     }
 }

@@ -1,6 +1,12 @@
 //! `decnet mutate DECKY... | --all [--now]`: ask the running mutator to
 //! rotate deckies now (one `decky.<name>.mutate_request` each, actor = the
 //! local user), or with `--now` do it in this process (no mutator needed).
+//!
+//! It only reports success when something will happen: every named decky
+//! must be deployed (an unknown name is an error, not a request nobody
+//! acts on), and without `--now` a mutator must be running on this
+//! `$DECNET_HOME` (its lock is held), since a request published with no
+//! mutator listening is silently lost.
 
 use decnet_bus::client::UnixBus;
 use decnet_bus::{topics, Bus};
@@ -25,15 +31,25 @@ pub struct MutateArgs {
 
 pub async fn run(args: MutateArgs) -> anyhow::Result<()> {
     let actor = local_user();
+    // Refuse bad names before opening anything.
+    for name in &args.deckies {
+        topics::decky_mutate_request(name)?;
+    }
+    let db = args.fleet.db_path();
+    let pool = crate::store::open(&db).await?;
+    let deployed: Vec<String> = crate::store::fleet::list_deployed(&pool).await?.into_iter().map(|d| d.name).collect();
+    pool.close().await;
     let names = if args.all {
-        let pool = crate::store::open(&args.fleet.db_path()).await?;
-        let names: Vec<String> = crate::store::fleet::list_deployed(&pool).await?.into_iter().map(|d| d.name).collect();
-        anyhow::ensure!(!names.is_empty(), "no deployed deckies in {}", args.fleet.db_path().display());
-        names
+        anyhow::ensure!(!deployed.is_empty(), "no deployed deckies in {}", db.display());
+        deployed
     } else {
+        let unknown: Vec<&str> = args.deckies.iter().filter(|n| !deployed.contains(n)).map(String::as_str).collect();
+        if !unknown.is_empty() {
+            let known = if deployed.is_empty() { "none".to_string() } else { deployed.join(", ") };
+            anyhow::bail!("no deployed decky named {} in {} (deployed: {known})", unknown.join(", "), db.display());
+        }
         args.deckies.clone()
     };
-    // Refuse bad names before sending anything.
     let request_topics = names.iter().map(|n| topics::decky_mutate_request(n)).collect::<Result<Vec<_>, _>>()?;
 
     if args.now {
@@ -53,6 +69,15 @@ pub async fn run(args: MutateArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
+    let home = crate::home::decnet_home();
+    if crate::lock::holder(&home, "mutator")?.is_none() {
+        anyhow::bail!(
+            "no mutator is running on {} (nothing holds {}), so nobody would act on the request; \
+             start `decnet mutator` or `decnet up`, or use --now to mutate in this process",
+            home.display(),
+            crate::lock::lock_path(&home, "mutator").display()
+        );
+    }
     let socket = args.fleet.socket_path();
     let bus = UnixBus::connect("decnet-mutate", &socket).await.map_err(|e| {
         anyhow::anyhow!("{e}; is `decnet bus` running? (use --now to mutate without a running mutator)")

@@ -88,6 +88,9 @@ pub struct MutatorArgs {
 }
 
 pub async fn run(args: MutatorArgs) -> anyhow::Result<()> {
+    // Two mutators on one database break every decky's mutation chain.
+    let home = crate::state_dir::prepare_home()?;
+    let _lock = crate::lock::acquire(&home, "mutator")?;
     let config = MutatorConfig {
         db_path: args.fleet.db_path(),
         socket_path: args.fleet.socket_path(),

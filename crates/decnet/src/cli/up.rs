@@ -10,7 +10,7 @@
 //! be played at once without docker.
 
 use rand::distr::{Alphanumeric, SampleString};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -67,15 +67,34 @@ pub struct UpArgs {
     /// Do not deploy the demo fleet on first start.
     #[arg(long)]
     pub no_demo: bool,
+    /// Bus socket of the stack (default: $DECNET_HOME/bus.sock). Honoured
+    /// from the environment so `decnet sub` in the same shell talks to it.
+    #[arg(long, env = "DECNET_BUS_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// SQLite database (default: $DECNET_HOME/decnet.db).
+    #[arg(long, env = "DECNET_DB")]
+    pub db: Option<PathBuf>,
+    /// RFC 5424 ingest log (default: $DECNET_HOME/ingest.log).
+    #[arg(long = "ingest-log", env = "DECNET_INGEST_LOG_FILE")]
+    pub ingest_log: Option<PathBuf>,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // Children get the driver back as its command-line name.
     let driver = clap::ValueEnum::to_possible_value(&args.driver).map(|v| v.get_name().to_string()).unwrap_or_default();
-    let home = crate::home::ensure_home()?;
-    let socket = home.join("bus.sock");
-    let db = home.join("decnet.db");
-    let ingest = home.join("ingest.log");
+    let home = crate::state_dir::prepare_home()?;
+    // Held for the whole run: a second `up`, `mutator` or `api` on this
+    // home is refused; our own children find them held by their parent.
+    let _locks = [crate::lock::acquire(&home, "api")?, crate::lock::acquire(&home, "mutator")?];
+    let socket = args.socket.clone().unwrap_or_else(|| home.join("bus.sock"));
+    let db = args.db.clone().unwrap_or_else(|| home.join("decnet.db"));
+    let ingest = args.ingest_log.clone().unwrap_or_else(|| home.join("ingest.log"));
+    for (what, path) in [("bus socket", &socket), ("database", &db), ("ingest log", &ingest)] {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
+            anyhow::bail!("{what} {}: folder {} does not exist", path.display(), parent.display());
+        }
+    }
+    tracing::info!(socket = %socket.display(), db = %db.display(), ingest = %ingest.display(), "stack paths");
 
     // Fail early, with the cause, on what would otherwise be a restart loop.
     let listener = std::net::TcpListener::bind(&args.listen)
@@ -136,7 +155,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     if first_start && !args.no_demo {
         let fleet_file = home.join("demo-fleet.toml");
-        std::fs::write(&fleet_file, DEMO_FLEET)?;
+        std::fs::write(&fleet_file, DEMO_FLEET)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", fleet_file.display()))?;
         let status = tokio::process::Command::new(std::env::current_exe()?)
             .arg("deploy")
             .arg("--config")
@@ -187,6 +207,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "cannot list the deckies");
         }
     }
+    println!("  database:          {}", db.display());
     println!("Press Ctrl-C to stop.");
     println!();
 

@@ -27,9 +27,11 @@ pub fn default_db_path() -> PathBuf {
 /// Open (creating if needed) the database at `path` and apply migrations.
 pub async fn open(path: &Path) -> anyhow::Result<SqlitePool> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
+        // Private: the folder and the file hold password hashes.
+        crate::state_dir::create_private_dir(parent)
             .map_err(|e| anyhow::anyhow!("cannot create database folder {}: {e}", parent.display()))?;
     }
+    crate::state_dir::secure_db_files(path)?;
     let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
         .create_if_missing(true)
         // WAL lets the API read while the mutator writes; busy_timeout makes
@@ -47,5 +49,8 @@ pub async fn open(path: &Path) -> anyhow::Result<SqlitePool> {
         .run(&pool)
         .await
         .map_err(|e| anyhow::anyhow!("cannot migrate database {}: {e}", path.display()))?;
+    // The WAL files exist now; a home from an older version may have
+    // left them readable.
+    crate::state_dir::secure_db_files(path)?;
     Ok(pool)
 }

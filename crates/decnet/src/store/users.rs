@@ -13,6 +13,9 @@ pub struct User {
     pub username: String,
     pub password_hash: String,
     pub role: Role,
+    /// Unix time of the last `decnet user passwd`; tokens issued before it
+    /// are refused.
+    pub password_changed_at: Option<f64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,16 +60,66 @@ pub async fn create(pool: &SqlitePool, username: &str, password_hash: &str, role
 
 /// The user named `username`, if any.
 pub async fn find(pool: &SqlitePool, username: &str) -> Result<Option<User>, sqlx::Error> {
-    let row = sqlx::query("SELECT username, password_hash, role FROM users WHERE username = ?")
+    let row = sqlx::query("SELECT username, password_hash, role, password_changed_at FROM users WHERE username = ?")
         .bind(username)
         .fetch_optional(pool)
         .await?;
     row.map(|r| {
         let role: String = r.try_get("role")?;
         let role = role.parse::<Role>().map_err(|e| sqlx::Error::Decode(e.into()))?;
-        Ok(User { username: r.try_get("username")?, password_hash: r.try_get("password_hash")?, role })
+        Ok(User {
+            username: r.try_get("username")?,
+            password_hash: r.try_get("password_hash")?,
+            role,
+            password_changed_at: r.try_get("password_changed_at")?,
+        })
     })
     .transpose()
+}
+
+/// One row of `decnet user list`.
+#[derive(Debug, Clone)]
+pub struct UserSummary {
+    pub username: String,
+    pub role: Role,
+    /// Unix time the user was created.
+    pub created_at: f64,
+}
+
+/// Every user, by name.
+pub async fn list(pool: &SqlitePool) -> Result<Vec<UserSummary>, sqlx::Error> {
+    let rows = sqlx::query("SELECT username, role, created_at FROM users ORDER BY username").fetch_all(pool).await?;
+    rows.iter()
+        .map(|r| {
+            let role: String = r.try_get("role")?;
+            let role = role.parse::<Role>().map_err(|e| sqlx::Error::Decode(e.into()))?;
+            Ok(UserSummary { username: r.try_get("username")?, role, created_at: r.try_get("created_at")? })
+        })
+        .collect()
+}
+
+/// Replace `username`'s password hash (revoking tokens issued before now);
+/// false when there is no such user.
+pub async fn set_password(pool: &SqlitePool, username: &str, password_hash: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE users SET password_hash = ?, password_changed_at = ? WHERE username = ?")
+        .bind(password_hash)
+        .bind(decnet_bus::envelope::now_ts())
+        .bind(username)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Delete `username`; false when there is no such user. Their tokens stop
+/// working at once (every request looks the user up).
+pub async fn delete(pool: &SqlitePool, username: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM users WHERE username = ?").bind(username).execute(pool).await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// How many admins exist (deleting the last one is refused by the CLI).
+pub async fn count_admins(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin'").fetch_one(pool).await
 }
 
 /// How many users exist (the API warns at start when there are none).
@@ -88,5 +141,22 @@ mod tests {
         assert!(matches!(create(&pool, "alice", "h2", Role::Viewer).await, Err(UserError::Duplicate(_))));
         assert!(find(&pool, "bob").await.unwrap().is_none());
         assert!(matches!(create(&pool, "bad name", "h", Role::Viewer).await, Err(UserError::InvalidName(_))));
+    }
+
+    #[tokio::test]
+    async fn list_set_password_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::store::open(&dir.path().join("t.db")).await.unwrap();
+        create(&pool, "bob", "h1", Role::Viewer).await.unwrap();
+        create(&pool, "alice", "h1", Role::Admin).await.unwrap();
+        let names: Vec<_> = list(&pool).await.unwrap().into_iter().map(|u| (u.username, u.role)).collect();
+        assert_eq!(names, [("alice".to_string(), Role::Admin), ("bob".to_string(), Role::Viewer)]);
+        assert!(set_password(&pool, "bob", "h2").await.unwrap());
+        assert_eq!(find(&pool, "bob").await.unwrap().unwrap().password_hash, "h2");
+        assert!(!set_password(&pool, "nobody", "h2").await.unwrap());
+        assert_eq!(count_admins(&pool).await.unwrap(), 1);
+        assert!(delete(&pool, "bob").await.unwrap());
+        assert!(!delete(&pool, "bob").await.unwrap());
+        assert!(find(&pool, "bob").await.unwrap().is_none());
     }
 }

@@ -1,0 +1,233 @@
+//! API hardening, in-process: the real router and accept loop on a real
+//! TCP listener (127.0.0.1:0) with a real SQLite file. Failed logins are
+//! throttled (429 + Retry-After) per user and address, idle or slow
+//! connections are closed after the header-read timeout, the connection
+//! limit answers 503 without hurting clients once slots free up, and an
+//! SSE stream ends when its token expires.
+
+mod topo_common;
+
+use decnet::api::events::EventsConfig;
+use decnet::api::limits::ApiLimits;
+use decnet::api::{self, ApiConfig, AppState};
+use decnet::auth::{self, unix_now, Claims, JwtKeys, Role};
+use decnet::registry::WorkerRegistry;
+use decnet::systemd::Systemctl;
+use decnet_bus::sdk::AppBus;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const PASSWORD: &str = "correct horse battery";
+
+struct Server {
+    addr: SocketAddr,
+    state: AppState,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start(limits: ApiLimits) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = decnet::store::open(&dir.path().join("decnet.db")).await.unwrap();
+        let hash = auth::hash_password(PASSWORD).unwrap();
+        decnet::store::users::create(&pool, "root", &hash, Role::Admin).await.unwrap();
+        let state = AppState::new(
+            pool,
+            JwtKeys::new(b"limits-test-secret", Duration::from_secs(3600)),
+            WorkerRegistry::new(vec!["api".into()], Duration::from_secs(90)),
+            Arc::new(AppBus::new("api", dir.path().join("no-daemon.sock"))),
+            Systemctl::with_search_path(dir.path()),
+            ApiConfig::default(),
+        )
+        .with_limits(limits);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = state.shutdown.clone();
+        tokio::spawn(api::serve(listener, state.clone(), async move { stop.cancelled().await }));
+        Server { addr, state, _dir: dir }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.state.shutdown.cancel();
+    }
+}
+
+/// A client whose connections come from `ip` (any 127/8 address works on
+/// Linux loopback), so the throttle sees distinct peers.
+fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder().local_address(ip.parse::<IpAddr>().unwrap()).build().unwrap()
+}
+
+async fn login(http: &reqwest::Client, s: &Server, password: &str) -> reqwest::Response {
+    http.post(s.url("/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": "root", "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn wrong_passwords_are_throttled_and_another_address_still_logs_in() {
+    let s = Server::start(ApiLimits::default()).await;
+    let attacker = client_from("127.0.0.1");
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        let resp = login(&attacker, &s, &format!("guess-{i}")).await;
+        let status = resp.status().as_u16();
+        if status == 429 {
+            let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!((1..=60).contains(&retry), "Retry-After {retry}");
+            let body: serde_json::Value = resp.json().await.unwrap();
+            assert!(body["error"].as_str().unwrap().contains("too many failed logins"), "{body}");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(&statuses[..5], &[401; 5], "{statuses:?}");
+    assert_eq!(&statuses[5..], &[429; 15], "{statuses:?}");
+    // Even the right password is refused from the throttled address...
+    assert_eq!(login(&attacker, &s, PASSWORD).await.status(), 429);
+    // ...but the operator at another address gets in.
+    let operator = client_from("127.0.0.2");
+    let resp = login(&operator, &s, PASSWORD).await;
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["access_token"].is_string());
+}
+
+#[tokio::test]
+async fn spraying_user_names_from_one_address_is_throttled() {
+    let s = Server::start(ApiLimits::default()).await;
+    let attacker = client_from("127.0.0.3");
+    let mut throttled = 0;
+    for i in 0..25 {
+        let resp = attacker
+            .post(s.url("/api/v1/auth/login"))
+            .json(&serde_json::json!({"username": format!("user{i}"), "password": "x"}))
+            .send()
+            .await
+            .unwrap();
+        throttled += usize::from(resp.status() == 429);
+    }
+    // 20 failures per address (any names) per minute, then 429.
+    assert_eq!(throttled, 5);
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_header_timeout() {
+    let limits = ApiLimits { header_read_timeout: Duration::from_millis(500), ..ApiLimits::default() };
+    let s = Server::start(limits).await;
+    let mut idle = TcpStream::connect(s.addr).await.unwrap();
+    let mut slow = TcpStream::connect(s.addr).await.unwrap();
+    // Slow loris: a request line, then nothing.
+    slow.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let started = Instant::now();
+    for conn in [&mut idle, &mut slow] {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "connection still open after 5 s");
+    }
+    assert!(started.elapsed() >= Duration::from_millis(400), "closed too early: {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn three_hundred_idle_connections_do_not_stop_health() {
+    let s = Server::start(ApiLimits::default()).await;
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(TcpStream::connect(s.addr).await.unwrap());
+    }
+    let resp = tokio::time::timeout(Duration::from_secs(1), reqwest::get(s.url("/api/v1/health")))
+        .await
+        .expect("/health did not answer within 1 s")
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    drop(idle);
+}
+
+#[tokio::test]
+async fn over_the_connection_limit_is_503_and_slots_come_back() {
+    let limits =
+        ApiLimits { max_connections: 20, header_read_timeout: Duration::from_millis(800), ..ApiLimits::default() };
+    let s = Server::start(limits).await;
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(TcpStream::connect(s.addr).await.unwrap());
+    }
+    // Give the accept loop time to take all 20 slots.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut extra = TcpStream::connect(s.addr).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(2), extra.read_to_string(&mut answer)).await.unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too many open connections"), "{answer}");
+    // The idle ones are dropped by the header timeout, freeing their slots.
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(r) = http.get(s.url("/api/v1/health")).send().await {
+            if r.status() == 200 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "/health never came back after the idle connections timed out");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(idle);
+}
+
+#[tokio::test]
+async fn an_event_stream_ends_when_its_token_expires() {
+    let events = EventsConfig { keepalive: Duration::from_millis(200), ..EventsConfig::default() };
+    let api = topo_common::start(topo_common::BusKind::Down, events).await;
+    let id = api.active_topology(&[("d1", &["ssh"])]).await;
+    let now = unix_now();
+    let token =
+        api.state.jwt.sign(&Claims { sub: "victor".into(), role: Role::Viewer, iat: now, exp: now + 2 }).unwrap();
+    let mut resp = api.events(&id, &token).await;
+    assert_eq!(resp.status(), 200);
+    let mut body = String::new();
+    let ended = tokio::time::timeout(Duration::from_secs(6), async {
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            body.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "stream still open 6 s after a 2 s token; got:\n{body}");
+    assert!(body.contains("event: snapshot"), "{body}");
+    assert!(body.contains(": keepalive"), "stream ended before it ran at all:\n{body}");
+    assert!(body.contains("event: token_expired"), "{body}");
+    // The user's slot is free again: a fresh token opens a new stream.
+    let fresh = api.state.jwt.issue("victor", Role::Viewer).unwrap().0;
+    assert_eq!(api.events(&id, &fresh).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_password_change_revokes_older_tokens() {
+    let s = Server::start(ApiLimits::default()).await;
+    let now = unix_now();
+    let old =
+        s.state.jwt.sign(&Claims { sub: "root".into(), role: Role::Admin, iat: now - 10, exp: now + 600 }).unwrap();
+    let http = reqwest::Client::new();
+    let workers = |t: String| http.get(s.url("/api/v1/workers")).bearer_auth(t).send();
+    assert_eq!(workers(old.clone()).await.unwrap().status(), 200);
+    let hash = auth::hash_password("another long password").unwrap();
+    assert!(decnet::store::users::set_password(&s.state.pool, "root", &hash).await.unwrap());
+    let resp = workers(old).await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("password change"), "{body}");
+    // A login with the new password works at once.
+    let resp = login(&client_from("127.0.0.4"), &s, "another long password").await;
+    assert_eq!(resp.status(), 200);
+    let token = resp.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(workers(token).await.unwrap().status(), 200);
+}
