@@ -8,6 +8,7 @@ pub mod catalogue;
 pub mod cli;
 pub mod correlate;
 pub mod events;
+pub mod federation;
 pub mod fleet;
 pub mod mutator;
 pub mod registry;

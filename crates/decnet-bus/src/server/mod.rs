@@ -69,6 +69,8 @@ pub struct BusServer {
     config: ServerConfig,
     listener: UnixListener,
     broker: Arc<Broker>,
+    /// More `system.bus.health` fields (the NATS bridge's counters).
+    health_extra: Option<crate::sdk::HealthExtra>,
 }
 
 impl BusServer {
@@ -76,7 +78,13 @@ impl BusServer {
     pub fn bind(config: ServerConfig) -> Result<BusServer, BindError> {
         let listener = bind_socket(&config.socket, config.group.as_deref())?;
         let broker = Arc::new(Broker::new(config.queue_capacity));
-        Ok(BusServer { config, listener, broker })
+        Ok(BusServer { config, listener, broker, health_extra: None })
+    }
+
+    /// Add fields to every `system.bus.health` (computed each beat). The
+    /// broker's own counters win over a clashing key.
+    pub fn set_health_extra(&mut self, extra: crate::sdk::HealthExtra) {
+        self.health_extra = Some(extra);
     }
 
     pub fn socket_path(&self) -> &Path {
@@ -90,7 +98,7 @@ impl BusServer {
     /// Serve until `shutdown` is cancelled, then close every connection
     /// with BYE and remove the socket file.
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        let BusServer { config, listener, broker } = self;
+        let BusServer { config, listener, broker, health_extra } = self;
         tracing::info!(
             socket = %config.socket.display(),
             queue = config.queue_capacity,
@@ -104,7 +112,7 @@ impl BusServer {
         let mut send_buffer = SendBuffer { wanted: config.send_buffer, warned: false };
         let tracker = TaskTracker::new();
         if !config.heartbeat_interval.is_zero() {
-            tracker.spawn(heartbeat(broker.clone(), config.heartbeat_interval, shutdown.clone()));
+            tracker.spawn(heartbeat(broker.clone(), config.heartbeat_interval, health_extra, shutdown.clone()));
         }
         loop {
             tokio::select! {
@@ -176,10 +184,22 @@ impl SendBuffer {
 
 /// `system.bus.health` every `every`, through the same SDK heartbeat as
 /// every worker; the counters ride in its `extra`.
-async fn heartbeat(broker: Arc<Broker>, every: Duration, shutdown: CancellationToken) {
+async fn heartbeat(
+    broker: Arc<Broker>,
+    every: Duration,
+    more: Option<crate::sdk::HealthExtra>,
+    shutdown: CancellationToken,
+) {
     let bus: Arc<dyn crate::Bus> = Arc::new(own_bus::OwnBus::new(broker.clone()));
     let extra: crate::sdk::HealthExtra = Arc::new(move || match health_payload(&broker) {
-        serde_json::Value::Object(map) => Ok(map),
+        serde_json::Value::Object(map) => {
+            let mut out = match &more {
+                Some(more) => more()?,
+                None => serde_json::Map::new(),
+            };
+            out.extend(map);
+            Ok(out)
+        }
         _ => Err("health payload is not an object".into()),
     });
     // "bus" is a valid topic segment, so this cannot fail.

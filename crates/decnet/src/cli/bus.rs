@@ -30,6 +30,9 @@ pub struct BusArgs {
     /// workers. More helps only with many busy publishers on many cores.
     #[arg(long, env = "DECNET_BUS_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: u16,
+    /// Federation over NATS (SPEC §9): --nats, --export, --import, --host-id, …
+    #[command(flatten)]
+    pub nats: crate::federation::NatsArgs,
 }
 
 pub async fn run(args: BusArgs) -> anyhow::Result<()> {
@@ -51,6 +54,10 @@ pub async fn run(args: BusArgs) -> anyhow::Result<()> {
     if !args.heartbeat_secs.is_finite() || args.heartbeat_secs < 0.0 {
         anyhow::bail!("--heartbeat-secs must be zero or a positive number of seconds");
     }
+    // Checked before binding: a typo in a pattern must not leave a daemon
+    // running that silently bridges nothing.
+    let federation = args.nats.config()?;
+    let host_id = args.nats.resolved_host_id()?;
     let config = ServerConfig {
         socket,
         group: args.group,
@@ -62,8 +69,22 @@ pub async fn run(args: BusArgs) -> anyhow::Result<()> {
     // stop right after it must still get the clean shutdown path.
     let shutdown = CancellationToken::new();
     spawn_signal_handler(&shutdown)?;
-    let server = BusServer::bind(config)?;
+    let mut server = BusServer::bind(config)?;
+    let bridge = match federation {
+        Some(fed) => {
+            let bridge = crate::federation::Bridge::start(server.broker(), fed, shutdown.clone()).await?;
+            server.set_health_extra(bridge.health_extra());
+            Some(bridge)
+        }
+        None => {
+            server.set_health_extra(crate::federation::host_only_extra(host_id));
+            None
+        }
+    };
     server.run(shutdown).await?;
+    if let Some(bridge) = bridge {
+        bridge.join().await;
+    }
     Ok(())
 }
 
