@@ -119,8 +119,7 @@ impl WorkerRegistry {
 
     /// Whether `host` is this host or one heard from.
     pub fn is_known_host(&self, host: &str) -> bool {
-        host == self.local_host
-            || self.seen.lock().unwrap_or_else(|p| p.into_inner()).keys().any(|(h, _)| h == host)
+        host == self.local_host || self.seen.lock().unwrap_or_else(|p| p.into_inner()).keys().any(|(h, _)| h == host)
     }
 
     pub fn known(&self) -> &[String] {
@@ -217,8 +216,7 @@ impl WorkerRegistry {
     /// As [`snapshot`](Self::snapshot), only `host`'s rows when given.
     pub fn snapshot_host(&self, now: f64, host: Option<&str>) -> Vec<WorkerStatus> {
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let mut hosts: Vec<&str> =
-            seen.keys().map(|(h, _)| h.as_str()).filter(|h| *h != self.local_host).collect();
+        let mut hosts: Vec<&str> = seen.keys().map(|(h, _)| h.as_str()).filter(|h| *h != self.local_host).collect();
         hosts.sort_unstable();
         hosts.dedup();
         hosts.insert(0, &self.local_host);
@@ -336,8 +334,10 @@ mod tests {
 
     #[test]
     fn rows_are_keyed_by_host_and_worker() {
-        let reg = WorkerRegistry::with_local_host(vec!["bus".into(), "sniffer".into()], DEFAULT_STALE_WINDOW, "h1".into());
-        let raw = |topic: &str, body: serde_json::Value| RawEvent { topic: topic.into(), body: body.to_string().into() };
+        let reg =
+            WorkerRegistry::with_local_host(vec!["bus".into(), "sniffer".into()], DEFAULT_STALE_WINDOW, "h1".into());
+        let raw =
+            |topic: &str, body: serde_json::Value| RawEvent { topic: topic.into(), body: body.to_string().into() };
         // Local: no origin, payload host is ours.
         assert!(reg.record_raw(&raw("system.bus.health", serde_json::json!({"payload": {"host": "h1", "pid": 1}}))));
         // Imported: the bridge's origin wins over what the payload claims.

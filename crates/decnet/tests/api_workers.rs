@@ -143,15 +143,12 @@ async fn workers_are_listed_and_stopped_per_host() {
     beats.publish("system.mutator.health", "health", serde_json::json!({"host": remote, "q": 1})).await.unwrap();
     let path = format!("/api/v1/workers?host={remote}");
     let mut body = serde_json::Value::Null;
-    eventually(5, "remote host row", || {
-        let (h, path) = (&h, &path);
-        let body = &mut body;
-        async move {
-            *body = h.call("GET", path, Some(&token)).await.1;
-            body["workers"].as_array().is_some_and(|w| !w.is_empty())
-        }
-    })
-    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while body["workers"].as_array().is_none_or(|w| w.is_empty()) {
+        assert!(tokio::time::Instant::now() < deadline, "remote host row never appeared: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        body = h.call("GET", &path, Some(&token)).await.1;
+    }
     let rows = body["workers"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "a remote host lists only the workers heard from: {body}");
     assert_eq!((rows[0]["host"].as_str(), rows[0]["name"].as_str()), (Some(remote.as_str()), Some("mutator")));
@@ -166,7 +163,8 @@ async fn workers_are_listed_and_stopped_per_host() {
     let local = h.call("GET", &format!("/api/v1/workers?host={here}"), Some(&token)).await.1;
     assert_eq!(local["workers"].as_array().unwrap().len(), KNOWN.len());
 
-    let mut control = hub.client("mutator").subscribe("system.mutator.control").await.unwrap();
+    let mutator = hub.client("mutator");
+    let mut control = mutator.subscribe("system.mutator.control").await.unwrap();
     let (status, body) = h.call("POST", &format!("/api/v1/workers/mutator/stop?host={remote}"), Some(&token)).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["host"], remote.as_str());

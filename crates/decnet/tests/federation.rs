@@ -290,7 +290,10 @@ async fn nats_down_at_start_then_restarted_the_local_bus_keeps_working() {
 
     // NATS appears: both connect (A exports, B subscribes) without restarts.
     let mut nats = Nats::start(port);
-    assert!(until_flowing(&other, &mut remote, "decky.after-start.state", 15.0).await, "never flowed after NATS came up");
+    assert!(
+        until_flowing(&other, &mut remote, "decky.after-start.state", 15.0).await,
+        "never flowed after NATS came up"
+    );
 
     // NATS dies: local delivery is unaffected.
     nats.kill();
@@ -359,8 +362,7 @@ async fn one_api_sees_and_stops_another_hosts_worker() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     // A (the master) imports B's heartbeats and events; B imports control.
     let a = host_bus(da.path(), "host-a", &nats.url(), &["system.*.control"], &["system.*.health", "attacker.>"]);
-    let b =
-        host_bus(db.path(), "host-b", &nats.url(), &["system.*.health", "attacker.>"], &["system.*.control"]);
+    let b = host_bus(db.path(), "host-b", &nats.url(), &["system.*.health", "attacker.>"], &["system.*.control"]);
 
     let db_path = da.path().join("decnet.db");
     let db_s = db_path.to_str().unwrap();
@@ -436,7 +438,8 @@ async fn one_api_sees_and_stops_another_hosts_worker() {
     };
     let mut body: serde_json::Value;
     let ok = loop {
-        body = http.get(format!("{base}/api/v1/workers")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+        body =
+            http.get(format!("{base}/api/v1/workers")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
         let all_ok = [("host-a", "sniffer"), ("host-b", "sniffer"), ("host-b", "bus"), ("host-a", "bus")]
             .iter()
             .all(|(h, n)| row(&body, h, n).as_deref() == Some("ok"));
@@ -464,12 +467,8 @@ async fn one_api_sees_and_stops_another_hosts_worker() {
     assert!(until_flowing(&cb, &mut on_a, "attacker.observed", 10.0).await, "B's attacker event never reached A");
 
     // Stop B's sniffer through A's API: B's stops, A's keeps running.
-    let r = http
-        .post(format!("{base}/api/v1/workers/sniffer/stop?host=host-b"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let r =
+        http.post(format!("{base}/api/v1/workers/sniffer/stop?host=host-b")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 202);
     assert!(support::wait_exit(&mut sniffer_b.0, 10.0).is_some(), "host B's sniffer did not obey the stop");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -485,4 +484,92 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+/// Cross-host throughput and latency: publisher on host A's bus, subscriber
+/// on host B's bus, one nats-server between them. A benchmark, not a test:
+/// run it on purpose and copy the numbers into BENCHMARKS.md.
+#[tokio::test]
+#[ignore = "benchmark: cargo test -p decnet --test federation -- --ignored --nocapture bench_"]
+async fn bench_cross_host_throughput_and_latency() {
+    const EVENTS: u64 = 20_000;
+    const RATE: u64 = 1_000;
+    const LATENCY_SECS: u64 = 3;
+    let nats = Nats::start(free_port());
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = host_bus(da.path(), "host-a", &nats.url(), &["bench.>"], &[]);
+    let b = host_bus(db.path(), "host-b", &nats.url(), &[], &["bench.>"]);
+    let (pa, cb) = (client(&a, "pub").await, client(&b, "sub").await);
+    let mut sub = cb.subscribe_with_capacity("bench.>", 65_536).await.unwrap();
+    assert!(until_flowing(&pa, &mut sub, "bench.warmup", 10.0).await);
+    while next(&mut sub, 0.2).await.is_some() {}
+
+    // Throughput: EVENTS × a 128-byte payload as fast as one publisher goes.
+    let pad = "x".repeat(100);
+    let start = std::time::Instant::now();
+    let publisher = tokio::spawn({
+        let pa = client(&a, "pub2").await;
+        async move {
+            for i in 0..EVENTS {
+                pa.publish("bench.load", "b", serde_json::json!({"i": i, "pad": pad})).await.unwrap();
+            }
+            pa
+        }
+    });
+    let mut got = 0u64;
+    let mut last = start;
+    while got < EVENTS {
+        match tokio::time::timeout(Duration::from_secs(2), sub.next_raw()).await {
+            Ok(Some(_)) => {
+                got += 1;
+                last = std::time::Instant::now();
+            }
+            _ => break,
+        }
+    }
+    let _pa2 = publisher.await.unwrap();
+    let secs = last.duration_since(start).as_secs_f64();
+    println!(
+        "throughput: {got}/{EVENTS} delivered A→NATS→B in {secs:.3} s = {:.0} events/s ({} lost)",
+        got as f64 / secs,
+        EVENTS - got
+    );
+    while next(&mut sub, 0.2).await.is_some() {}
+
+    // Latency: RATE events/s for LATENCY_SECS, publish → delivery on B.
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    let total = RATE * LATENCY_SECS;
+    let pacer = tokio::spawn({
+        let pa = client(&a, "pub3").await;
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
+            for _ in 0..total {
+                tick.tick().await;
+                pa.publish("bench.lat", "b", serde_json::json!({"t": now_ns()})).await.unwrap();
+            }
+            pa
+        }
+    });
+    let mut seen = 0u64;
+    while seen < total {
+        let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(2), sub.next_raw()).await else { break };
+        let v: serde_json::Value = serde_json::from_slice(&ev.body).unwrap();
+        let sent = v["payload"]["t"].as_u64().unwrap();
+        hist.record(((now_ns().saturating_sub(sent)) / 1_000).max(1)).unwrap();
+        seen += 1;
+    }
+    let _pa3 = pacer.await.unwrap();
+    println!(
+        "latency at {RATE}/s: {seen}/{total} delivered, p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs",
+        hist.value_at_quantile(0.5),
+        hist.value_at_quantile(0.99),
+        hist.value_at_quantile(0.999),
+        hist.max()
+    );
+    let f = federation_health(&pa).await["federation"].clone();
+    println!("host A federation counters: {f}");
 }

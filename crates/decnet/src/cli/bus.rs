@@ -31,8 +31,9 @@ pub struct BusArgs {
     #[arg(long, env = "DECNET_BUS_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: u16,
     /// Federation over NATS (SPEC §9): --nats, --export, --import, --host-id, …
+    /// Boxed: its many options would make every `Command` as large.
     #[command(flatten)]
-    pub nats: crate::federation::NatsArgs,
+    pub nats: Box<crate::federation::NatsArgs>,
 }
 
 pub async fn run(args: BusArgs) -> anyhow::Result<()> {

@@ -116,7 +116,10 @@ pub enum Reject {
 #[derive(Debug, PartialEq)]
 pub enum Verdict {
     /// Deliver this envelope (the original plus `origin`) on `topic`.
-    Deliver { topic: String, envelope: Vec<u8> },
+    Deliver {
+        topic: String,
+        envelope: Vec<u8>,
+    },
     /// One of our own exports came back: drop silently (counted).
     OwnOrigin,
     /// An earlier import pattern's subscription delivers this one.
@@ -313,13 +316,19 @@ mod tests {
         let parse = |argv: &[&str]| {
             let mut all = vec!["x"];
             all.extend_from_slice(argv);
-            Cli::try_parse_from(all).map_err(|e| e.to_string()).and_then(|c| c.nats.config().map_err(|e| format!("{e:#}")))
+            Cli::try_parse_from(all)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.nats.config().map_err(|e| format!("{e:#}")))
         };
         assert!(parse(&["--export", "a.>"]).unwrap_err().contains("--nats"));
         assert!(parse(&["--nats", "nats://h:1"]).unwrap_err().contains("--export or --import"));
         assert!(parse(&["--nats", "nats://h:1", "--export", "a.>.b"]).unwrap_err().contains("pattern"));
-        assert!(parse(&["--nats", "nats://h:1", "--export", "a", "--nats-prefix", "x.*"]).unwrap_err().contains("prefix"));
-        assert!(parse(&["--nats", "nats://h:1", "--export", "a", "--host-id", "no spaces"]).unwrap_err().contains("host id"));
+        assert!(parse(&["--nats", "nats://h:1", "--export", "a", "--nats-prefix", "x.*"])
+            .unwrap_err()
+            .contains("prefix"));
+        assert!(parse(&["--nats", "nats://h:1", "--export", "a", "--host-id", "no spaces"])
+            .unwrap_err()
+            .contains("host id"));
         assert!(parse(&[]).unwrap().is_none(), "no flags: federation off");
         let c = parse(&["--nats", "nats://a:1,nats://b:2", "--export", "a.>,b", "--export", "a.>"]).unwrap().unwrap();
         assert_eq!(c.servers, ["nats://a:1", "nats://b:2"]);

@@ -26,8 +26,8 @@ pub mod options;
 use std::sync::Arc;
 use std::time::Duration;
 
-use decnet_bus::server::Broker;
 use decnet_bus::sdk::HealthExtra;
+use decnet_bus::server::Broker;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 

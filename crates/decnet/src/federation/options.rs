@@ -124,8 +124,9 @@ impl NatsArgs {
         for p in export.iter().chain(&import) {
             validate_pattern(p).with_context(|| format!("bad federation pattern {p:?}"))?;
         }
-        validate_topic(&self.nats_prefix)
-            .with_context(|| format!("--nats-prefix {:?} must be dot-separated tokens without wildcards", self.nats_prefix))?;
+        validate_topic(&self.nats_prefix).with_context(|| {
+            format!("--nats-prefix {:?} must be dot-separated tokens without wildcards", self.nats_prefix)
+        })?;
         Ok(Some(FederationConfig {
             servers,
             export,
@@ -151,7 +152,10 @@ fn clean(patterns: &[String]) -> Vec<String> {
 /// Build the client. With `retry_on_initial_connect` this returns at once
 /// even when NATS is down; the client keeps trying, and the event callback
 /// keeps `connected` true to the connection state.
-pub async fn connect(config: &FederationConfig, counters: Arc<FederationCounters>) -> anyhow::Result<async_nats::Client> {
+pub async fn connect(
+    config: &FederationConfig,
+    counters: Arc<FederationCounters>,
+) -> anyhow::Result<async_nats::Client> {
     let a = &config.auth;
     let mut opts = match &a.nats_creds {
         Some(path) => async_nats::ConnectOptions::with_credentials_file(path)
