@@ -314,6 +314,52 @@ async fn nats_down_at_start_then_restarted_the_local_bus_keeps_working() {
     assert!(f["connects"].as_u64().unwrap() >= 2, "{f}");
 }
 
+/// While NATS is away the export queue keeps the newest `--nats-queue`
+/// events and drops (and counts) the oldest; once NATS is back exactly
+/// the kept ones go out.
+#[tokio::test]
+async fn export_queue_drops_oldest_while_nats_is_away() {
+    let mut nats = Nats::start(free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["--heartbeat-secs", "0.2", "--host-id", "host-a", "--nats-queue", "5"];
+    let url = nats.url();
+    args.extend(["--nats", url.as_str(), "--export", "decky.>"]);
+    let a = Daemon::start(dir.path(), &args);
+    let ca = client(&a, "t").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while federation_health(&ca).await["federation"]["connected"] != true {
+        assert!(tokio::time::Instant::now() < deadline, "never connected");
+    }
+    nats.kill();
+    assert!(wait_until(10.0, || a.log().contains("NATS disconnected")), "{}", a.log());
+    let before = federation_health(&ca).await["federation"].clone();
+    for i in 0..20 {
+        ca.publish("decky.d1.state", "state", serde_json::json!({"i": i})).await.unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let f = federation_health(&ca).await["federation"].clone();
+        if f["dropped"] == 15 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "20 events into a queue of 5 must drop 15: {f}");
+    }
+    assert!(a.log().contains("NATS export queue full"), "{}", a.log());
+    nats.restart();
+    let exported_before = before["exported"].as_u64().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let f = federation_health(&ca).await["federation"].clone();
+        let sent = f["exported"].as_u64().unwrap() - exported_before;
+        if f["connected"] == true && sent >= 5 {
+            assert_eq!(sent, 5, "only the 5 kept events go out: {f}");
+            assert_eq!(f["dropped"], 15, "{f}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "queued exports never went out: {f}");
+    }
+}
+
 #[tokio::test]
 async fn a_two_node_cluster_keeps_events_flowing_when_one_node_dies() {
     let (p1, p2, c1, c2) = (free_port(), free_port(), free_port(), free_port());
