@@ -10,6 +10,7 @@ pub mod correlate;
 pub mod events;
 pub mod federation;
 pub mod fleet;
+pub mod logship;
 pub mod mutator;
 pub mod registry;
 pub mod store;

@@ -10,9 +10,11 @@ use std::process::ExitCode;
 pub mod api;
 pub mod bench;
 pub mod bus;
+pub mod ca;
 pub mod correlate;
 pub mod deploy;
 pub mod login;
+pub mod logship;
 pub mod mutate;
 pub mod mutator;
 pub mod pubsub;
@@ -62,6 +64,12 @@ pub enum Command {
     Mutate(mutate::MutateArgs),
     /// Load the bus (or, with --nats, a NATS server) and report throughput, latency and drops.
     Bench(bench::BenchArgs),
+    /// Make the log-shipping certificates (`ca init`, `ca issue NAME`).
+    Ca(ca::CaArgs),
+    /// Receive shipped logs from forwarders (master side, mutual TLS).
+    Listener(logship::ListenerArgs),
+    /// Ship this host's ingest log to the master's listener.
+    Forwarder(logship::ForwarderArgs),
 }
 
 /// Log to stderr; `RUST_LOG` (e.g. `debug`, `decnet_bus=trace`) overrides the default `info`.
@@ -112,6 +120,9 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Mutator(args) => mutator::run(args).await,
             Command::Mutate(args) => mutate::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Ca(args) => ca::run(args).await,
+            Command::Listener(args) => logship::run_listener(args).await,
+            Command::Forwarder(args) => logship::run_forwarder(args).await,
         }
     });
     match result {
