@@ -69,7 +69,7 @@ fn open_store(dir: &Path) -> anyhow::Result<Store> {
             valid += n as u64;
         }
     }
-    let open = |p: &Path| std::fs::OpenOptions::new().create(true).read(true).write(true).open(p);
+    let open = |p: &Path| std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(p);
     let json = open(&json_path).with_context(|| format!("cannot open {}", json_path.display()))?;
     let log = open(&log_path).with_context(|| format!("cannot open {}", log_path.display()))?;
     if json.metadata()?.len() > valid {
