@@ -6,11 +6,20 @@
 //! Status is derived at read time from the last-seen time and the stale
 //! window, so nothing has to sweep the table.
 //!
+//! Rows are keyed by (host, worker): with federated buses (SPEC §9) the
+//! API hears the heartbeats of every host, and two hosts run workers of the
+//! same name. The host of a heartbeat is the `origin` the NATS bridge
+//! stamped on it (the bridge's own `--host-id`, which a remote publisher
+//! cannot forge past it), else the payload's `host`, else this host. The
+//! local host always shows the whole known list; a remote host shows the
+//! workers it was heard from, and at most [`MAX_REMOTE_HOSTS`] remote hosts
+//! are tracked so a stray publisher cannot grow the table without bound.
+//!
 //! The bus may be down when the API starts or die later; [`WorkerRegistry::run`]
 //! loops "get the bus, subscribe, consume until the stream ends, retry",
 //! so the registry picks the bus back up without an API restart.
 
-use decnet_bus::{Bus, Envelope, Subscription};
+use decnet_bus::{Bus, Envelope, RawEvent, Subscription};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -44,6 +53,9 @@ pub const HEALTH_PATTERN: &str = "system.*.health";
 /// separately so a bus that filtered wildcard system topics is still seen).
 pub const BUS_HEALTH_TOPIC: &str = "system.bus.health";
 
+/// Remote hosts tracked at most; heartbeats from more are ignored.
+pub const MAX_REMOTE_HOSTS: usize = 256;
+
 /// Pause between attempts to (re)subscribe when the bus is away.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_millis(500);
 
@@ -61,6 +73,8 @@ pub enum WorkerHealth {
 /// One row of the registry as the API reports it.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkerStatus {
+    /// Host the worker runs on (its bus daemon's `--host-id` / `DECNET_HOST_ID`).
+    pub host: String,
     pub name: String,
     pub status: WorkerHealth,
     /// Unix time the last heartbeat arrived; null when never seen.
@@ -84,12 +98,28 @@ struct Seen {
 pub struct WorkerRegistry {
     known: Vec<String>,
     stale_after: Duration,
-    seen: Mutex<HashMap<String, Seen>>,
+    local_host: String,
+    /// (host, worker) → last heartbeat.
+    seen: Mutex<HashMap<(String, String), Seen>>,
 }
 
 impl WorkerRegistry {
+    /// A registry for this host ([`decnet_bus::sdk::host_id`]).
     pub fn new(known: Vec<String>, stale_after: Duration) -> Self {
-        WorkerRegistry { known, stale_after, seen: Mutex::new(HashMap::new()) }
+        Self::with_local_host(known, stale_after, decnet_bus::sdk::host_id())
+    }
+
+    pub fn with_local_host(known: Vec<String>, stale_after: Duration, local_host: String) -> Self {
+        WorkerRegistry { known, stale_after, local_host, seen: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn local_host(&self) -> &str {
+        &self.local_host
+    }
+
+    /// Whether `host` is this host or one heard from.
+    pub fn is_known_host(&self, host: &str) -> bool {
+        host == self.local_host || self.seen.lock().unwrap_or_else(|p| p.into_inner()).keys().any(|(h, _)| h == host)
     }
 
     pub fn known(&self) -> &[String] {
@@ -104,79 +134,148 @@ impl WorkerRegistry {
         self.stale_after
     }
 
-    /// Note a heartbeat from `worker` at unix time `at`. Unknown names are
-    /// ignored (returns false).
+    /// Note a heartbeat from `worker` on this host at unix time `at`.
+    /// Unknown names are ignored (returns false).
     pub fn record(&self, worker: &str, at: f64, extra: serde_json::Value) -> bool {
-        if !self.is_known(worker) {
+        let host = self.local_host.clone();
+        self.record_on(&host, worker, at, extra)
+    }
+
+    /// Note a heartbeat from `worker` on `host`. Unknown names, invalid
+    /// host ids and hosts past [`MAX_REMOTE_HOSTS`] are ignored (false).
+    pub fn record_on(&self, host: &str, worker: &str, at: f64, extra: serde_json::Value) -> bool {
+        if !self.is_known(worker) || !decnet_bus::sdk::valid_host_id(host) {
             return false;
         }
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.insert(worker.to_owned(), Seen { at, extra });
+        let key = (host.to_owned(), worker.to_owned());
+        if host != self.local_host && !seen.contains_key(&key) && !seen.keys().any(|(h, _)| h == host) {
+            let remote_hosts: std::collections::HashSet<&str> =
+                seen.keys().map(|(h, _)| h.as_str()).filter(|h| *h != self.local_host).collect();
+            if remote_hosts.len() >= MAX_REMOTE_HOSTS {
+                tracing::warn!(host, max = MAX_REMOTE_HOSTS, "too many remote hosts; heartbeat ignored");
+                return false;
+            }
+        }
+        seen.insert(key, Seen { at, extra });
         true
     }
 
     /// Record one heartbeat envelope; the worker is the topic's middle
     /// token (the routed topic, which a publisher cannot spoof).
     pub fn record_envelope(&self, env: &Envelope) -> bool {
-        let mut parts = env.topic.split('.');
+        self.record_parts(&env.topic, &env.payload, None)
+    }
+
+    /// Record one heartbeat as it came off the bus, `origin` included.
+    pub fn record_raw(&self, event: &RawEvent) -> bool {
+        #[derive(Deserialize)]
+        struct Beat {
+            #[serde(default)]
+            payload: serde_json::Value,
+            #[serde(default)]
+            origin: Option<String>,
+        }
+        match serde_json::from_slice::<Beat>(&event.body) {
+            Ok(beat) => self.record_parts(&event.topic, &beat.payload, beat.origin.as_deref()),
+            Err(_) => false,
+        }
+    }
+
+    fn record_parts(&self, topic: &str, payload: &serde_json::Value, origin: Option<&str>) -> bool {
+        let mut parts = topic.split('.');
         let (Some("system"), Some(worker), Some("health"), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return false;
         };
-        let extra = match &env.payload {
+        let claimed = payload.get("host").and_then(serde_json::Value::as_str);
+        let host = origin.or(claimed).unwrap_or(&self.local_host).to_owned();
+        let extra = match payload {
             serde_json::Value::Object(map) => {
                 let mut map = map.clone();
                 map.remove("worker");
                 map.remove("ts");
+                map.remove("host");
                 serde_json::Value::Object(map)
             }
             _ => serde_json::json!({}),
         };
         // Arrival time on our own clock: status must not depend on the
         // publisher's clock being right.
-        self.record(worker, decnet_bus::envelope::now_ts(), extra)
+        self.record_on(&host, worker, decnet_bus::envelope::now_ts(), extra)
     }
 
-    /// Every known worker, in known-list order, as of unix time `now`.
+    /// Every row as of unix time `now`: this host's whole known list in
+    /// known-list order, then each remote host (by name) with the workers
+    /// it was heard from.
     pub fn snapshot(&self, now: f64) -> Vec<WorkerStatus> {
+        self.snapshot_host(now, None)
+    }
+
+    /// As [`snapshot`](Self::snapshot), only `host`'s rows when given.
+    pub fn snapshot_host(&self, now: f64, host: Option<&str>) -> Vec<WorkerStatus> {
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        self.known
-            .iter()
-            .map(|name| match seen.get(name) {
-                Some(s) => {
-                    let since = (now - s.at).max(0.0);
-                    let status =
-                        if since < self.stale_after.as_secs_f64() { WorkerHealth::Ok } else { WorkerHealth::Stale };
-                    WorkerStatus {
-                        name: name.clone(),
-                        status,
-                        last_heartbeat_ts: Some(s.at),
-                        seconds_since: Some(since),
-                        extra: s.extra.clone(),
-                        installed: false,
-                    }
+        let mut hosts: Vec<&str> = seen.keys().map(|(h, _)| h.as_str()).filter(|h| *h != self.local_host).collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        hosts.insert(0, &self.local_host);
+        let mut out = Vec::new();
+        for h in hosts.into_iter().filter(|h| host.is_none_or(|want| want == *h)) {
+            let local = h == self.local_host;
+            for name in &self.known {
+                let row = seen.get(&(h.to_owned(), name.clone()));
+                if row.is_none() && !local {
+                    continue;
                 }
-                None => WorkerStatus {
-                    name: name.clone(),
-                    status: WorkerHealth::Unknown,
-                    last_heartbeat_ts: None,
-                    seconds_since: None,
-                    extra: serde_json::json!({}),
+                out.push(self.row(h, name, row, now));
+            }
+        }
+        out
+    }
+
+    fn row(&self, host: &str, name: &str, seen: Option<&Seen>, now: f64) -> WorkerStatus {
+        match seen {
+            Some(s) => {
+                let since = (now - s.at).max(0.0);
+                let status =
+                    if since < self.stale_after.as_secs_f64() { WorkerHealth::Ok } else { WorkerHealth::Stale };
+                WorkerStatus {
+                    host: host.to_owned(),
+                    name: name.to_owned(),
+                    status,
+                    last_heartbeat_ts: Some(s.at),
+                    seconds_since: Some(since),
+                    extra: s.extra.clone(),
                     installed: false,
-                },
-            })
-            .collect()
+                }
+            }
+            None => WorkerStatus {
+                host: host.to_owned(),
+                name: name.to_owned(),
+                status: WorkerHealth::Unknown,
+                last_heartbeat_ts: None,
+                seconds_since: None,
+                extra: serde_json::json!({}),
+                installed: false,
+            },
+        }
     }
 
     /// Record every event from `subs` until all of them end or `cancel`.
+    /// Raw events, so the `origin` an import carries is not lost.
     pub async fn consume(&self, subs: Vec<Subscription>, cancel: &CancellationToken) {
-        let mut merged = futures_util::stream::select_all(subs);
+        let raw = subs.into_iter().map(|sub| {
+            Box::pin(futures_util::stream::unfold(sub, |mut sub| async move {
+                sub.next_raw().await.map(|event| (event, sub))
+            }))
+        });
+        let mut merged = futures_util::stream::select_all(raw);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 next = merged.next() => match next {
-                    Some(env) => { self.record_envelope(&env); }
+                    Some(event) => { self.record_raw(&event); }
                     None => return,
                 },
             }
@@ -231,6 +330,50 @@ mod tests {
         assert_eq!(snap[1].extra["pid"], 1);
         assert_eq!(snap[2].status, WorkerHealth::Unknown);
         assert_eq!(snap[2].last_heartbeat_ts, None);
+    }
+
+    #[test]
+    fn rows_are_keyed_by_host_and_worker() {
+        let reg =
+            WorkerRegistry::with_local_host(vec!["bus".into(), "sniffer".into()], DEFAULT_STALE_WINDOW, "h1".into());
+        let raw =
+            |topic: &str, body: serde_json::Value| RawEvent { topic: topic.into(), body: body.to_string().into() };
+        // Local: no origin, payload host is ours.
+        assert!(reg.record_raw(&raw("system.bus.health", serde_json::json!({"payload": {"host": "h1", "pid": 1}}))));
+        // Imported: the bridge's origin wins over what the payload claims.
+        assert!(reg.record_raw(&raw(
+            "system.sniffer.health",
+            serde_json::json!({"payload": {"host": "h9", "q": 2}, "origin": "h2"})
+        )));
+        assert!(!reg.record_raw(&raw("system.intruder.health", serde_json::json!({"origin": "h2"}))));
+        assert!(!reg.record_on("bad host", "bus", 1.0, serde_json::json!({})));
+        let now = decnet_bus::envelope::now_ts();
+        let rows: Vec<(String, String, WorkerHealth)> =
+            reg.snapshot(now).into_iter().map(|w| (w.host, w.name, w.status)).collect();
+        assert_eq!(
+            rows,
+            [
+                ("h1".into(), "bus".into(), WorkerHealth::Ok),
+                ("h1".into(), "sniffer".into(), WorkerHealth::Unknown),
+                ("h2".into(), "sniffer".into(), WorkerHealth::Ok),
+            ]
+        );
+        let h2 = reg.snapshot_host(now, Some("h2"));
+        assert_eq!(h2.len(), 1);
+        assert_eq!(h2[0].extra, serde_json::json!({"q": 2}), "host is a column, not an extra");
+        assert!(reg.snapshot_host(now, Some("nowhere")).is_empty());
+        assert!(reg.is_known_host("h2") && reg.is_known_host("h1") && !reg.is_known_host("h3"));
+    }
+
+    #[test]
+    fn remote_hosts_are_bounded() {
+        let reg = WorkerRegistry::with_local_host(vec!["bus".into()], DEFAULT_STALE_WINDOW, "me".into());
+        for i in 0..MAX_REMOTE_HOSTS {
+            assert!(reg.record_on(&format!("h{i}"), "bus", 1.0, serde_json::json!({})));
+        }
+        assert!(!reg.record_on("one-too-many", "bus", 1.0, serde_json::json!({})));
+        assert!(reg.record_on("h0", "bus", 2.0, serde_json::json!({})), "a known host still updates");
+        assert!(reg.record("bus", 2.0, serde_json::json!({})), "the local host is never refused");
     }
 
     #[test]

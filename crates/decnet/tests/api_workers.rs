@@ -117,13 +117,62 @@ async fn stop_publishes_a_control_intent_and_answers_202() {
     let mut control = mutator.subscribe("system.mutator.control").await.unwrap();
     let (status, body) = h.call("POST", "/api/v1/workers/mutator/stop", Some(&token)).await;
     assert_eq!(status, 202, "{body}");
-    assert_eq!(body, serde_json::json!({"accepted": true, "worker": "mutator", "action": "stop"}));
+    let here = decnet_bus::sdk::host_id();
+    assert_eq!(body, serde_json::json!({"accepted": true, "worker": "mutator", "host": here, "action": "stop"}));
     let env = tokio::time::timeout(Duration::from_secs(5), control.recv()).await.unwrap().unwrap();
     assert_eq!(env.topic, "system.mutator.control");
     assert_eq!(env.payload["action"], "stop");
+    assert_eq!(env.payload["host"], here.as_str(), "the intent names its host");
     assert_eq!(env.payload["requested_by"], "root");
     assert!(env.payload["ts"].as_f64().unwrap() > 0.0);
     assert!(h.argv().is_empty(), "stop never runs systemctl: {:?}", h.argv());
+    h.shutdown().await;
+}
+
+/// Federation: rows per (host, worker), `?host=` filters, a stop names
+/// the remote host it targets, and a host never heard from is 404.
+#[tokio::test]
+async fn workers_are_listed_and_stopped_per_host() {
+    let hub = FakeBus::new();
+    let h = Harness::start(Arc::new(AppBus::fixed(hub.client("api"))), stand_in()).await;
+    let token = h.admin().await;
+    eventually(5, "registry subscribed", || async { hub.subscription_count() >= 2 }).await;
+    let here = decnet_bus::sdk::host_id();
+    let remote = format!("far-{here}");
+    let beats = hub.client("remote");
+    beats.publish("system.mutator.health", "health", serde_json::json!({"host": remote, "q": 1})).await.unwrap();
+    let path = format!("/api/v1/workers?host={remote}");
+    let mut body = serde_json::Value::Null;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while body["workers"].as_array().is_none_or(|w| w.is_empty()) {
+        assert!(tokio::time::Instant::now() < deadline, "remote host row never appeared: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        body = h.call("GET", &path, Some(&token)).await.1;
+    }
+    let rows = body["workers"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "a remote host lists only the workers heard from: {body}");
+    assert_eq!((rows[0]["host"].as_str(), rows[0]["name"].as_str()), (Some(remote.as_str()), Some("mutator")));
+    assert_eq!(rows[0]["status"], "ok");
+    assert_eq!(rows[0]["extra"], serde_json::json!({"q": 1}));
+    assert_eq!(rows[0]["installed"], false, "systemctl knows only this host's units");
+
+    let all = h.call("GET", "/api/v1/workers", Some(&token)).await.1;
+    let hosts: Vec<_> = all["workers"].as_array().unwrap().iter().map(|w| w["host"].as_str().unwrap()).collect();
+    assert_eq!(hosts.iter().filter(|h| **h == here).count(), KNOWN.len(), "the local host shows the known list");
+    assert_eq!(hosts.last().copied(), Some(remote.as_str()));
+    let local = h.call("GET", &format!("/api/v1/workers?host={here}"), Some(&token)).await.1;
+    assert_eq!(local["workers"].as_array().unwrap().len(), KNOWN.len());
+
+    let mutator = hub.client("mutator");
+    let mut control = mutator.subscribe("system.mutator.control").await.unwrap();
+    let (status, body) = h.call("POST", &format!("/api/v1/workers/mutator/stop?host={remote}"), Some(&token)).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["host"], remote.as_str());
+    let env = tokio::time::timeout(Duration::from_secs(5), control.recv()).await.unwrap().unwrap();
+    assert_eq!(env.payload["host"], remote.as_str());
+    let (status, body) = h.call("POST", "/api/v1/workers/mutator/stop?host=nowhere", Some(&token)).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"].as_str().unwrap_or_default().contains("unknown host"), "{body}");
     h.shutdown().await;
 }
 

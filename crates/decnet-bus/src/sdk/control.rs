@@ -122,6 +122,16 @@ pub(crate) async fn listen(
 /// Act on one control event; true when it stopped the worker.
 fn handle(worker: &str, env: &Envelope, shutdown: &CancellationToken) -> bool {
     let requested_by = env.payload.get("requested_by").and_then(Value::as_str).unwrap_or("unknown");
+    // Federated buses carry every host's control topics (SPEC §9): an
+    // intent naming a host is for that host's worker only. One without
+    // `host` keeps its pre-federation meaning, "this host".
+    if let Some(target) = env.payload.get("host") {
+        let own = super::host_id();
+        if target.as_str() != Some(own.as_str()) {
+            tracing::debug!(worker, requested_by, target = %target, own = %own, "control intent for another host ignored");
+            return false;
+        }
+    }
     match ControlAction::from_payload(&env.payload) {
         Some(ControlAction::Stop) => {
             tracing::info!(worker, requested_by, "stop requested over the bus; shutting down");
@@ -140,5 +150,43 @@ fn handle(worker: &str, env: &Envelope, shutdown: &CancellationToken) -> bool {
             tracing::warn!(worker, payload = %env.payload, "malformed control message ignored (expected {{\"action\": \"stop\"}})");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn intent(payload: Value) -> Envelope {
+        Envelope {
+            v: 1,
+            id: String::new(),
+            topic: "system.sniffer.control".into(),
+            event_type: "control".into(),
+            ts: 0.0,
+            payload,
+        }
+    }
+
+    #[test]
+    fn stop_obeys_only_its_own_host() {
+        let own = super::super::host_id();
+        let token = CancellationToken::new();
+        let other = intent(serde_json::json!({"action": "stop", "host": format!("not-{own}")}));
+        assert!(!handle("sniffer", &other, &token));
+        assert!(!token.is_cancelled(), "a stop for another host must be ignored");
+        let bad = intent(serde_json::json!({"action": "stop", "host": 7}));
+        assert!(!handle("sniffer", &bad, &token));
+        assert!(!token.is_cancelled(), "a non-string host names no host, so nobody obeys");
+        let mine = intent(serde_json::json!({"action": "stop", "host": own}));
+        assert!(handle("sniffer", &mine, &token));
+        assert!(token.is_cancelled());
+    }
+
+    #[test]
+    fn stop_without_host_means_this_host() {
+        let token = CancellationToken::new();
+        assert!(handle("sniffer", &intent(serde_json::json!({"action": "stop"})), &token));
+        assert!(token.is_cancelled());
     }
 }

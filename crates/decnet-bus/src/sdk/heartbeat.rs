@@ -26,8 +26,11 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
 /// Extra fields for each heartbeat (queue depths, counters, …).
 pub type HealthExtra = Arc<dyn Fn() -> Result<Map<String, Value>, BoxError> + Send + Sync>;
 
-/// `{worker, ts, ...extra()}`. `worker` and `ts` are always the real ones:
-/// an `extra` cannot make one worker's heartbeat count as another's.
+/// `{worker, ts, host, ...extra()}`. `worker` and `ts` are always the real
+/// ones: an `extra` cannot make one worker's heartbeat count as another's.
+/// `host` is this process's [`host_id`](super::host_id) unless `extra`
+/// names one (the bus daemon's `--host-id` flag does, so its heartbeat
+/// agrees with what its NATS bridge stamps as origin).
 pub fn health_payload(worker: &str, extra: Option<&HealthExtra>) -> Value {
     let mut payload = match extra {
         None => Map::new(),
@@ -48,6 +51,10 @@ pub fn health_payload(worker: &str, extra: Option<&HealthExtra>) -> Value {
             }
         },
     };
+    let has_host = payload.get("host").and_then(Value::as_str).is_some_and(super::valid_host_id);
+    if !has_host {
+        payload.insert("host".into(), Value::String(super::host_id()));
+    }
     payload.insert("worker".into(), Value::String(worker.into()));
     payload.insert("ts".into(), Value::from(now_ts()));
     Value::Object(payload)

@@ -27,6 +27,7 @@ mod app_bus;
 mod control;
 mod env;
 mod heartbeat;
+mod host;
 mod publish;
 mod worker;
 
@@ -34,6 +35,7 @@ pub use app_bus::{AppBus, APP_BUS_RETRY_WINDOW};
 pub use control::{run_control_listener, ControlAction};
 pub use env::{fake_hub, get_bus, BUS_ENABLED_ENV, BUS_TYPE_ENV};
 pub use heartbeat::{health_payload, run_health_heartbeat, HealthExtra, DEFAULT_HEARTBEAT_INTERVAL};
+pub use host::{host_id, hostname, valid_host_id, HOST_ID_ENV, MAX_HOST_ID_LEN};
 pub use publish::{publish_safely, ThreadSafePublisher};
 pub use worker::{cancel_on_signal, run_worker, ShutdownSignals, Worker, WorkerContext, HEARTBEAT_SECS_ENV};
 

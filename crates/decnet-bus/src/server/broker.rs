@@ -173,16 +173,17 @@ impl Broker {
 
     /// Register a new connection and hand back its handle.
     pub fn connect(&self, peer: &str) -> Arc<ConnHandle> {
+        self.connect_with_capacity(peer, self.queue_capacity)
+    }
+
+    /// Register an in-process connection with its own queue bound (the NATS
+    /// bridge: its queue *is* the export queue, sized by `--nats-queue`).
+    pub fn connect_with_capacity(&self, peer: &str, capacity: usize) -> Arc<ConnHandle> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let handle = Arc::new(ConnHandle {
             id,
             label: format!("conn#{id} {peer}"),
-            queue: EventQueue::with_bytes(
-                self.queue_capacity,
-                self.limits.queue_bytes,
-                Bytes::len,
-                Some(self.queued.clone()),
-            ),
+            queue: EventQueue::with_bytes(capacity, self.limits.queue_bytes, Bytes::len, Some(self.queued.clone())),
             dropping: AtomicBool::new(false),
         });
         self.conns.write().unwrap_or_else(|e| e.into_inner()).insert(id, handle.clone());
@@ -282,6 +283,30 @@ impl Broker {
         let frame = build_evt_frame(topic, body)?;
         self.counters.published.fetch_add(1, Ordering::Relaxed);
         self.deliver(frame, &self.resolve(from, topic).0);
+        Ok(())
+    }
+
+    /// Deliver an envelope built elsewhere (an event imported from another
+    /// host: its id, ts and origin must survive) to the local subscribers
+    /// of `topic`, never to `from`. The bridge passes its own connection,
+    /// which is what keeps an import from being exported again.
+    ///
+    /// The caller has validated `topic` and `envelope` (a JSON object); this
+    /// only refuses what would break the frame: an oversize envelope.
+    pub fn publish_envelope(&self, from: Option<ConnId>, topic: &str, envelope: &[u8]) -> Result<(), FrameError> {
+        // An imported envelope is what an EVT carries: the body limit plus
+        // the envelope's own overhead, as for locally routed events.
+        if envelope.len() > crate::frame::MAX_EVT_BODY_LEN {
+            return Err(FrameError::BodyTooLarge(envelope.len(), crate::frame::MAX_EVT_BODY_LEN));
+        }
+        let mut frame = BytesMut::with_capacity(10 + topic.len() + envelope.len());
+        frame.put_slice(b"EVT ");
+        frame.put_slice(topic.as_bytes());
+        frame.put_u8(b'\n');
+        frame.put_u32(envelope.len() as u32);
+        frame.put_slice(envelope);
+        self.counters.published.fetch_add(1, Ordering::Relaxed);
+        self.deliver(frame.freeze(), &self.resolve(from, topic).0);
         Ok(())
     }
 
@@ -446,6 +471,27 @@ mod tests {
         b.disconnect(s.id);
         s.queue.clear();
         assert_eq!(b.stats().queued_bytes, 0);
+    }
+
+    #[test]
+    fn prebuilt_envelope_reaches_others_but_not_its_sender() {
+        let b = Broker::new(4);
+        let bridge = b.connect_with_capacity("bridge", 2);
+        let local = b.connect("local");
+        b.subscribe(bridge.id, "x.>").unwrap();
+        b.subscribe(local.id, "x.>").unwrap();
+        let env = br#"{"v":1,"id":"abc","topic":"x.y","type":"t","ts":1.5,"payload":{},"origin":"h2"}"#;
+        b.publish_envelope(Some(bridge.id), "x.y", env).unwrap();
+        assert!(drain(&bridge).is_empty(), "an import must not go back to the bridge");
+        let got = drain(&local);
+        assert_eq!(got.len(), 1);
+        let mut buf = BytesMut::from(&got[0][..]);
+        let frame = crate::frame::Frame::parse(&mut buf).unwrap().unwrap();
+        assert_eq!(&frame.body[..], &env[..], "the envelope is delivered byte for byte");
+        assert_eq!(bridge.queue.capacity(), 2);
+        let max = crate::frame::MAX_EVT_BODY_LEN;
+        let huge = vec![b' '; max + 1];
+        assert_eq!(b.publish_envelope(None, "x.y", &huge), Err(FrameError::BodyTooLarge(max + 1, max)));
     }
 
     #[test]

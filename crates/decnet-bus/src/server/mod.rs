@@ -77,6 +77,8 @@ pub struct BusServer {
     config: ServerConfig,
     listener: UnixListener,
     broker: Arc<Broker>,
+    /// More `system.bus.health` fields (the NATS bridge's counters).
+    health_extra: Option<crate::sdk::HealthExtra>,
 }
 
 impl BusServer {
@@ -84,7 +86,13 @@ impl BusServer {
     pub fn bind(config: ServerConfig) -> Result<BusServer, BindError> {
         let listener = bind_socket(&config.socket, config.group.as_deref())?;
         let broker = Arc::new(Broker::with_limits(config.queue_capacity, config.limits.clone()));
-        Ok(BusServer { config, listener, broker })
+        Ok(BusServer { config, listener, broker, health_extra: None })
+    }
+
+    /// Add fields to every `system.bus.health` (computed each beat). The
+    /// broker's own counters win over a clashing key.
+    pub fn set_health_extra(&mut self, extra: crate::sdk::HealthExtra) {
+        self.health_extra = Some(extra);
     }
 
     pub fn socket_path(&self) -> &Path {
@@ -98,7 +106,7 @@ impl BusServer {
     /// Serve until `shutdown` is cancelled, then close every connection
     /// with BYE and remove the socket file.
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        let BusServer { config, listener, broker } = self;
+        let BusServer { config, listener, broker, health_extra } = self;
         tracing::info!(
             socket = %config.socket.display(),
             queue = config.queue_capacity,
@@ -112,7 +120,7 @@ impl BusServer {
         let mut send_buffer = SendBuffer { wanted: config.send_buffer, warned: false };
         let tracker = TaskTracker::new();
         if !config.heartbeat_interval.is_zero() {
-            tracker.spawn(heartbeat(broker.clone(), config.heartbeat_interval, shutdown.clone()));
+            tracker.spawn(heartbeat(broker.clone(), config.heartbeat_interval, health_extra, shutdown.clone()));
         }
         tracker.spawn(hostile_summaries(broker.clone(), shutdown.clone()));
         // Connections are counted by their tasks, which the tracker counts
@@ -257,10 +265,22 @@ impl SendBuffer {
 
 /// `system.bus.health` every `every`, through the same SDK heartbeat as
 /// every worker; the counters ride in its `extra`.
-async fn heartbeat(broker: Arc<Broker>, every: Duration, shutdown: CancellationToken) {
+async fn heartbeat(
+    broker: Arc<Broker>,
+    every: Duration,
+    more: Option<crate::sdk::HealthExtra>,
+    shutdown: CancellationToken,
+) {
     let bus: Arc<dyn crate::Bus> = Arc::new(own_bus::OwnBus::new(broker.clone()));
     let extra: crate::sdk::HealthExtra = Arc::new(move || match health_payload(&broker) {
-        serde_json::Value::Object(map) => Ok(map),
+        serde_json::Value::Object(map) => {
+            let mut out = match &more {
+                Some(more) => more()?,
+                None => serde_json::Map::new(),
+            };
+            out.extend(map);
+            Ok(out)
+        }
         _ => Err("health payload is not an object".into()),
     });
     // "bus" is a valid topic segment, so this cannot fail.

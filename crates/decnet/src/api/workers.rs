@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::error::{ApiError, ApiPath, ErrorBody};
+use super::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
 use super::state::AppState;
 use crate::auth::{RequireAdmin, RequireViewer};
 use crate::registry::{WorkerHealth, WorkerStatus};
@@ -25,10 +25,21 @@ pub struct WorkersResponse {
     pub bus_connected: bool,
 }
 
+/// `?host=`: one host's rows, or the stop target.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HostFilter {
+    /// A host id (a bus daemon's `--host-id`); default: every host for
+    /// the list, this API's host for a stop.
+    pub host: Option<String>,
+}
+
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StopAccepted {
     pub accepted: bool,
     pub worker: String,
+    /// The host whose worker was asked to stop.
+    pub host: String,
     /// Always `stop`.
     pub action: String,
 }
@@ -74,21 +85,28 @@ fn check_worker(state: &AppState, name: &str) -> Result<(), ApiError> {
     path = "/api/v1/workers",
     tag = "workers",
     security(("bearer" = [])),
+    params(HostFilter),
     responses(
-        (status = 200, description = "Every known worker", body = WorkersResponse),
+        (status = 200, description = "Every known worker of every host heard from (or of ?host=)", body = WorkersResponse),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 500, description = "Database error looking up the token's user", body = ErrorBody),
     )
 )]
-pub async fn list(State(state): State<AppState>, _user: RequireViewer) -> Json<WorkersResponse> {
+pub async fn list(
+    State(state): State<AppState>,
+    _user: RequireViewer,
+    ApiQuery(filter): ApiQuery<HostFilter>,
+) -> Json<WorkersResponse> {
     let installed = state.systemctl.installed().await;
     let now = decnet_bus::envelope::now_ts();
+    let local = state.registry.local_host().to_owned();
     let workers = state
         .registry
-        .snapshot(now)
+        .snapshot_host(now, filter.host.as_deref())
         .into_iter()
         .map(|mut w| {
-            w.installed = installed.contains(&w.name);
+            // systemctl only knows this host's units.
+            w.installed = w.host == local && installed.contains(&w.name);
             w
         })
         .collect();
@@ -100,13 +118,13 @@ pub async fn list(State(state): State<AppState>, _user: RequireViewer) -> Json<W
     path = "/api/v1/workers/{name}/stop",
     tag = "workers",
     security(("bearer" = [])),
-    params(("name" = String, Path, description = "Worker name from the known list")),
+    params(("name" = String, Path, description = "Worker name from the known list"), HostFilter),
     responses(
-        (status = 202, description = "Stop request published on system.<name>.control", body = StopAccepted),
+        (status = 202, description = "Stop request naming its host published on system.<name>.control", body = StopAccepted),
         (status = 400, description = "Invalid worker name", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
-        (status = 404, description = "Unknown worker", body = ErrorBody),
+        (status = 404, description = "Unknown worker or host", body = ErrorBody),
         (status = 503, description = "Bus down", body = ErrorBody),
         (status = 500, description = "Database error looking up the token's user", body = ErrorBody),
     )
@@ -115,20 +133,29 @@ pub async fn stop(
     State(state): State<AppState>,
     RequireAdmin(user): RequireAdmin,
     ApiPath(name): ApiPath<String>,
+    ApiQuery(filter): ApiQuery<HostFilter>,
 ) -> Result<(StatusCode, Json<StopAccepted>), ApiError> {
     check_worker(&state, &name)?;
+    // The intent names its host: with federated buses every host's worker
+    // of this name hears it, and only the named host's obeys.
+    let host = filter.host.unwrap_or_else(|| state.registry.local_host().to_owned());
+    if !state.registry.is_known_host(&host) {
+        let shown: String = host.chars().take(64).collect();
+        return Err(ApiError::not_found(format!("unknown host {shown:?}: no heartbeat seen from it")));
+    }
     let topic = decnet_bus::topics::system_control(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let bus = match state.bus.get().await {
         Some(bus) if bus.is_connected() => bus,
         _ => return Err(ApiError::unavailable("bus is not connected; the stop request was not sent")),
     };
-    let payload =
-        serde_json::json!({"action": "stop", "requested_by": user.username, "ts": decnet_bus::envelope::now_ts()});
+    let payload = serde_json::json!({
+        "action": "stop", "host": host, "requested_by": user.username, "ts": decnet_bus::envelope::now_ts()
+    });
     bus.publish(topic.as_str(), "control", payload)
         .await
         .map_err(|e| ApiError::unavailable(format!("cannot publish the stop request: {e}")))?;
-    tracing::info!(worker = %name, by = %user.username, "stop requested");
-    Ok((StatusCode::ACCEPTED, Json(StopAccepted { accepted: true, worker: name, action: "stop".into() })))
+    tracing::info!(worker = %name, host = %host, by = %user.username, "stop requested");
+    Ok((StatusCode::ACCEPTED, Json(StopAccepted { accepted: true, worker: name, host, action: "stop".into() })))
 }
 
 fn start_failure(f: StartFailure) -> ApiError {

@@ -63,6 +63,10 @@ pub struct BusArgs {
     #[arg(long, env = "DECNET_BUS_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    /// Federation over NATS (SPEC §9): --nats, --export, --import, --host-id, …
+    /// Boxed: its many options would make every `Command` as large.
+    #[command(flatten)]
+    pub nats: Box<crate::federation::NatsArgs>,
 }
 
 pub async fn run(args: BusArgs) -> anyhow::Result<()> {
@@ -98,6 +102,10 @@ pub async fn run(args: BusArgs) -> anyhow::Result<()> {
         frame_timeout: Duration::from_secs_f64(args.frame_timeout_secs),
         max_connections: args.max_connections as usize,
     };
+    // Checked before binding: a typo in a pattern must not leave a daemon
+    // running that silently bridges nothing.
+    let federation = args.nats.config()?;
+    let host_id = args.nats.resolved_host_id()?;
     let config = ServerConfig {
         socket,
         group: args.group,
@@ -110,8 +118,22 @@ pub async fn run(args: BusArgs) -> anyhow::Result<()> {
     // stop right after it must still get the clean shutdown path.
     let shutdown = CancellationToken::new();
     spawn_signal_handler(&shutdown)?;
-    let server = BusServer::bind(config)?;
+    let mut server = BusServer::bind(config)?;
+    let bridge = match federation {
+        Some(fed) => {
+            let bridge = crate::federation::Bridge::start(server.broker(), fed, shutdown.clone()).await?;
+            server.set_health_extra(bridge.health_extra());
+            Some(bridge)
+        }
+        None => {
+            server.set_health_extra(crate::federation::host_only_extra(host_id));
+            None
+        }
+    };
     server.run(shutdown).await?;
+    if let Some(bridge) = bridge {
+        bridge.join().await;
+    }
     Ok(())
 }
 

@@ -10,19 +10,21 @@ use std::process::ExitCode;
 pub mod api;
 pub mod bench;
 pub mod bus;
+pub mod ca;
+pub mod clusterer;
 pub mod collector;
 pub mod collector_bench;
-pub mod clusterer;
 pub mod correlate;
 pub mod deploy;
 pub mod ingest;
 pub mod login;
+pub mod logship;
 pub mod mutate;
 pub mod mutator;
 pub mod parse;
-pub mod profiler;
 pub mod probe;
 pub mod prober;
+pub mod profiler;
 pub mod pubsub;
 pub mod sniffer;
 pub mod teardown;
@@ -90,6 +92,12 @@ pub enum Command {
     Prober(prober::ProberArgs),
     /// Run the sniffer: passive fingerprints (SYN, JA3/JA4, JA3S/JA4S, SSH banner, timing) of traffic to deckies.
     Sniffer(sniffer::SnifferArgs),
+    /// Make the log-shipping certificates (`ca init`, `ca issue NAME`).
+    Ca(ca::CaArgs),
+    /// Receive shipped logs from forwarders (master side, mutual TLS).
+    Listener(logship::ListenerArgs),
+    /// Ship this host's ingest log to the master's listener.
+    Forwarder(logship::ForwarderArgs),
 }
 
 /// Log to stderr; `RUST_LOG` (e.g. `debug`, `decnet_bus=trace`) overrides the default `info`.
@@ -149,6 +157,9 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Probe(args) => probe::run(args).await,
             Command::Prober(args) => prober::run(args).await,
             Command::Sniffer(args) => sniffer::run(args).await,
+            Command::Ca(args) => ca::run(args).await,
+            Command::Listener(args) => logship::run_listener(args).await,
+            Command::Forwarder(args) => logship::run_forwarder(args).await,
         }
     });
     match result {

@@ -199,9 +199,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     println!("  bus socket:        {}   (try: decnet sub 'decky.>')", socket.display());
     println!("  ingest log:        {}", ingest.display());
-    println!(
-        "  syslog collector:  udp+tcp {collector_addr}"
-    );
+    println!("  syslog collector:  udp+tcp {collector_addr}");
     if args.driver == DriverKind::Native {
         if let Err(e) = print_deckies(&db, port_offset).await {
             tracing::warn!(error = %e, "cannot list the deckies");

@@ -69,7 +69,8 @@ pub fn format_age(seconds: Option<f64>) -> String {
 /// The `list` table, one line per worker.
 pub fn render_table(workers: &[WorkerStatus]) -> String {
     let width = workers.iter().map(|w| w.name.len()).max().unwrap_or(4).max(4);
-    let mut out = format!("{:<width$}  {:<7}  {:>7}  INSTALLED\n", "NAME", "STATUS", "AGE");
+    // HOST last: with federated buses (SPEC §9) one API lists many hosts.
+    let mut out = format!("{:<width$}  {:<7}  {:>7}  INSTALLED  HOST\n", "NAME", "STATUS", "AGE");
     for w in workers {
         let status = match w.status {
             WorkerHealth::Ok => "ok",
@@ -77,7 +78,13 @@ pub fn render_table(workers: &[WorkerStatus]) -> String {
             WorkerHealth::Unknown => "unknown",
         };
         let installed = if w.installed { "yes" } else { "no" };
-        out.push_str(&format!("{:<width$}  {:<7}  {:>7}  {installed}\n", w.name, status, format_age(w.seconds_since)));
+        out.push_str(&format!(
+            "{:<width$}  {:<7}  {:>7}  {installed:<9}  {}\n",
+            w.name,
+            status,
+            format_age(w.seconds_since),
+            w.host
+        ));
     }
     out
 }

@@ -1,0 +1,85 @@
+//! `decnet listener` and `decnet forwarder`: log shipping over mutual TLS.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::logship::{forwarder, listener, tls};
+
+#[derive(Debug, clap::Args)]
+pub struct ListenerArgs {
+    /// Address to accept forwarders on (6514 is syslog over TLS).
+    #[arg(long, env = "DECNET_LISTENER_ADDR", default_value = "0.0.0.0:6514")]
+    pub listen: SocketAddr,
+    /// CA certificate forwarders' certificates must chain to. Default: $DECNET_HOME/ca/ca.pem.
+    #[arg(long, env = "DECNET_LISTENER_CA")]
+    pub ca: Option<PathBuf>,
+    /// Listener certificate. Default: $DECNET_HOME/ca/master.pem.
+    #[arg(long, env = "DECNET_LISTENER_CERT")]
+    pub cert: Option<PathBuf>,
+    /// Listener key. Default: $DECNET_HOME/ca/master.key.
+    #[arg(long, env = "DECNET_LISTENER_KEY")]
+    pub key: Option<PathBuf>,
+    /// Folder for master.log and master.json. Default: $DECNET_HOME.
+    #[arg(long, env = "DECNET_LISTENER_OUT")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ForwarderArgs {
+    /// The master's listener, HOST:PORT.
+    #[arg(long, env = "DECNET_FORWARDER_MASTER")]
+    pub master: String,
+    /// Name the listener's certificate must carry. Default: the host part of --master.
+    #[arg(long, env = "DECNET_FORWARDER_SERVER_NAME")]
+    pub server_name: Option<String>,
+    /// CA certificate. Default: $DECNET_HOME/ca/ca.pem.
+    #[arg(long, env = "DECNET_FORWARDER_CA")]
+    pub ca: Option<PathBuf>,
+    /// This host's certificate (its CN tags the shipped lines).
+    #[arg(long, env = "DECNET_FORWARDER_CERT")]
+    pub cert: PathBuf,
+    /// This host's key.
+    #[arg(long, env = "DECNET_FORWARDER_KEY")]
+    pub key: PathBuf,
+    /// Log to ship. Default: DECNET_INGEST_LOG_FILE, else $DECNET_HOME/ingest.log.
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// Where the acknowledged cursor is kept. Default: $DECNET_HOME/forwarder.state.
+    #[arg(long, env = "DECNET_FORWARDER_STATE")]
+    pub state: Option<PathBuf>,
+}
+
+fn ca_file(name: &str) -> PathBuf {
+    crate::logship::ca::default_dir().join(name)
+}
+
+pub async fn run_listener(args: ListenerArgs) -> anyhow::Result<()> {
+    let config = tls::server_config(
+        &args.ca.unwrap_or_else(|| ca_file("ca.pem")),
+        &args.cert.unwrap_or_else(|| ca_file("master.pem")),
+        &args.key.unwrap_or_else(|| ca_file("master.key")),
+    )?;
+    let out = args.out.unwrap_or_else(crate::home::decnet_home);
+    let shutdown = CancellationToken::new();
+    super::bus::spawn_signal_handler(&shutdown)?;
+    listener::run(listener::ListenerConfig { listen: args.listen, tls: config, out }, shutdown).await
+}
+
+pub async fn run_forwarder(args: ForwarderArgs) -> anyhow::Result<()> {
+    let tls = tls::client_config(&args.ca.unwrap_or_else(|| ca_file("ca.pem")), &args.cert, &args.key)?;
+    let server_name = match args.server_name {
+        Some(n) => n,
+        None => match args.master.rsplit_once(':') {
+            Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            None => anyhow::bail!("--master must be HOST:PORT"),
+        },
+    };
+    let log = args.log.unwrap_or_else(crate::events::default_ingest_log_path);
+    let state = args.state.unwrap_or_else(|| crate::home::decnet_home().join("forwarder.state"));
+    let shutdown = CancellationToken::new();
+    super::bus::spawn_signal_handler(&shutdown)?;
+    let config = forwarder::ForwarderConfig { master: args.master, server_name, tls, log, state };
+    forwarder::run(config, shutdown).await
+}

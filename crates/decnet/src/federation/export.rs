@@ -1,0 +1,125 @@
+//! Export: local events matching `--export` go to NATS.
+//!
+//! The bridge is a connection of the broker like any client, so its queue
+//! is the export queue with the same drop-oldest behaviour: while NATS is
+//! away the exporter stops draining, the queue keeps the newest events and
+//! drops (and counts) the oldest, and publishers never notice. Once NATS is
+//! back what is queued goes out, oldest first.
+//!
+//! Each queued item is an encoded `EVT <topic>` frame; its body is already
+//! the envelope JSON, sent to NATS unchanged (a slice, not a copy).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::connection::State;
+use bytes::Bytes;
+use decnet_bus::frame::{FrameSpan, Scan};
+use decnet_bus::server::broker::{Broker, ConnHandle};
+use tokio_util::sync::CancellationToken;
+
+use super::counters::FederationCounters;
+use super::options::FederationConfig;
+use super::ORIGIN_HEADER;
+
+/// How often the exporter looks at the connection while NATS is away.
+const RECONNECT_POLL: Duration = Duration::from_millis(50);
+
+pub async fn run(
+    broker: Arc<Broker>,
+    conn: Arc<ConnHandle>,
+    client: async_nats::Client,
+    config: Arc<FederationConfig>,
+    counters: Arc<FederationCounters>,
+    shutdown: CancellationToken,
+) {
+    let _ = broker; // the connection is taken down by the bridge's stop task
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(ORIGIN_HEADER, config.host_id.as_str());
+    let mut batch: VecDeque<Bytes> = VecDeque::new();
+    let mut subject = String::with_capacity(64);
+    loop {
+        // NATS first: while it is away, events wait in the broker queue,
+        // which is the one place that drops the oldest.
+        while client.connection_state() != State::Connected {
+            note_queue_drops(&conn, &counters);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(RECONNECT_POLL) => {}
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            more = conn.queue.drain_into(&mut batch) => if !more { break },
+        }
+        note_queue_drops(&conn, &counters);
+        while let Some(frame) = batch.pop_front() {
+            let Some((topic, envelope)) = split_evt(&frame) else {
+                // Built by our own broker, so this cannot happen; skip
+                // rather than send NATS something malformed.
+                continue;
+            };
+            subject.clear();
+            subject.push_str(&config.prefix);
+            subject.push('.');
+            subject.push_str(topic);
+            match client.publish_with_headers(subject.clone(), headers.clone(), envelope).await {
+                Ok(()) => FederationCounters::add(&counters.exported, 1),
+                Err(e) => {
+                    let n = FederationCounters::add(&counters.dropped, 1);
+                    if n.is_power_of_two() {
+                        tracing::warn!(error = %e, dropped = n, "NATS refused an export; dropped");
+                    }
+                    0
+                }
+            };
+        }
+    }
+    // Shutdown: hand NATS what is already queued (the stop task flushes).
+    conn.queue.try_drain_into(&mut batch);
+    for frame in batch {
+        if let Some((topic, envelope)) = split_evt(&frame) {
+            let subject = format!("{}.{topic}", config.prefix);
+            if client.publish_with_headers(subject, headers.clone(), envelope).await.is_ok() {
+                FederationCounters::add(&counters.exported, 1);
+            }
+        }
+    }
+}
+
+fn note_queue_drops(conn: &ConnHandle, counters: &FederationCounters) {
+    let n = conn.queue.take_unreported_drops();
+    if n > 0 {
+        let total = FederationCounters::add(&counters.dropped, n);
+        tracing::warn!(dropped_now = n, dropped_total = total, "NATS export queue full: oldest exports dropped");
+    }
+}
+
+/// The topic and envelope of an encoded `EVT` frame; the envelope shares
+/// the frame's memory.
+pub fn split_evt(frame: &Bytes) -> Option<(&str, Bytes)> {
+    match FrameSpan::scan(frame) {
+        Ok(Scan::Frame(span)) if span.len == frame.len() && span.verb == decnet_bus::Verb::Evt => {
+            let topic = span.arg_str(frame);
+            Some((topic, frame.slice(span.body.clone())))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_evt_gives_topic_and_body() {
+        let mut buf = bytes::BytesMut::new();
+        decnet_bus::frame::encode_frame(decnet_bus::Verb::Evt, "a.b", br#"{"v":1}"#, &mut buf).unwrap();
+        let frame = buf.freeze();
+        let (topic, body) = split_evt(&frame).unwrap();
+        assert_eq!(topic, "a.b");
+        assert_eq!(&body[..], br#"{"v":1}"#);
+        assert!(split_evt(&frame.slice(..frame.len() - 1)).is_none(), "a truncated frame is not split");
+    }
+}

@@ -1,0 +1,98 @@
+//! RFC 5425 framing (`MSG-LEN SP SYSLOG-MSG`, octet counting) and the two
+//! messages of our own that ride beside it.
+//!
+//! - forwarder → listener: frames. A frame whose message starts with
+//!   `#decnet-pos ` is a position marker (`#decnet-pos <inode> <offset>`:
+//!   the next line starts at that offset of that file); a real syslog
+//!   message starts with `<PRI>`, so the two cannot be confused.
+//! - listener → forwarder: LF-terminated ASCII lines, `RESUME <inode>
+//!   <offset>` once after the handshake and `ACK <inode> <offset>` after
+//!   each durable append. RFC 5425 has no acknowledgement; without one a
+//!   forwarder cannot know what a crashed master kept.
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
+
+/// Largest message accepted (the bus's body limit; a syslog line is far smaller).
+pub const MAX_MSG: usize = 1 << 20;
+pub const POS_PREFIX: &str = "#decnet-pos ";
+
+pub fn encode(msg: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(msg.len().to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(msg);
+}
+
+/// Read one frame; `Ok(None)` on a clean EOF between frames.
+pub async fn read_frame<R: AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<Option<Vec<u8>>> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
+    let mut len = 0usize;
+    let mut digits = 0;
+    loop {
+        let mut b = [0u8; 1];
+        if r.read(&mut b).await? == 0 {
+            if digits == 0 {
+                return Ok(None);
+            }
+            return Err(bad("connection closed inside a frame header"));
+        }
+        match b[0] {
+            b' ' if digits > 0 => break,
+            d @ b'0'..=b'9' if digits < 8 && !(digits == 0 && d == b'0') => {
+                len = len * 10 + (d - b'0') as usize;
+                digits += 1;
+            }
+            _ => return Err(bad("malformed RFC 5425 frame length")),
+        }
+    }
+    if len > MAX_MSG {
+        return Err(bad("frame over the 1 MiB limit"));
+    }
+    let mut msg = vec![0u8; len];
+    r.read_exact(&mut msg).await?;
+    Ok(Some(msg))
+}
+
+/// `Some((inode, offset))` for a position marker.
+pub fn parse_pos(msg: &[u8]) -> Option<(u64, u64)> {
+    let text = std::str::from_utf8(msg).ok()?.strip_prefix(POS_PREFIX)?;
+    let (inode, offset) = text.split_once(' ')?;
+    Some((inode.parse().ok()?, offset.parse().ok()?))
+}
+
+/// Read one `<WORD> <inode> <offset>` control line.
+pub async fn read_control<R: AsyncBufRead + Unpin>(r: &mut R, word: &str) -> std::io::Result<Option<(u64, u64)>> {
+    let mut line = String::new();
+    if r.read_line(&mut line).await? == 0 {
+        return Ok(None);
+    }
+    let parsed = line.trim_end().strip_prefix(word).and_then(|rest| rest.strip_prefix(' ')).and_then(|rest| {
+        let (a, b) = rest.split_once(' ')?;
+        Some((a.parse().ok()?, b.parse().ok()?))
+    });
+    parsed.map(Some).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("expected {word}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip_and_bad_ones_fail() {
+        let mut buf = Vec::new();
+        encode(b"<134>1 - - - - - hi", &mut buf);
+        encode(b"", &mut buf);
+        encode(b"#decnet-pos 12 34", &mut buf);
+        let mut r = tokio::io::BufReader::new(&buf[..]);
+        assert_eq!(read_frame(&mut r).await.unwrap().unwrap(), b"<134>1 - - - - - hi");
+        assert!(read_frame(&mut r).await.is_err(), "a zero length has no leading-zero-free form: refused");
+        for bad in [&b"x 1"[..], b"01 a", b"123456789 a", b"5 ab"] {
+            let mut r = tokio::io::BufReader::new(bad);
+            assert!(read_frame(&mut r).await.is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(parse_pos(b"#decnet-pos 12 34"), Some((12, 34)));
+        assert_eq!(parse_pos(b"<134>1 #decnet-pos 1 2"), None);
+        let mut r = tokio::io::BufReader::new(&b"ACK 5 6\nNOPE\n"[..]);
+        assert_eq!(read_control(&mut r, "ACK").await.unwrap(), Some((5, 6)));
+        assert!(read_control(&mut r, "ACK").await.is_err());
+    }
+}
