@@ -137,7 +137,7 @@ async fn new_password_hash(name: &str, policy: &PolicyArgs) -> anyhow::Result<St
     let password = read_password(&format!("Password for {name}: "), true)?;
     auth::check_new_password(&password, policy.min_password_length)
         .map_err(|e| anyhow::anyhow!("{e}; nothing was changed"))?;
-    Ok(tokio::task::spawn_blocking(move || auth::hash_password(&password)).await??)
+    tokio::task::spawn_blocking(move || auth::hash_password(&password)).await?
 }
 
 pub async fn run(args: UserArgs) -> anyhow::Result<()> {
