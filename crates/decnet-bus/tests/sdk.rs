@@ -82,8 +82,10 @@ async fn heartbeat_survives_failing_and_panicking_extra() {
     assert_eq!(payloads[0]["tick"], 0);
     for base in &payloads[1..3] {
         let keys: Vec<&String> = base.as_object().unwrap().keys().collect();
-        assert_eq!(keys.len(), 2, "base payload only: {base}");
+        // worker, ts and (federation) the host it runs on.
+        assert_eq!(keys.len(), 3, "base payload only: {base}");
         assert_eq!(base["worker"], "prober");
+        assert!(base["host"].is_string());
         assert!(base["ts"].is_f64());
     }
     assert_eq!(payloads[3]["tick"], 3, "later ticks use extra again");

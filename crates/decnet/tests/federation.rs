@@ -421,7 +421,7 @@ async fn one_api_sees_and_stops_another_hosts_worker() {
         .spawn()
         .and_then(|mut c| {
             use std::io::Write;
-            c.stdin.take().unwrap().write_all(b"root-pw\n")?;
+            c.stdin.take().unwrap().write_all(b"root-password-1\n")?;
             c.wait_with_output()
         })
         .unwrap();
@@ -466,7 +466,7 @@ async fn one_api_sees_and_stops_another_hosts_worker() {
     let token = loop {
         let r = http
             .post(format!("{base}/api/v1/auth/login"))
-            .json(&serde_json::json!({"username": "root", "password": "root-pw"}))
+            .json(&serde_json::json!({"username": "root", "password": "root-password-1"}))
             .send()
             .await;
         if let Ok(r) = r {

@@ -162,7 +162,7 @@ fn a_deployed_native_fleet_answers_ssh_through_the_binary() {
     assert_eq!(host_key(), before);
 
     // A one-shot teardown: the daemon closes the port on its next pass.
-    let teardown = env(Command::new(BIN).arg("teardown"), dir.path(), collector).output().unwrap();
+    let teardown = env(Command::new(BIN).args(["teardown", "--all", "--yes"]), dir.path(), collector).output().unwrap();
     assert!(teardown.status.success(), "{teardown:?}");
     assert!(wait_until(10.0, || !ssh_accepts()), "the torn-down decky still listens");
     stop(mutator);

@@ -133,7 +133,12 @@ fn a_second_writer_on_one_home_is_refused_and_kill_9_leaves_no_orphans() {
     }
 
     let kids = children_of(up.pid());
-    assert_eq!(kids.len(), 3, "bus, api and mutator expected under up: {kids:?}\n{}", up.output());
+    assert_eq!(
+        kids.len(),
+        6,
+        "bus, api, mutator, collector, profiler and clusterer expected under up: {kids:?}\n{}",
+        up.output()
+    );
     up.child.kill().unwrap(); // SIGKILL: no shutdown path runs in `up`.
     up.child.wait().unwrap();
     assert!(
