@@ -108,6 +108,7 @@ mod tests {
             fields: Default::default(),
             msg: String::new(),
             raw_line: String::new(),
+            source: None,
         }
     }
 

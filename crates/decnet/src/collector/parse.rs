@@ -43,6 +43,10 @@ pub struct Record {
     pub fields: Map<String, Value>,
     pub msg: String,
     pub raw_line: String,
+    /// Who shipped the line: absent for this host's collector (stored as
+    /// `local`), the sender's certificate CN in a listener's `master.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl Record {
@@ -99,7 +103,17 @@ pub fn parse_record(line: &str, received_at: f64) -> Result<Record, ParseError> 
         Some(ts) => ts.unix_timestamp_nanos() as f64 / 1e9,
         None => received_at,
     };
-    Ok(Record { timestamp, decky, service, event_type, attacker_ip, fields, msg, raw_line: raw_line.to_string() })
+    Ok(Record {
+        timestamp,
+        decky,
+        service,
+        event_type,
+        attacker_ip,
+        fields,
+        msg,
+        raw_line: raw_line.to_string(),
+        source: None,
+    })
 }
 
 /// The attacker's address and, when it came as `host:port`, the port.

@@ -78,7 +78,7 @@ pub async fn insert_logs(tx: &mut Transaction<'_, Sqlite>, records: &[Record]) -
                 .push_bind(serde_json::Value::Object(r.fields.clone()).to_string())
                 .push_bind(&r.msg)
                 .push_bind(&r.raw_line)
-                .push_bind("local");
+                .push_bind(r.source.as_deref().unwrap_or("local"));
         });
         q.build().execute(&mut **tx).await?;
     }

@@ -202,7 +202,7 @@ fn commit(store: &Mutex<Store>, cn: &str, first: Pos, batch: &mut Vec<(Pos, Vec<
         log_buf.extend_from_slice(&line);
         log_buf.push(b'\n');
         log_len += line.len() as u64 + 1;
-        let rec = serde_json::json!({
+        let mut rec = serde_json::json!({
             "cn": cn,
             "received_at": now,
             "line": text,
@@ -211,6 +211,22 @@ fn commit(store: &Mutex<Store>, cn: &str, first: Pos, batch: &mut Vec<(Pos, Vec<
             "src_end": after.offset,
             "log_end": log_len,
         });
+        // The collector's record beside the listener's own keys, so the
+        // master's ingester (`decnet ingest --ingest-log <out>/master`, which
+        // reads `<out>/master.json`) stores
+        // shipped lines as `logs` rows tagged with the sender's CN. A line
+        // the collector cannot parse keeps only the listener's keys (the
+        // ingester counts it as not a record; master.log still has it).
+        if let Ok(mut parsed) = crate::collector::parse_record(&text, now) {
+            parsed.source = Some(cn.to_owned());
+            if let (Ok(serde_json::Value::Object(fields)), Some(obj)) =
+                (serde_json::to_value(&parsed), rec.as_object_mut())
+            {
+                for (k, v) in fields {
+                    obj.entry(k).or_insert(v);
+                }
+            }
+        }
         serde_json::to_writer(&mut json_buf, &rec)?;
         json_buf.push(b'\n');
         last = after;
