@@ -124,6 +124,20 @@ fn summary(r: &sqlx::sqlite::SqliteRow) -> Result<Value, sqlx::Error> {
     }))
 }
 
+/// `?limit=`, defaulted and checked against the route's maximum (400 beyond).
+pub(crate) fn page_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be between 1 and {max}, got {limit}")));
+    }
+    Ok(limit)
+}
+
+/// A TEXT column holding JSON, as JSON (null when absent or not JSON).
+pub(crate) fn json_column(row: &sqlx::sqlite::SqliteRow, column: &str) -> Value {
+    row.try_get::<String, _>(column).ok().and_then(|s| serde_json::from_str::<Value>(&s).ok()).unwrap_or(Value::Null)
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         ApiError::internal(format!("database error: {e}"))
@@ -144,10 +158,7 @@ pub async fn list(
     RequireViewer(_viewer): RequireViewer,
     ApiQuery(f): ApiQuery<AttackerFilter>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = f.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LIMIT}, got {limit}")));
-    }
+    let limit = page_limit(f.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let page = f.page.unwrap_or(1);
     if page == 0 {
         return Err(ApiError::bad_request("page starts at 1"));
@@ -267,7 +278,7 @@ pub async fn show(
             "decky": r.try_get::<String, _>("decky")?,
             "service": r.try_get::<String, _>("service")?,
             "event_type": r.try_get::<String, _>("event_type")?,
-            "fields": r.try_get::<String, _>("fields").ok().and_then(|s| serde_json::from_str::<Value>(&s).ok()).unwrap_or(Value::Null),
+            "fields": json_column(r, "fields"),
             "msg": r.try_get::<String, _>("msg")?,
         }))
     })
@@ -309,7 +320,7 @@ pub async fn show(
             "kind": r.try_get::<String, _>("kind")?,
             "port": r.try_get::<i64, _>("port")?,
             "hash": r.try_get::<String, _>("hash")?,
-            "details": r.try_get::<String, _>("details").ok().and_then(|s| serde_json::from_str::<Value>(&s).ok()).unwrap_or(Value::Null),
+            "details": json_column(r, "details"),
             "source": r.try_get::<String, _>("source")?,
             "first_seen": r.try_get::<f64, _>("first_seen")?,
             "last_seen": r.try_get::<f64, _>("last_seen")?,

@@ -60,10 +60,7 @@ pub async fn list(
     RequireViewer(_viewer): RequireViewer,
     ApiQuery(f): ApiQuery<LogFilter>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = f.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LIMIT}, got {limit}")));
-    }
+    let limit = super::attackers::page_limit(f.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let mut clauses: Vec<&str> = Vec::new();
     let mut binds: Vec<Bind> = Vec::new();
     for (param, column, value) in [
@@ -130,7 +127,7 @@ pub async fn list(
                 "service": r.try_get::<String, _>("service")?,
                 "event_type": r.try_get::<String, _>("event_type")?,
                 "attacker_ip": r.try_get::<String, _>("attacker_ip")?,
-                "fields": r.try_get::<String, _>("fields").ok().and_then(|s| serde_json::from_str::<Value>(&s).ok()).unwrap_or(Value::Null),
+                "fields": super::attackers::json_column(r, "fields"),
                 "msg": r.try_get::<String, _>("msg")?,
                 "source": r.try_get::<String, _>("source")?,
             }))
