@@ -2,8 +2,8 @@
 //! TCP listener (127.0.0.1:0) with a real SQLite file. Failed logins are
 //! throttled (429 + Retry-After) per user and address, idle or slow
 //! connections are closed after the header-read timeout, the connection
-//! limit answers 503 without hurting clients once slots free up, and an
-//! SSE stream ends when its token expires.
+//! limit answers 503 without hurting clients once slots free up, and
+//! every SSE stream (topology and attackers) ends when its token expires.
 
 mod topo_common;
 
@@ -184,30 +184,46 @@ async fn over_the_connection_limit_is_503_and_slots_come_back() {
     drop(idle);
 }
 
+/// Reads an SSE body to its end; fails if it is still open after `secs`.
+async fn read_to_end(mut resp: reqwest::Response, secs: u64, what: &str) -> String {
+    assert_eq!(resp.status(), 200, "{what}");
+    let mut body = String::new();
+    let ended = tokio::time::timeout(Duration::from_secs(secs), async {
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            body.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "{what}: stream still open {secs} s after a 2 s token; got:\n{body}");
+    body
+}
+
 #[tokio::test]
-async fn an_event_stream_ends_when_its_token_expires() {
+async fn every_event_stream_ends_when_its_token_expires() {
     let events = EventsConfig { keepalive: Duration::from_millis(200), ..EventsConfig::default() };
     let api = topo_common::start(topo_common::BusKind::Down, events).await;
     let id = api.active_topology(&[("d1", &["ssh"])]).await;
     let now = unix_now();
     let token =
         api.state.jwt.sign(&Claims { sub: "victor".into(), role: Role::Viewer, iat: now, exp: now + 2 }).unwrap();
-    let mut resp = api.events(&id, &token).await;
-    assert_eq!(resp.status(), 200);
-    let mut body = String::new();
-    let ended = tokio::time::timeout(Duration::from_secs(6), async {
-        while let Some(chunk) = resp.chunk().await.unwrap() {
-            body.push_str(std::str::from_utf8(&chunk).unwrap());
-        }
-    })
-    .await;
-    assert!(ended.is_ok(), "stream still open 6 s after a 2 s token; got:\n{body}");
-    assert!(body.contains("event: snapshot"), "{body}");
-    assert!(body.contains(": keepalive"), "stream ended before it ran at all:\n{body}");
-    assert!(body.contains("event: token_expired"), "{body}");
-    // The user's slot is free again: a fresh token opens a new stream.
+    let (topology, attackers) = tokio::join!(
+        async { read_to_end(api.events(&id, &token).await, 6, "topology stream").await },
+        async {
+            let url = api.url(&format!("/api/v1/attackers/stream?token={token}"));
+            read_to_end(api.http.get(url).send().await.unwrap(), 6, "attackers stream").await
+        },
+    );
+    assert!(topology.contains("event: snapshot"), "{topology}");
+    assert!(attackers.contains("event: ready"), "{attackers}");
+    for body in [&topology, &attackers] {
+        assert!(body.contains(": keepalive"), "stream ended before it ran at all:\n{body}");
+        assert!(body.contains("event: token_expired"), "{body}");
+    }
+    // The user's slots are free again: a fresh token opens new streams.
     let fresh = api.state.jwt.issue("victor", Role::Viewer).unwrap().0;
     assert_eq!(api.events(&id, &fresh).await.status(), 200);
+    let url = api.url(&format!("/api/v1/attackers/stream?token={fresh}"));
+    assert_eq!(api.http.get(url).send().await.unwrap().status(), 200);
 }
 
 #[tokio::test]

@@ -8,7 +8,9 @@
 //! topic (`attacker.observed`, `attacker.scored`) with data
 //! `{topic, type, ts, payload}`. The first event is `ready`, sent once the
 //! subscription is in place (or after a short grace when the bus is slow),
-//! so a client knows from when on it misses nothing.
+//! so a client knows from when on it misses nothing. When the token the
+//! stream was opened with expires it sends `token_expired` and ends, like
+//! every stream ([`super::events::TokenExpiry`]).
 
 use std::convert::Infallible;
 
@@ -21,7 +23,9 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{ApiError, ErrorBody};
-use super::events::{next_answer, next_envelope, start_subscribe, PendingSubscription, StreamSlot, SNAPSHOT_GRACE};
+use super::events::{
+    next_answer, next_envelope, start_subscribe, PendingSubscription, StreamSlot, TokenExpiry, SNAPSHOT_GRACE,
+};
 use super::state::AppState;
 use crate::auth::ViewerFromQuery;
 use decnet_bus::sdk::AppBus;
@@ -35,11 +39,15 @@ struct Feed {
     pattern: Pattern,
     keepalive: tokio::time::Interval,
     shutdown: CancellationToken,
+    expiry: TokenExpiry,
     _slot: StreamSlot,
 }
 
 impl Feed {
     async fn next_event(&mut self) -> Option<Event> {
+        if self.expiry.has_fired() {
+            return None;
+        }
         if !self.ready_sent {
             self.ready_sent = true;
             if let Some(pending) = self.pending.as_mut() {
@@ -55,6 +63,7 @@ impl Feed {
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => return None,
+                event = self.expiry.expired() => return Some(event),
                 subscription = next_answer(&mut self.pending) => {
                     self.pending = None;
                     self.subscription = subscription;
@@ -88,7 +97,7 @@ fn event_of(envelope: Envelope) -> Event {
     get, path = "/api/v1/attackers/stream", tag = "attackers", security(("bearer" = [])),
     params(("token" = Option<String>, Query, description = "Bearer token, for EventSource")),
     responses(
-        (status = 200, description = "text/event-stream: `ready`, then `attacker.*` events, `: keepalive` comments", content_type = "text/event-stream", body = String),
+        (status = 200, description = "text/event-stream: `ready`, then `attacker.*` events, `: keepalive` comments; `token_expired` and the end of the stream when the token expires", content_type = "text/event-stream", body = String),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 429, description = "Too many open streams for this user", body = ErrorBody),
         (status = 500, description = "Database error", body = ErrorBody),
@@ -121,6 +130,7 @@ pub async fn stream(
         pattern,
         keepalive,
         shutdown: state.shutdown.clone(),
+        expiry: TokenExpiry::at(user.token_expires_at),
         _slot: slot,
     };
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {

@@ -217,16 +217,48 @@ struct Feed {
     prefix: String,
     keepalive: tokio::time::Interval,
     shutdown: CancellationToken,
-    /// When the token the stream was opened with expires.
-    token_expiry: std::pin::Pin<Box<tokio::time::Sleep>>,
-    /// The `token_expired` event went out; the stream ends next.
-    expired: bool,
+    expiry: TokenExpiry,
     _slot: StreamSlot,
+}
+
+/// The end of a stream's credential. Every SSE stream holds one: a stream
+/// must not keep delivering to a token that any new request would refuse,
+/// so when it fires the stream sends `event: token_expired` and ends (the
+/// client logs in again and reconnects). One type for every stream, so no
+/// stream can forget it.
+pub(crate) struct TokenExpiry {
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// The `token_expired` event went out; the stream ends next.
+    fired: bool,
+}
+
+impl TokenExpiry {
+    /// For a token valid until `expires_at` (unix seconds). The token was
+    /// valid a moment ago, so this is in the future; the clamp only guards
+    /// against a clock step.
+    pub(crate) fn at(expires_at: i64) -> TokenExpiry {
+        let left = Duration::from_secs(expires_at.saturating_sub(crate::auth::unix_now()).max(0) as u64);
+        TokenExpiry { deadline: Box::pin(tokio::time::sleep(left)), fired: false }
+    }
+
+    /// Whether the stream already said `token_expired` and must end now.
+    pub(crate) fn has_fired(&self) -> bool {
+        self.fired
+    }
+
+    /// Waits for the expiry and gives the `token_expired` event to send.
+    /// Cancel-safe: the deadline lives in `self`, so a `select!` that picks
+    /// another branch loses nothing.
+    pub(crate) async fn expired(&mut self) -> Event {
+        self.deadline.as_mut().await;
+        self.fired = true;
+        Event::default().event("token_expired").data(r#"{"error":"token expired; log in again"}"#)
+    }
 }
 
 impl Feed {
     async fn next_event(&mut self) -> Option<Event> {
-        if self.expired {
+        if self.expiry.has_fired() {
             return None;
         }
         if !self.snapshot_sent {
@@ -237,10 +269,7 @@ impl Feed {
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => return None,
-                _ = self.token_expiry.as_mut() => {
-                    self.expired = true;
-                    return Some(Event::default().event("token_expired").data(r#"{"error":"token expired; log in again"}"#));
-                }
+                event = self.expiry.expired() => return Some(event),
                 subscription = next_answer(&mut self.pending) => {
                     self.pending = None;
                     self.subscription = subscription;
@@ -382,9 +411,6 @@ pub async fn events(
     let period = state.event_streams.config().keepalive;
     let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The token was valid a moment ago, so this is in the future; the
-    // clamp only guards against a clock step.
-    let left = Duration::from_secs(user.token_expires_at.saturating_sub(crate::auth::unix_now()).max(0) as u64);
     let feed = Feed {
         snapshot_sent: false,
         pool: state.pool.clone(),
@@ -397,8 +423,7 @@ pub async fn events(
         pattern,
         keepalive,
         shutdown: state.shutdown.clone(),
-        token_expiry: Box::pin(tokio::time::sleep(left)),
-        expired: false,
+        expiry: TokenExpiry::at(user.token_expires_at),
         _slot: slot,
     };
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {
