@@ -334,3 +334,64 @@ async fn api_configured_from_the_environment_jwt_secret_and_sse_knobs() {
     assert_eq!(second.status(), 429, "a second stream is over --sse-max-streams-per-user 1");
     assert!(!home.join("jwt.secret").exists(), "still no secret file after a login");
 }
+
+/// Issue 15: with `RUST_LOG=debug` the binary's log must not hold a working
+/// token (EventSource clients can only send it as `?token=`) nor a
+/// password from a login body. The log must show the redacted request, so
+/// the test cannot pass by logging nothing.
+#[tokio::test]
+async fn debug_logs_of_the_binary_hold_no_token_and_no_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let db = home.join("decnet.db");
+    let db_s = db.to_str().unwrap();
+    const PASSWORD: &str = "a-password-never-logged";
+    let out = run(home, &["user", "add", "root", "--role", "admin", "--db", db_s], &format!("{PASSWORD}\n"));
+    assert!(out.status.success(), "{}", text(&out));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log_path = home.join("api.stderr");
+    let mut api = Api(Command::new(BIN)
+        .args(["api", "--listen", &format!("127.0.0.1:{port}"), "--db", db_s, "--socket"])
+        .arg(home.join("no-bus.sock"))
+        .env("DECNET_HOME", home)
+        .env("RUST_LOG", "debug")
+        .env("DECNET_SSE_KEEPALIVE_SECS", "0.2")
+        .env("PATH", home.join("empty-path"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap());
+    let http = reqwest::Client::new();
+    wait_healthy(&http, &base).await;
+    let resp = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": "root", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let token = resp.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let resp = http
+        .post(format!("{base}/api/v1/topologies"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "lab"}))
+        .send()
+        .await
+        .unwrap();
+    let id = resp.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    for path in [format!("/api/v1/topologies/{id}/events"), "/api/v1/attackers/stream".to_owned()] {
+        let mut stream = http.get(format!("{base}{path}?token={token}")).send().await.unwrap();
+        assert_eq!(stream.status(), 200, "{path}");
+        sse_until(&mut stream, ": keepalive", Duration::from_secs(3)).await;
+    }
+    send_signal(api.0.id() as i32, "TERM");
+    assert!(wait_exit(&mut api.0, 10.0).is_some(), "decnet api stopped on SIGTERM");
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("token=[redacted]"), "the SSE requests are not in the debug log at all:\n{log}");
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(!log.contains(signature), "the token's signature reached the log");
+    assert!(!log.contains(PASSWORD), "the login password reached the log");
+}
