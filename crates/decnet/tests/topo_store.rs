@@ -233,3 +233,25 @@ async fn concurrent_claimers_never_share_a_row() {
     assert_eq!(all.len(), ROWS, "every pending row was claimed");
     assert!(topo::list_mutations(&pool, &id, Some(MutationState::Pending)).await.unwrap().is_empty());
 }
+
+/// `decnet up` starts its children together and each opens the database:
+/// on a new file they all migrate at once. Every open must succeed (this
+/// failed with "table already exists" before migrations were serialised).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_processes_opening_a_new_database_at_once_all_succeed() {
+    for round in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decnet.db");
+        let opens: Vec<_> = (0..6)
+            .map(|_| {
+                let path = path.clone();
+                tokio::spawn(async move { decnet::store::open(&path).await.map(|_| ()) })
+            })
+            .collect();
+        for (i, open) in opens.into_iter().enumerate() {
+            if let Err(e) = open.await.unwrap() {
+                panic!("round {round}: open {i} of a new database failed: {e:#}");
+            }
+        }
+    }
+}

@@ -45,12 +45,35 @@ pub async fn open(path: &Path) -> anyhow::Result<SqlitePool> {
         .connect_with(options)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
-    sqlx::migrate!("./migrations")
-        .run(&pool)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot migrate database {}: {e}", path.display()))?;
+    migrate_exclusively(&pool, path).await?;
     // The WAL files exist now; a home from an older version may have
     // left them readable.
     crate::state_dir::secure_db_files(path)?;
     Ok(pool)
+}
+
+/// Applies the migrations while holding an exclusive `flock` on
+/// `<db>.migrate-lock`. `decnet up` starts its children together and each
+/// opens the database; on a new file they all found the migration table
+/// empty and all but the first failed with "table already exists", because
+/// sqlx's migration lock is a no-op on SQLite. The lock file is separate
+/// from the database so SQLite's own locking is left alone; the kernel
+/// drops the lock if the holder dies.
+async fn migrate_exclusively(pool: &SqlitePool, path: &Path) -> anyhow::Result<()> {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::os::unix::fs::OpenOptionsExt;
+    let lock_path = PathBuf::from(format!("{}.migrate-lock", path.display()));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|e| anyhow::anyhow!("cannot open the migration lock {}: {e}", lock_path.display()))?;
+    let lock = tokio::task::spawn_blocking(move || Flock::lock(file, FlockArg::LockExclusive))
+        .await?
+        .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", lock_path.display()))?;
+    let migrated = sqlx::migrate!("./migrations").run(pool).await;
+    drop(lock);
+    migrated.map_err(|e| anyhow::anyhow!("cannot migrate database {}: {e}", path.display()))
 }
