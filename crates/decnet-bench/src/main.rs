@@ -1,6 +1,7 @@
 //! `decnet-bench`: load the decnet bus the way `nats bench` loads NATS,
 //! run the identical workload against a nats-server (`--nats URL`), and
-//! soak a bus daemon with hostile loads (`decnet-bench soak`).
+//! soak a bus daemon with hostile loads (`decnet-bench soak`) and the API
+//! with hostile HTTP (`decnet-bench soak-api`).
 //!
 //! A separate binary so the production `decnet` binary does not carry a
 //! load generator's dependencies (hdrhistogram); `decnet bench` execs this
@@ -11,6 +12,7 @@
 mod load;
 mod proto;
 mod soak;
+mod soak_api;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -35,6 +37,11 @@ enum Command {
     /// Run hostile loads against a running daemon and report its peak
     /// memory and a healthy client's latency under each.
     Soak(soak::SoakArgs),
+    /// Run the hostile HTTP loads (wrong-password floods, password
+    /// spraying, idle and slow-header connections) against a running
+    /// `decnet api` and report its peak memory and threads and a healthy
+    /// client's latency under each.
+    SoakApi(soak_api::SoakApiArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -93,6 +100,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Soak(args)) => soak::run(&args),
+        Some(Command::SoakApi(args)) => soak_api::run(&args),
         None => run_load(&cli.load),
     };
     match result {
