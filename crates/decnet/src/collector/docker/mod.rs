@@ -94,14 +94,26 @@ pub async fn run(
     // Lines written before the collector started are not read (they would
     // be read again at every restart).
     let start = Cursor::at(now_nanos());
-    let mut followed: HashMap<String, JoinHandle<()>> = HashMap::new();
-    let mut cursors: HashMap<String, Arc<Mutex<Cursor>>> = HashMap::new();
+    let mut source = Source {
+        api: api.clone(),
+        followed: HashMap::new(),
+        cursors: HashMap::new(),
+        start,
+        queue,
+        max_line,
+        stats: stats.clone(),
+        shutdown: shutdown.clone(),
+        warned_full: false,
+    };
     let mut backoff = BACKOFF_START;
     let mut ever_connected = false;
-    let mut warned_full = false;
     stats.set_docker_state(DockerState::Unreachable);
     loop {
-        let delay = match api.list_labelled().await {
+        let listed = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            l = api.list_labelled() => l,
+        };
+        let delay = match listed {
             Ok(list) => {
                 if stats.docker_state() != DockerState::Connected {
                     if ever_connected {
@@ -115,19 +127,7 @@ pub async fn run(
                 }
                 stats.set_docker_state(DockerState::Connected);
                 backoff = BACKOFF_START;
-                reconcile(
-                    &api,
-                    list,
-                    &mut followed,
-                    &mut cursors,
-                    start,
-                    &queue,
-                    max_line,
-                    &stats,
-                    &shutdown,
-                    &mut warned_full,
-                )
-                .await;
+                source.reconcile(list);
                 config.poll
             }
             Err(e) => {
@@ -146,74 +146,80 @@ pub async fn run(
                 d
             }
         };
-        stats.docker_containers.store(followed.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        stats.docker_containers.store(source.followed.len() as u64, std::sync::atomic::Ordering::Relaxed);
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(delay) => {}
         }
     }
-    for (_, task) in followed.drain() {
+    for (_, task) in source.followed.drain() {
         task.abort();
         let _ = task.await;
     }
     stats.docker_containers.store(0, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Follow what is listed and not followed; stop following what is gone.
-#[allow(clippy::too_many_arguments)]
-async fn reconcile(
-    api: &Arc<DockerApi>,
-    list: Vec<ContainerSummary>,
-    followed: &mut HashMap<String, JoinHandle<()>>,
-    cursors: &mut HashMap<String, Arc<Mutex<Cursor>>>,
+/// The followed containers and what a new follower needs.
+struct Source {
+    api: Arc<DockerApi>,
+    followed: HashMap<String, JoinHandle<()>>,
+    cursors: HashMap<String, Arc<Mutex<Cursor>>>,
     start: Cursor,
-    queue: &mpsc::Sender<Incoming>,
+    queue: mpsc::Sender<Incoming>,
     max_line: usize,
-    stats: &Arc<Stats>,
-    shutdown: &CancellationToken,
-    warned_full: &mut bool,
-) {
-    let listed: HashMap<&str, &ContainerSummary> = list.iter().map(|c| (c.id.as_str(), c)).collect();
-    followed.retain(|id, task| {
-        let keep = listed.contains_key(id.as_str()) && !task.is_finished();
-        if !keep {
-            task.abort();
-        }
-        keep
-    });
-    for c in &list {
-        if followed.contains_key(&c.id) {
-            continue;
-        }
-        if followed.len() >= MAX_FOLLOWED {
-            if !*warned_full {
-                *warned_full = true;
-                tracing::warn!("docker: {MAX_FOLLOWED} containers followed already; the others are not read");
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+    warned_full: bool,
+}
+
+impl Source {
+    /// Follow what is listed and not followed; stop following what is gone.
+    fn reconcile(&mut self, list: Vec<ContainerSummary>) {
+        let listed: HashMap<&str, &ContainerSummary> = list.iter().map(|c| (c.id.as_str(), c)).collect();
+        self.followed.retain(|id, task| {
+            let keep = listed.contains_key(id.as_str()) && !task.is_finished();
+            if !keep {
+                task.abort();
             }
-            break;
+            keep
+        });
+        for c in &list {
+            if self.followed.contains_key(&c.id) {
+                continue;
+            }
+            if self.followed.len() >= MAX_FOLLOWED {
+                if !self.warned_full {
+                    self.warned_full = true;
+                    tracing::warn!("docker: {MAX_FOLLOWED} containers followed already; the others are not read");
+                }
+                break;
+            }
+            let start = self.start;
+            let cursor = self.cursors.entry(c.id.clone()).or_insert_with(|| Arc::new(Mutex::new(start))).clone();
+            let follower = Follower {
+                api: self.api.clone(),
+                id: c.id.clone(),
+                name: c.name(),
+                cursor,
+                queue: self.queue.clone(),
+                max_line: self.max_line,
+                stats: self.stats.clone(),
+                shutdown: self.shutdown.clone(),
+            };
+            self.followed.insert(c.id.clone(), tokio::spawn(follower.run()));
         }
-        let cursor = cursors.entry(c.id.clone()).or_insert_with(|| Arc::new(Mutex::new(start))).clone();
-        let follower = Follower {
-            api: api.clone(),
-            id: c.id.clone(),
-            name: c.name(),
-            cursor,
-            queue: queue.clone(),
-            max_line,
-            stats: stats.clone(),
-            shutdown: shutdown.clone(),
-        };
-        followed.insert(c.id.clone(), tokio::spawn(follower.run()));
-    }
-    if cursors.len() > MAX_CURSORS {
-        let mut idle: Vec<(i128, String)> = cursors
-            .iter()
-            .filter(|(id, _)| !followed.contains_key(*id))
-            .map(|(id, c)| (c.lock().unwrap_or_else(|e| e.into_inner()).ts, id.clone()))
-            .collect();
-        idle.sort();
-        for (_, id) in idle.into_iter().take(cursors.len() - MAX_CURSORS) {
-            cursors.remove(&id);
+        if self.cursors.len() > MAX_CURSORS {
+            let mut idle: Vec<(i128, String)> = self
+                .cursors
+                .iter()
+                .filter(|(id, _)| !self.followed.contains_key(*id))
+                .map(|(id, c)| (c.lock().unwrap_or_else(|e| e.into_inner()).ts, id.clone()))
+                .collect();
+            idle.sort();
+            let excess = self.cursors.len() - MAX_CURSORS;
+            for (_, id) in idle.into_iter().take(excess) {
+                self.cursors.remove(&id);
+            }
         }
     }
 }
