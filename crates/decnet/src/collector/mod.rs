@@ -54,6 +54,15 @@ pub struct Incoming {
     /// The sender's address (for per-source drop counters).
     pub source: IpAddr,
     pub line: Bytes,
+    /// A place in the Docker source's share of the queue, given back when
+    /// the pipeline drops the line (see [`docker`]); `None` for UDP/TCP.
+    pub share: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Incoming {
+    pub fn new(source: IpAddr, line: Bytes) -> Incoming {
+        Incoming { source, line, share: None }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -173,7 +182,14 @@ impl Collector {
             )));
         }
         if let Some(docker) = config.docker.clone() {
-            tasks.push(tokio::spawn(docker::run(docker, tx.clone(), config.max_line, stats.clone(), shutdown)));
+            tasks.push(tokio::spawn(docker::run(
+                docker,
+                tx.clone(),
+                config.queue,
+                config.max_line,
+                stats.clone(),
+                shutdown,
+            )));
         }
         drop(tx);
         tracing::info!(

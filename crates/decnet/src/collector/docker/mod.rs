@@ -20,8 +20,12 @@
 //! (0.5 s doubling to 30 s).
 //!
 //! Fairness: lines go into the shared bounded queue with `send().await`,
-//! like a TCP connection's, so a chatty container waits its turn (and the
-//! daemon buffers its log) while UDP and TCP senders keep theirs.
+//! like a TCP connection's, but all containers together may hold at most
+//! half of it (a fair semaphore whose permit travels with the line and is
+//! given back when the pipeline drops it). So a chatty container waits its
+//! turn behind the other containers (the daemon buffers its log), and the
+//! other half stays free for UDP, which cannot wait and would otherwise be
+//! dropped while a container keeps the queue full.
 
 pub mod api;
 pub mod stream;
@@ -32,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -85,6 +89,7 @@ fn now_nanos() -> i128 {
 pub async fn run(
     config: DockerConfig,
     queue: mpsc::Sender<Incoming>,
+    queue_len: usize,
     max_line: usize,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
@@ -100,6 +105,7 @@ pub async fn run(
         cursors: HashMap::new(),
         start,
         queue,
+        share: Arc::new(Semaphore::new((queue_len / 2).max(1))),
         max_line,
         stats: stats.clone(),
         shutdown: shutdown.clone(),
@@ -166,6 +172,8 @@ struct Source {
     cursors: HashMap<String, Arc<Mutex<Cursor>>>,
     start: Cursor,
     queue: mpsc::Sender<Incoming>,
+    /// The containers' share of the queue.
+    share: Arc<Semaphore>,
     max_line: usize,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
@@ -202,6 +210,7 @@ impl Source {
                 name: c.name(),
                 cursor,
                 queue: self.queue.clone(),
+                share: self.share.clone(),
                 max_line: self.max_line,
                 stats: self.stats.clone(),
                 shutdown: self.shutdown.clone(),
@@ -230,6 +239,7 @@ struct Follower {
     name: String,
     cursor: Arc<Mutex<Cursor>>,
     queue: mpsc::Sender<Incoming>,
+    share: Arc<Semaphore>,
     max_line: usize,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
@@ -284,9 +294,13 @@ impl Follower {
             Item::Line(line) => {
                 Stats::inc(&self.stats.received);
                 Stats::inc(&self.stats.docker_lines);
+                let send = async {
+                    let Ok(share) = self.share.clone().acquire_owned().await else { return false };
+                    self.queue.send(Incoming { source: SOURCE, line, share: Some(share) }).await.is_ok()
+                };
                 tokio::select! {
                     _ = self.shutdown.cancelled() => false,
-                    r = self.queue.send(Incoming { source: SOURCE, line }) => r.is_ok(),
+                    sent = send => sent,
                 }
             }
             Item::Oversize => {
