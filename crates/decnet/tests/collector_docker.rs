@@ -63,6 +63,9 @@ struct World {
     changed: tokio::sync::watch::Sender<u64>,
     /// Every request path (with query) the daemon served.
     requests: Mutex<Vec<String>>,
+    /// List every running container, whatever the filters (a daemon that
+    /// ignores them: the collector must check the label itself).
+    ignore_filters: std::sync::atomic::AtomicBool,
 }
 
 fn now_ns() -> i128 {
@@ -75,6 +78,7 @@ impl World {
             containers: Mutex::new(Vec::new()),
             changed: tokio::sync::watch::channel(0).0,
             requests: Mutex::new(Vec::new()),
+            ignore_filters: Default::default(),
         })
     }
 
@@ -150,7 +154,10 @@ async fn list(State(w): State<Arc<World>>, Query(q): Query<HashMap<String, Strin
     let cs = w.containers.lock().unwrap().clone();
     let out: Vec<Value> = cs
         .iter()
-        .filter(|c| c.running && matches_filters(c, q.get("filters")))
+        .filter(|c| {
+            c.running
+                && (w.ignore_filters.load(std::sync::atomic::Ordering::Relaxed) || matches_filters(c, q.get("filters")))
+        })
         .map(|c| json!({"Id": c.id, "Names": [format!("/{}", c.name)], "Labels": c.labels, "State": "running"}))
         .collect();
     Json(Value::Array(out))
@@ -529,6 +536,16 @@ async fn labelled_containers_output_is_collected_and_others_are_not_read() {
     let hb = wait_health(&mut health, 10.0, "docker counters", |p| p["docker"]["lines"] == 4).await;
     assert_eq!(hb["stored"], 4, "{hb}");
 
+    // The list asked the daemon for the label.
+    let list_request =
+        world.requests.lock().unwrap().iter().find(|r| r.starts_with("/containers/json")).cloned().unwrap();
+    let url = reqwest::Url::parse(&format!("http://docker{list_request}")).unwrap();
+    let query: HashMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(serde_json::from_str::<Value>(&query["filters"]).unwrap(), json!({"label": [format!("{LABEL}=true")]}));
+    // A daemon that ignores the filter: the collector checks the label itself.
+    world.ignore_filters.store(true, std::sync::atomic::Ordering::Relaxed);
+    world.notify();
+    tokio::time::sleep(Duration::from_millis(800)).await;
     // Unlabelled containers were never asked for their log; nothing old was read.
     assert_eq!(world.log_requests_for("ccc333"), 0);
     assert_eq!(world.log_requests_for("ddd444"), 0);
