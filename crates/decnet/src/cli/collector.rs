@@ -12,7 +12,7 @@ use std::time::Duration;
 use decnet_bus::sdk::Worker;
 use tokio_util::sync::CancellationToken;
 
-use crate::collector::{Collector, CollectorConfig, DEFAULT_LISTEN, DEFAULT_MAX_LINE};
+use crate::collector::{docker, Collector, CollectorConfig, DEFAULT_LISTEN, DEFAULT_MAX_LINE};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CollectorArgs {
@@ -47,6 +47,19 @@ pub struct CollectorArgs {
     /// Do not listen on UDP.
     #[arg(long)]
     pub no_udp: bool,
+    /// Docker daemon socket for container output (containers labelled
+    /// `decnet.fleet.service=true`); default: `DOCKER_HOST=unix://PATH`,
+    /// else /var/run/docker.sock. No daemon there: one log line, and the
+    /// collector runs on, retrying quietly.
+    #[arg(long, env = "DECNET_COLLECTOR_DOCKER_SOCKET")]
+    pub docker_socket: Option<PathBuf>,
+    /// Do not read container output at all.
+    #[arg(long)]
+    pub no_docker: bool,
+    /// Seconds between listings of labelled containers (new ones are read
+    /// from the collector's start, so nothing is lost to the delay).
+    #[arg(long, env = "DECNET_COLLECTOR_DOCKER_POLL_SECS", default_value_t = 2.0)]
+    pub docker_poll_secs: f64,
     /// Seconds between `system.collector.health` heartbeats.
     #[arg(long, env = "DECNET_COLLECTOR_HEARTBEAT_SECS", default_value_t = 30.0)]
     pub heartbeat_secs: f64,
@@ -70,6 +83,20 @@ impl CollectorArgs {
         c.max_connections = self.max_connections;
         c.max_connections_per_source = self.max_connections_per_source;
         c.idle_timeout = secs("--idle-timeout-secs", self.idle_timeout_secs)?;
+        let poll = secs("--docker-poll-secs", self.docker_poll_secs)?;
+        c.docker = match self.no_docker {
+            true => None,
+            false => {
+                let docker_host = std::env::var("DOCKER_HOST").ok();
+                match docker::resolve_socket(self.docker_socket.as_deref(), docker_host.as_deref()) {
+                    Ok(socket) => Some(docker::DockerConfig { socket, poll }),
+                    Err(e) => {
+                        tracing::warn!("docker: {e}; container ingestion off");
+                        None
+                    }
+                }
+            }
+        };
         Ok(c)
     }
 }

@@ -3,13 +3,13 @@
 //! record the rest of decnet works from.
 //!
 //! ```text
-//! UDP ─┐                      ┌─ raw line   → ingest log   (everything)
-//!      ├─ bounded queue ─ pipeline ─ record → <log>.json   (parsed, not noise, not dup)
-//! TCP ─┘                      └─ system.log / attacker.session.ended → bus
+//! UDP ────┐                      ┌─ raw line   → ingest log   (everything)
+//! TCP ────┼─ bounded queue ─ pipeline ─ record → <log>.json   (parsed, not noise, not dup)
+//! docker ─┘                      └─ system.log / attacker.session.ended → bus
 //! ```
 //!
 //! One concern per file: [`receiver_udp`], [`receiver_tcp`] (framing and
-//! connection limits), [`parse`], [`noise`], [`dedup`], [`sessions`],
+//! connection limits), [`docker`] (labelled containers' output), [`parse`], [`noise`], [`dedup`], [`sessions`],
 //! [`writer`], [`publisher`], [`pipeline`] (the glue), [`stats`]. The
 //! ingester (tailing `<log>.json` into SQLite) is [`crate::ingest`].
 //!
@@ -19,6 +19,7 @@
 //! resumes from its cursor.
 
 pub mod dedup;
+pub mod docker;
 pub mod noise;
 pub mod parse;
 pub mod pipeline;
@@ -53,6 +54,15 @@ pub struct Incoming {
     /// The sender's address (for per-source drop counters).
     pub source: IpAddr,
     pub line: Bytes,
+    /// A place in the Docker source's share of the queue, given back when
+    /// the pipeline drops the line (see [`docker`]); `None` for UDP/TCP.
+    pub share: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Incoming {
+    pub fn new(source: IpAddr, line: Bytes) -> Incoming {
+        Incoming { source, line, share: None }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +80,8 @@ pub struct CollectorConfig {
     pub max_connections: usize,
     pub max_connections_per_source: usize,
     pub idle_timeout: Duration,
+    /// Read labelled containers' output from this Docker daemon (`None`: off).
+    pub docker: Option<docker::DockerConfig>,
 }
 
 impl CollectorConfig {
@@ -85,6 +97,7 @@ impl CollectorConfig {
             max_connections: 1024,
             max_connections_per_source: 256,
             idle_timeout: Duration::from_secs(600),
+            docker: None,
         }
     }
 }
@@ -160,7 +173,23 @@ impl Collector {
             tasks.push(tokio::spawn(receiver_tcp::run(listener, limits, tx.clone(), stats.clone(), shutdown.clone())));
         }
         if let Some(socket) = udp {
-            tasks.push(tokio::spawn(receiver_udp::run(socket, config.max_line, tx.clone(), stats.clone(), shutdown)));
+            tasks.push(tokio::spawn(receiver_udp::run(
+                socket,
+                config.max_line,
+                tx.clone(),
+                stats.clone(),
+                shutdown.clone(),
+            )));
+        }
+        if let Some(docker) = config.docker.clone() {
+            tasks.push(tokio::spawn(docker::run(
+                docker,
+                tx.clone(),
+                config.queue,
+                config.max_line,
+                stats.clone(),
+                shutdown,
+            )));
         }
         drop(tx);
         tracing::info!(

@@ -315,7 +315,7 @@ async fn serve(
             match frame {
                 Frame::Line(line) => {
                     Stats::inc(&stats.received);
-                    if queue.send(Incoming { source, line }).await.is_err() {
+                    if queue.send(Incoming::new(source, line)).await.is_err() {
                         return; // the pipeline is gone: shutting down
                     }
                 }
@@ -330,7 +330,7 @@ async fn serve(
     match decoder.finish() {
         Ok(Some(line)) => {
             Stats::inc(&stats.received);
-            let _ = queue.send(Incoming { source, line }).await;
+            let _ = queue.send(Incoming::new(source, line)).await;
         }
         Ok(None) => {}
         Err(bytes) => {

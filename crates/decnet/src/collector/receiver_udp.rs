@@ -55,7 +55,7 @@ pub async fn run(
             stats.drop_from(source);
             continue;
         }
-        match queue.try_send(Incoming { source, line: Bytes::copy_from_slice(data) }) {
+        match queue.try_send(Incoming::new(source, Bytes::copy_from_slice(data))) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => stats.drop_from(source),
             Err(mpsc::error::TrySendError::Closed(_)) => return,

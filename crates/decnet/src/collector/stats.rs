@@ -49,7 +49,36 @@ pub struct Stats {
     pub queue_depth: AtomicU64,
     /// Bus events dropped because the queue to the bus was full.
     pub publish_dropped: AtomicU64,
+    /// The Docker source: [`DockerState`] as a number, containers followed
+    /// now, lines read, lines over the limit, follow/daemon errors, times the
+    /// daemon came back after being lost.
+    pub docker_state: AtomicU64,
+    pub docker_containers: AtomicU64,
+    pub docker_lines: AtomicU64,
+    pub docker_oversize: AtomicU64,
+    pub docker_errors: AtomicU64,
+    pub docker_reconnects: AtomicU64,
     per_source_drops: Mutex<SourceDrops>,
+}
+
+/// Whether container output is being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DockerState {
+    /// `--no-docker`, or no usable socket configured.
+    Off = 0,
+    /// Configured, but the daemon does not answer (retried with backoff).
+    Unreachable = 1,
+    Connected = 2,
+}
+
+impl DockerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DockerState::Off => "off",
+            DockerState::Unreachable => "unreachable",
+            DockerState::Connected => "connected",
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -65,6 +94,18 @@ impl Stats {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    pub fn set_docker_state(&self, state: DockerState) {
+        self.docker_state.store(state as u64, Ordering::Relaxed);
+    }
+
+    pub fn docker_state(&self) -> DockerState {
+        match Self::get(&self.docker_state) {
+            1 => DockerState::Unreachable,
+            2 => DockerState::Connected,
+            _ => DockerState::Off,
+        }
     }
 
     /// Count one dropped line from `source`.
@@ -115,6 +156,18 @@ impl Stats {
             per_source.insert("other".into(), Value::from(d.other));
         }
         m.insert("per_source_drops".into(), Value::Object(per_source));
+        let mut docker = Map::new();
+        docker.insert("state".into(), Value::from(self.docker_state().as_str()));
+        for (name, counter) in [
+            ("containers", &self.docker_containers),
+            ("lines", &self.docker_lines),
+            ("oversize", &self.docker_oversize),
+            ("errors", &self.docker_errors),
+            ("reconnects", &self.docker_reconnects),
+        ] {
+            docker.insert(name.into(), Value::from(Self::get(counter)));
+        }
+        m.insert("docker".into(), Value::Object(docker));
         m
     }
 }
