@@ -80,7 +80,12 @@ impl Events {
 
     /// The first matching event that arrived after `since`, waiting up to
     /// `secs`; returns how long after `since` it arrived.
-    async fn first_after(&self, since: Instant, secs: f64, pred: impl Fn(&Envelope) -> bool) -> Option<(Duration, Envelope)> {
+    async fn first_after(
+        &self,
+        since: Instant,
+        secs: f64,
+        pred: impl Fn(&Envelope) -> bool,
+    ) -> Option<(Duration, Envelope)> {
         let deadline = Instant::now() + Duration::from_secs_f64(secs);
         loop {
             let found = self
@@ -430,8 +435,14 @@ async fn decnet_up_hears_real_clients_and_the_dashboard_shows_the_attacker() {
             let started = Instant::now();
             let reply = smtp_auth(addr, "mailer", SMTP_PASSWORD).await;
             eprintln!("smtp AUTH reply: {}", reply.trim());
-            within_one_second(&events, started, "smtp login_attempt", log_event("web-01", "smtp", "login_attempt"), &up)
-                .await;
+            within_one_second(
+                &events,
+                started,
+                "smtp login_attempt",
+                log_event("web-01", "smtp", "login_attempt"),
+                &up,
+            )
+            .await;
         }
         if !closed.is_empty() && !opened.is_empty() {
             proved = true;
