@@ -292,7 +292,7 @@ impl Up {
         let Some(start) = out.find("deckies (native honeypots") else { return deckies };
         for line in out[start..].lines().skip(1) {
             let words: Vec<&str> = line.split_whitespace().collect();
-            if words.len() < 2 || !words[1].parse::<std::net::IpAddr>().is_ok() {
+            if words.len() < 2 || words[1].parse::<std::net::IpAddr>().is_err() {
                 break;
             }
             let served = words[2..]
