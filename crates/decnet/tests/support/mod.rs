@@ -347,10 +347,35 @@ impl Drop for Proc {
     }
 }
 
+/// The chromedriver of a [`browser`] session. On drop it is killed, and so
+/// is every process started with this session's own `--user-data-dir`: a
+/// test that panics before `close()` would otherwise leave a Chromium
+/// behind (killing chromedriver does not end the browser it started).
+pub struct Driver {
+    driver: Proc,
+    profile: PathBuf,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.driver.0.kill();
+        let _ = self.driver.0.wait();
+        let marker = format!("--user-data-dir={}", self.profile.display());
+        let Ok(procs) = std::fs::read_dir("/proc") else { return };
+        for entry in procs.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else { continue };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).split('\0').any(|arg| arg == marker) {
+                send_signal(pid, "KILL");
+            }
+        }
+    }
+}
+
 /// A chromedriver on a free port and a headless Chromium session through
 /// it (fresh profile under `dir`, no background networking: the machine's
 /// network is closed).
-pub async fn browser(dir: &Path) -> (Proc, fantoccini::Client) {
+pub async fn browser(dir: &Path) -> (Driver, fantoccini::Client) {
     let driver_port = free_port();
     let driver = Proc(
         Command::new("chromedriver")
@@ -377,7 +402,7 @@ pub async fn browser(dir: &Path) -> (Proc, fantoccini::Client) {
             .connect(&format!("http://127.0.0.1:{driver_port}"))
             .await
         {
-            return (driver, c);
+            return (Driver { driver, profile }, c);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
