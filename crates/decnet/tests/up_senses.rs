@@ -16,7 +16,10 @@
 //!   `attacker.observed` for the attacker, while it still scores new events;
 //! - `decnet mutate web-01` closes a removed service's port (connection
 //!   refused) and opens an added one on web-01's address (smtp, when
-//!   drawn, answers a real SMTP AUTH that is captured too).
+//!   drawn, answers a real SMTP AUTH that is captured too);
+//! - the API (which runs the ingester) SIGKILLed and restarted by `up`:
+//!   what the collector heard meanwhile is stored, and every parsed record
+//!   is exactly one `logs` row.
 //!
 //! One test: two `decnet up` at once would fight over the demo addresses.
 
@@ -485,6 +488,43 @@ async fn decnet_up_hears_real_clients_and_the_dashboard_shows_the_attacker() {
     assert!(saw_closed, "20 mutations never closed a natively served port on web-01");
     assert!(saw_opened, "20 mutations never opened a natively served port on web-01");
 
+    // --- the ingester (inside the API) killed: nothing lost, nothing twice ---
+    b.close().await.unwrap();
+    let old_api = up.worker_pid("api").unwrap_or_else(|| panic!("no api child of up"));
+    send_signal(old_api as i32, "KILL");
+    assert!(support::wait_until(10.0, || up.worker_pid("api") != Some(old_api)), "the api child did not die");
+    // While the API is down the collector still hears and writes.
+    let started = Instant::now();
+    let url = format!("http://{http}/while-the-api-is-down");
+    let out = tokio::task::spawn_blocking(move || curl(&url)).await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+    within_one_second(&events, started, "http request, API down", log_event("ws-finance", "http", "request"), &up)
+        .await;
+    assert!(
+        support::wait_until(30.0, || up.worker_pid("api").is_some_and(|p| p != old_api)),
+        "up did not restart the api\n{}",
+        up.output()
+    );
+    let while_down = "SELECT COUNT(*) FROM logs WHERE msg LIKE '%/while-the-api-is-down%'";
+    assert!(wait_count(&pool, while_down, 1).await >= 1, "the line written while the API was down was never stored");
+    // Every parsed record the collector wrote is exactly one local row.
+    let records = || {
+        std::fs::read_to_string(home.join("ingest.log.json"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .count() as i64
+    };
+    let stored = wait_count(&pool, "SELECT COUNT(*) FROM logs WHERE source = 'local'", records()).await;
+    assert_eq!(stored, records(), "logs rows vs records in ingest.log.json after the ingester's restart");
+    let twice: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT raw_line FROM logs GROUP BY raw_line HAVING COUNT(*) > 1)")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(twice, 0, "a line stored twice");
+    eprintln!("{stored} logs rows = {stored} parsed records, none twice, across an ingester SIGKILL");
+
     // --- no clear secret anywhere decnet writes ---
     pool.close().await;
     let mut written = up.output().into_bytes();
@@ -495,5 +535,4 @@ async fn decnet_up_hears_real_clients_and_the_dashboard_shows_the_attacker() {
     for password in [SSH_PASSWORD, TELNET_PASSWORD, FTP_PASSWORD, SMTP_PASSWORD] {
         assert!(!text.contains(password), "the clear password {password} was written somewhere");
     }
-    b.close().await.unwrap();
 }
