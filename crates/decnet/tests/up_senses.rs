@@ -271,6 +271,7 @@ async fn decnet_up_hears_real_clients_and_the_dashboard_shows_the_attacker() {
     for addr in [ssh, ftp, http, telnet] {
         assert!(support::wait_until(20.0, || support::tcp_listening(addr)), "{addr} never listened\n{}", up.output());
     }
+    let watching_since = Instant::now();
     let (events, _watch) = Events::watch(&up.socket()).await;
 
     // --- the dashboard: first screen = the fleet, then the live Attackers page ---
@@ -387,7 +388,7 @@ async fn decnet_up_hears_real_clients_and_the_dashboard_shows_the_attacker() {
         );
         assert_eq!(wait_count(&pool, &sql, 1).await, 1, "credential of {decky}/{service} stored once, hashed");
         let captured = events
-            .first_after(Instant::now() - Duration::from_secs(3600), 10.0, |e| {
+            .first_after(watching_since, 10.0, |e| {
                 e.topic == "credential.captured" && e.payload["secret_sha256"] == digest.as_str()
             })
             .await
