@@ -12,6 +12,8 @@ command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 # Native decky tests drive the real OpenSSH client (ssh-keygen comes with it).
 command -v ssh >/dev/null || need_apt+=(openssh-client)
 command -v sshpass >/dev/null || need_apt+=(sshpass)
+# up_senses.rs plays the attacker's HTTP client with the real curl.
+command -v curl >/dev/null || need_apt+=(curl)
 # Fingerprint tests: a real sshd as HASSH target, the OpenSSH client as the
 # independent view of its KEXINIT, openssl for the sniffer's TLS handshake.
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)

@@ -4,27 +4,20 @@
 //! SSH login on one decky, an HTTP request on a second, from 127.0.0.1)
 //! and the browser must show one attacker with a 2-decky traversal,
 //! delivered live over the attackers SSE stream.
+//!
+//! Rows are inserted here so that the detail page's timeline and the
+//! clusterer's identity (two attackers sharing a HASSH, which needs a
+//! fingerprint no client of this test produces) are exact and known. The
+//! same criterion with nothing inserted, through `decnet up` and real
+//! OpenSSH/curl clients, is `up_senses.rs`.
 
 mod support;
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{Daemon, BIN};
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use support::{browser, free_port, text_of, wait_text, Daemon, Proc, BIN};
 
 fn spawn(dir: &Path, socket: &Path, args: &[&str]) -> Proc {
     Proc(
@@ -42,40 +35,6 @@ fn spawn(dir: &Path, socket: &Path, args: &[&str]) -> Proc {
     )
 }
 
-async fn browser(dir: &Path) -> (Proc, Client) {
-    let driver_port = free_port();
-    let driver = Proc(
-        Command::new("chromedriver")
-            .arg(format!("--port={driver_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver is installed by scripts/test.sh"),
-    );
-    let profile = dir.join("chromium-profile");
-    let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
-        "goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--no-first-run", "--window-size=1280,900", format!("--user-data-dir={}", profile.display())]
-        }
-    }))
-    .unwrap();
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    for _ in 0..100 {
-        if let Ok(c) = ClientBuilder::new(connector.clone())
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{driver_port}"))
-            .await
-        {
-            return (driver, c);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no chromedriver session");
-}
-
 async fn insert_log(pool: &sqlx::SqlitePool, decky: &str, service: &str, event_type: &str, msg: &str) {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     sqlx::query(
@@ -90,26 +49,6 @@ async fn insert_log(pool: &sqlx::SqlitePool, decky: &str, service: &str, event_t
     .execute(pool)
     .await
     .unwrap();
-}
-
-async fn text_of(b: &Client, css: &str) -> String {
-    match b.find(Locator::Css(css)).await {
-        Ok(e) => e.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
-}
-
-/// Poll until the element's text satisfies `ok` (20 s cap, for a loaded CI box).
-async fn wait_text(b: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let t = text_of(b, css).await;
-        if ok(&t) {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "{css} never showed what was expected; last text {t:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

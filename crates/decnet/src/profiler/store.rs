@@ -139,13 +139,24 @@ pub async fn save_profile(tx: &mut Transaction<'_, Sqlite>, p: &Profile, now: f6
     Ok(())
 }
 
-/// The newest [`TIMELINE_LIMIT`] events of `ip` as (timestamp, "decky:service").
+/// Event types that restate a session rather than record something the
+/// attacker did: every session ends with both, a few ms after its last
+/// action, so counting them would give every attacker two near-zero gaps
+/// (one curl would be four events and "brute_force").
+pub const SESSION_BOOKKEEPING: [&str; 2] = ["disconnect", "session_recorded"];
+
+/// The newest [`TIMELINE_LIMIT`] events of `ip` as (timestamp,
+/// "decky:service"), the behaviour classifier's input: the attacker's own
+/// actions (connects, logins, commands, requests…), not
+/// [`SESSION_BOOKKEEPING`].
 pub async fn timeline(pool: &SqlitePool, ip: &str) -> anyhow::Result<Vec<(f64, String)>> {
     let rows = sqlx::query(
         "SELECT timestamp, decky || ':' || service AS target FROM logs
-         WHERE attacker_ip = ? ORDER BY timestamp DESC LIMIT ?",
+         WHERE attacker_ip = ? AND event_type NOT IN (?, ?) ORDER BY timestamp DESC LIMIT ?",
     )
     .bind(ip)
+    .bind(SESSION_BOOKKEEPING[0])
+    .bind(SESSION_BOOKKEEPING[1])
     .bind(TIMELINE_LIMIT)
     .fetch_all(pool)
     .await?;

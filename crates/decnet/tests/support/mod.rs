@@ -152,3 +152,280 @@ pub fn example_worker() -> PathBuf {
     assert!(bin.exists(), "{} missing", bin.display());
     bin
 }
+
+/// A free TCP port on 127.0.0.1 (bound then released: good enough for a
+/// test that binds it right after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Poll until a TCP connect to `addr` succeeds (`true`) or `secs` pass.
+pub fn wait_tcp(addr: std::net::SocketAddr, secs: f64) -> bool {
+    wait_until(secs, || std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok())
+}
+
+/// True when a TCP socket listens on `addr` (IPv4), read from
+/// /proc/net/tcp: unlike a connect, this leaves no trace on a honeypot.
+pub fn tcp_listening(addr: std::net::SocketAddr) -> bool {
+    let std::net::IpAddr::V4(ip) = addr.ip() else { return false };
+    // The kernel prints the address as the in-memory u32, port in hex.
+    let local = format!("{:08X}:{:04X}", u32::from_le_bytes(ip.octets()), addr.port());
+    let any = format!("00000000:{:04X}", addr.port());
+    std::fs::read_to_string("/proc/net/tcp").unwrap_or_default().lines().skip(1).any(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        cols.len() > 3 && cols[3] == "0A" && (cols[1] == local || cols[1] == any)
+    })
+}
+
+/// How a TCP connect to `addr` ends: `Ok` when accepted, the error kind
+/// otherwise (`ConnectionRefused` for a closed port on loopback).
+pub fn tcp_connect(addr: std::net::SocketAddr) -> Result<(), std::io::ErrorKind> {
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map(drop).map_err(|e| e.kind())
+}
+
+/// A real OpenSSH client logging in with a password through `sshpass`
+/// and running `command`: no host-key prompts, no keys offered, bounded
+/// by ConnectTimeout and `timeout 30`.
+pub fn sshpass(password: &str, host: &str, port: u16, user: &str, command: &str) -> std::process::Output {
+    Command::new("timeout")
+        .args(["30", "sshpass", "-p", password, "ssh", "-p", &port.to_string()])
+        .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+        .args(["-o", "ConnectTimeout=5", "-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password"])
+        .arg(format!("{user}@{host}"))
+        .arg(command)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sshpass ssh (installed by scripts/test.sh)")
+}
+
+/// The direct children of `pid` with their command lines, from /proc.
+pub fn child_processes(pid: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    for task in tasks.flatten() {
+        let Ok(children) = std::fs::read_to_string(task.path().join("children")) else { continue };
+        for child in children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()) {
+            let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ").trim().to_string();
+            out.push((child, cmdline));
+        }
+    }
+    out
+}
+
+/// `decnet up` as a user runs it: its own `$DECNET_HOME`, the API on
+/// `--listen 127.0.0.1:<free port>`, everything else derived from the home
+/// unless `env` says otherwise. Output (stdout and stderr) is captured;
+/// SIGINT then SIGKILL on drop.
+pub struct Up {
+    pub child: Child,
+    pub out: Arc<Mutex<String>>,
+    pub home: PathBuf,
+    pub url: String,
+}
+
+impl Up {
+    pub fn start(home: &Path, env: &[(&str, &str)]) -> Up {
+        let port = free_port();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["up", "--listen", &format!("127.0.0.1:{port}")])
+            .env("DECNET_HOME", home)
+            .env_remove("DECNET_BUS_SOCKET")
+            .env_remove("DECNET_DB")
+            .env_remove("DECNET_INGEST_LOG_FILE")
+            .env_remove("DECNET_NATIVE_PORT_OFFSET")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn decnet up");
+        let out = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let sink = out.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut s = sink.lock().unwrap();
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            });
+        }
+        let up = Up { child, out, home: home.to_path_buf(), url: format!("http://127.0.0.1:{port}/") };
+        assert!(wait_until(60.0, || up.output().contains("Press Ctrl-C")), "decnet up did not start:\n{}", up.output());
+        up
+    }
+
+    pub fn output(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The generated admin password `up` prints once.
+    pub fn admin_password(&self) -> String {
+        let out = self.output();
+        let line = out.lines().find(|l| l.contains("sign in as admin / ")).expect("password printed");
+        line.split("admin / ").nth(1).unwrap().split_whitespace().next().unwrap().to_string()
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.home.join("bus.sock")
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.home.join("decnet.db")
+    }
+
+    /// The deckies `up` printed: name → (address, [(service, port)]) for
+    /// the services that are served (the ones printed as `svc:port`).
+    pub fn deckies(&self) -> std::collections::BTreeMap<String, (String, Vec<(String, u16)>)> {
+        let out = self.output();
+        let mut deckies = std::collections::BTreeMap::new();
+        let Some(start) = out.find("deckies (native honeypots") else { return deckies };
+        for line in out[start..].lines().skip(1) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if words.len() < 2 || words[1].parse::<std::net::IpAddr>().is_err() {
+                break;
+            }
+            let served = words[2..]
+                .iter()
+                .filter_map(|w| w.split_once(':'))
+                .filter_map(|(s, p)| Some((s.to_string(), p.parse().ok()?)))
+                .collect();
+            deckies.insert(words[0].to_string(), (words[1].to_string(), served));
+        }
+        deckies
+    }
+
+    /// The pid of `up`'s supervised child running `decnet <worker>`.
+    pub fn worker_pid(&self, worker: &str) -> Option<u32> {
+        child_processes(self.pid())
+            .into_iter()
+            .find(|(_, cmd)| cmd.split_whitespace().nth(1) == Some(worker))
+            .map(|(pid, _)| pid)
+    }
+
+    /// The `decnet` CLI next to this stack: only `DECNET_HOME` set.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .args(args)
+            .env("DECNET_HOME", &self.home)
+            .env_remove("DECNET_BUS_SOCKET")
+            .env_remove("DECNET_DB")
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn decnet")
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            send_signal(self.child.id() as i32, "INT");
+            let _ = wait_exit(&mut self.child, 15.0);
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A child process killed (and reaped) on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The chromedriver of a [`browser`] session. On drop it is killed, and so
+/// is every process started with this session's own `--user-data-dir`: a
+/// test that panics before `close()` would otherwise leave a Chromium
+/// behind (killing chromedriver does not end the browser it started).
+pub struct Driver {
+    driver: Proc,
+    profile: PathBuf,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.driver.0.kill();
+        let _ = self.driver.0.wait();
+        let marker = format!("--user-data-dir={}", self.profile.display());
+        let Ok(procs) = std::fs::read_dir("/proc") else { return };
+        for entry in procs.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else { continue };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).split('\0').any(|arg| arg == marker) {
+                send_signal(pid, "KILL");
+            }
+        }
+    }
+}
+
+/// A chromedriver on a free port and a headless Chromium session through
+/// it (fresh profile under `dir`, no background networking: the machine's
+/// network is closed).
+pub async fn browser(dir: &Path) -> (Driver, fantoccini::Client) {
+    let driver_port = free_port();
+    let driver = Proc(
+        Command::new("chromedriver")
+            .arg(format!("--port={driver_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver is installed by scripts/test.sh"),
+    );
+    let profile = dir.join("chromium-profile");
+    let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--no-first-run", "--window-size=1280,900", format!("--user-data-dir={}", profile.display())]
+        }
+    }))
+    .unwrap();
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    for _ in 0..100 {
+        if let Ok(c) = fantoccini::ClientBuilder::new(connector.clone())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{driver_port}"))
+            .await
+        {
+            return (Driver { driver, profile }, c);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no chromedriver session");
+}
+
+/// The text of the first element matching `css`, empty when there is none.
+pub async fn text_of(b: &fantoccini::Client, css: &str) -> String {
+    match b.find(fantoccini::Locator::Css(css)).await {
+        Ok(e) => e.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Poll until the element's text satisfies `ok` (20 s cap, for a loaded CI box).
+pub async fn wait_text(b: &fantoccini::Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let t = text_of(b, css).await;
+        if ok(&t) {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "{css} never showed what was expected; last text {t:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
