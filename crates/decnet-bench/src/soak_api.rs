@@ -47,7 +47,10 @@ pub struct SoakApiArgs {
 }
 
 pub fn run(args: &SoakApiArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.addr.ip().is_loopback(), "--addr must be a loopback address; the soak attacks what it targets");
+    anyhow::ensure!(
+        args.addr.ip().is_loopback(),
+        "--addr must be a loopback address; the soak attacks what it targets"
+    );
     anyhow::ensure!(args.secs.is_finite() && args.secs > 0.0 && args.secs <= 60.0, "--secs must be in (0, 60]");
     for load in &args.loads {
         anyhow::ensure!(LOADS.contains(&load.as_str()), "unknown load {load:?}; known: {}", LOADS.join(", "));

@@ -206,13 +206,11 @@ async fn every_event_stream_ends_when_its_token_expires() {
     let now = unix_now();
     let token =
         api.state.jwt.sign(&Claims { sub: "victor".into(), role: Role::Viewer, iat: now, exp: now + 2 }).unwrap();
-    let (topology, attackers) = tokio::join!(
-        async { read_to_end(api.events(&id, &token).await, 6, "topology stream").await },
-        async {
+    let (topology, attackers) =
+        tokio::join!(async { read_to_end(api.events(&id, &token).await, 6, "topology stream").await }, async {
             let url = api.url(&format!("/api/v1/attackers/stream?token={token}"));
             read_to_end(api.http.get(url).send().await.unwrap(), 6, "attackers stream").await
-        },
-    );
+        },);
     assert!(topology.contains("event: snapshot"), "{topology}");
     assert!(attackers.contains("event: ready"), "{attackers}");
     for body in [&topology, &attackers] {

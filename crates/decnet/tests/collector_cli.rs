@@ -11,22 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use decnet_bus::Bus;
-use support::{send_signal, wait_exit, wait_until, Daemon, BIN};
-
-fn free_port() -> u16 {
-    // A port free for TCP and UDP alike (the collector binds both).
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-fn relay(decky: &str, app: &str, msgid: &str, sd: &str, msg: &str) -> String {
-    format!("<134>1 2026-12-02T16:10:00.000000Z {decky} {app} - {msgid} [relay@55555 {sd}] {msg}")
-}
+use support::{free_tcp_udp_port, relay_line, send_signal, wait_exit, wait_until, Daemon, BIN};
 
 fn octet(line: &str) -> Vec<u8> {
     format!("{} {line}", line.len()).into_bytes()
@@ -79,7 +64,13 @@ async fn recv(sub: &mut decnet_bus::Subscription) -> decnet_bus::Envelope {
 #[test]
 fn parse_prints_records_and_reports_bad_lines() {
     let input = [
-        relay("web-01", "ssh", "login_attempt", r#"src_ip="1.2.3.4:2222" username="root" secret_b64="eA==""#, "hi"),
+        relay_line(
+            "web-01",
+            "ssh",
+            "login_attempt",
+            r#"src_ip="1.2.3.4:2222" username="root" secret_b64="eA==""#,
+            "hi",
+        ),
         "garbage line".to_string(),
         "<134>1 - d ssh - - - CMD uname -a".to_string(),
         String::new(),
@@ -116,7 +107,7 @@ async fn collector_worker_publishes_logs_sessions_and_counters_and_stops_on_requ
     let mut ended = bus.subscribe("attacker.session.ended").await.unwrap();
     let mut health = bus.subscribe("system.collector.health").await.unwrap();
 
-    let port = free_port();
+    let port = free_tcp_udp_port();
     let listen = format!("127.0.0.1:{port}");
     let log = dir.path().join("ingest.log");
     let mut collector = spawn(
@@ -129,7 +120,7 @@ async fn collector_worker_publishes_logs_sessions_and_counters_and_stops_on_requ
 
     let addr: SocketAddr = listen.parse().unwrap();
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    udp.send_to(relay("web-01", "http", "request", r#"src_ip="10.0.0.1""#, "GET /").as_bytes(), addr).unwrap();
+    udp.send_to(relay_line("web-01", "http", "request", r#"src_ip="10.0.0.1""#, "GET /").as_bytes(), addr).unwrap();
     let ev = recv(&mut logs).await;
     assert_eq!(ev.event_type, "request");
     assert_eq!(
@@ -141,10 +132,10 @@ async fn collector_worker_publishes_logs_sessions_and_counters_and_stops_on_requ
     let mut tcp = TcpStream::connect(addr).unwrap();
     let sd = r#"src_ip="10.0.0.2" sid="s-1""#;
     for l in [
-        relay("web-01", "ssh", "command", sd, "CMD whoami"),
-        relay("web-01", "ssh", "command", sd, "CMD cat /etc/passwd"),
+        relay_line("web-01", "ssh", "command", sd, "CMD whoami"),
+        relay_line("web-01", "ssh", "command", sd, "CMD cat /etc/passwd"),
         "not syslog at all".to_string(),
-        relay(
+        relay_line(
             "web-01",
             "ssh",
             "session_recorded",
@@ -215,7 +206,8 @@ fn write_records(json: &Path, range: std::ops::Range<usize>, pause: Duration) {
             format!(r#"src_ip="10.1.{}.{}""#, i / 250, i % 250)
         };
         let rec =
-            decnet::collector::parse_record(&relay("d", "ssh", "login_attempt", &sd, &format!("n={i}")), 0.0).unwrap();
+            decnet::collector::parse_record(&relay_line("d", "ssh", "login_attempt", &sd, &format!("n={i}")), 0.0)
+                .unwrap();
         batch.push_str(&serde_json::to_string(&rec).unwrap());
         batch.push('\n');
         if i % 50 == 49 {
@@ -276,7 +268,8 @@ async fn ingester_killed_and_restarted_loses_nothing_and_stores_nothing_twice() 
         "sha256 of the decoded secret"
     );
     // A partial last line is not consumed until its LF arrives.
-    let rec = decnet::collector::parse_record(&relay("d", "ssh", "x", r#"src_ip="9.9.9.9""#, "partial"), 0.0).unwrap();
+    let rec =
+        decnet::collector::parse_record(&relay_line("d", "ssh", "x", r#"src_ip="9.9.9.9""#, "partial"), 0.0).unwrap();
     let text = serde_json::to_string(&rec).unwrap();
     let (a, b) = text.split_at(text.len() / 2);
     let mut f = std::fs::OpenOptions::new().append(true).open(&json).unwrap();
@@ -322,8 +315,8 @@ async fn two_ingesters_on_one_database_store_each_line_once_and_follow_rotation(
 async fn decnet_up_hears_a_decky_line_stores_it_and_captures_the_credential() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
-    let api_port = free_port();
-    let syslog_port = free_port();
+    let api_port = free_tcp_udp_port();
+    let syslog_port = free_tcp_udp_port();
     let mut up = Command::new(BIN)
         .args(["up", "--no-demo", "--listen", &format!("127.0.0.1:{api_port}")])
         .env("DECNET_HOME", home)
@@ -342,7 +335,7 @@ async fn decnet_up_hears_a_decky_line_stores_it_and_captures_the_credential() {
     let mut logs = bus.subscribe("system.log").await.unwrap();
     let mut creds = bus.subscribe("credential.captured").await.unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{syslog_port}").parse().unwrap();
-    let line = relay(
+    let line = relay_line(
         "web-01",
         "ssh",
         "login_attempt",

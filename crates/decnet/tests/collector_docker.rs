@@ -32,7 +32,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use decnet_bus::Bus;
 use serde_json::{json, Value};
-use support::{wait_until, Daemon, BIN};
+use support::{free_tcp_udp_port, relay_line, wait_until, Daemon, BIN};
 
 const LABEL: &str = "decnet.fleet.service";
 
@@ -305,20 +305,6 @@ impl Drop for StandIn {
 
 // ---------------------------------------------------------------- the collector
 
-fn free_port() -> u16 {
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-fn relay(decky: &str, app: &str, msgid: &str, sd: &str, msg: &str) -> String {
-    format!("<134>1 2026-12-02T16:10:00.000000Z {decky} {app} - {msgid} [relay@55555 {sd}] {msg}")
-}
-
 struct CollectorProc {
     child: Child,
     log: Arc<Mutex<String>>,
@@ -328,7 +314,7 @@ struct CollectorProc {
 
 impl CollectorProc {
     fn start(dir: &Path, bus: &Path, extra: &[&str], env: &[(&str, &str)]) -> CollectorProc {
-        let port = free_port();
+        let port = free_tcp_udp_port();
         let listen = format!("127.0.0.1:{port}");
         let ingest = dir.join("ingest.log");
         let mut cmd = Command::new(BIN);
@@ -486,7 +472,7 @@ async fn labelled_containers_output_is_collected_and_others_are_not_read() {
         "aaa111",
         1,
         now_ns() - 3_600_000_000_000,
-        relay("web", "http", "request", r#"src_ip="10.6.0.1""#, "old-line").as_bytes(),
+        relay_line("web", "http", "request", r#"src_ip="10.6.0.1""#, "old-line").as_bytes(),
     );
     let _daemon = StandIn::start(world.clone(), &s.docker_socket);
     let c = s.collector(&[]);
@@ -496,16 +482,16 @@ async fn labelled_containers_output_is_collected_and_others_are_not_read() {
     .await;
     assert_eq!(hb["docker"]["errors"], 0, "{hb}");
 
-    world.write("aaa111", &relay("web", "http", "request", r#"src_ip="10.1.0.1""#, "stdout-line"));
+    world.write("aaa111", &relay_line("web", "http", "request", r#"src_ip="10.1.0.1""#, "stdout-line"));
     world.write_at(
         "aaa111",
         2,
         now_ns(),
-        relay("web", "http", "error", r#"src_ip="10.1.0.1""#, "stderr-line").as_bytes(),
+        relay_line("web", "http", "error", r#"src_ip="10.1.0.1""#, "stderr-line").as_bytes(),
     );
-    world.write("bbb222", &relay("shell", "ssh", "login_attempt", r#"src_ip="10.1.0.2""#, "tty-line"));
-    world.write("ccc333", &relay("unlabelled", "http", "request", r#"src_ip="10.9.9.9""#, "must-not-appear"));
-    world.write("ddd444", &relay("label-false", "http", "request", r#"src_ip="10.9.9.8""#, "must-not-appear"));
+    world.write("bbb222", &relay_line("shell", "ssh", "login_attempt", r#"src_ip="10.1.0.2""#, "tty-line"));
+    world.write("ccc333", &relay_line("unlabelled", "http", "request", r#"src_ip="10.9.9.9""#, "must-not-appear"));
+    world.write("ddd444", &relay_line("label-false", "http", "request", r#"src_ip="10.9.9.8""#, "must-not-appear"));
     let mut seen = HashMap::new();
     while seen.len() < 3 {
         let ev = wait_event(&mut logs, 10.0, "for the container lines", |_| true).await;
@@ -526,7 +512,7 @@ async fn labelled_containers_output_is_collected_and_others_are_not_read() {
 
     // A container that starts later is read, from its first line.
     world.add("eee555", "late", Some("true"), false);
-    world.write("eee555", &relay("late", "ftp", "login_attempt", r#"src_ip="10.1.0.3""#, "late-line"));
+    world.write("eee555", &relay_line("late", "ftp", "login_attempt", r#"src_ip="10.1.0.3""#, "late-line"));
     let ev = wait_event(&mut logs, 10.0, "from the late container", |e| e.payload["decky"] == "late").await;
     assert_eq!(ev.payload["attacker_ip"], "10.1.0.3");
 
@@ -583,26 +569,26 @@ async fn hostile_container_output_neither_crashes_nor_blocks_syslog() {
         "f00002",
         1,
         ts + 2,
-        relay("garbage", "http", "request", r#"src_ip="10.6.0.1""#, "after-big").as_bytes(),
+        relay_line("garbage", "http", "request", r#"src_ip="10.6.0.1""#, "after-big").as_bytes(),
     );
     world.with("f00004", |c| {
         for i in 0..20_000 {
-            let line = relay("flood", "http", "request", r#"src_ip="10.2.0.1""#, &format!("flood-{i}"));
+            let line = relay_line("flood", "http", "request", r#"src_ip="10.2.0.1""#, &format!("flood-{i}"));
             c.log.push(Entry { ts: ts + i, stream: 1, bytes: format!("{line}\n").into_bytes() });
         }
     });
     // Syslog sent at the same time still gets through, over UDP and TCP.
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    udp.send_to(relay("udp-decky", "ssh", "login_attempt", r#"src_ip="10.3.0.1""#, "udp-line").as_bytes(), c.addr)
+    udp.send_to(relay_line("udp-decky", "ssh", "login_attempt", r#"src_ip="10.3.0.1""#, "udp-line").as_bytes(), c.addr)
         .unwrap();
     let mut tcp = TcpStream::connect(c.addr).unwrap();
-    let line = relay("tcp-decky", "ssh", "login_attempt", r#"src_ip="10.3.0.2""#, "tcp-line");
+    let line = relay_line("tcp-decky", "ssh", "login_attempt", r#"src_ip="10.3.0.2""#, "tcp-line");
     tcp.write_all(format!("{} {line}", line.len()).as_bytes()).unwrap();
     let started = Instant::now();
     // UDP cannot wait for room in the queue: 100 more datagrams while the flood
     // is read, none of which may be dropped (the containers hold at most half).
     for i in 0..100 {
-        let line = relay("udp-decky", "ssh", "login_attempt", r#"src_ip="10.3.0.1""#, &format!("udp-{i}"));
+        let line = relay_line("udp-decky", "ssh", "login_attempt", r#"src_ip="10.3.0.1""#, &format!("udp-{i}"));
         udp.send_to(line.as_bytes(), c.addr).unwrap();
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -662,10 +648,10 @@ async fn a_daemon_restart_resumes_without_duplicates() {
             "abc123",
             1,
             t,
-            relay("web", "http", "request", r#"src_ip="10.6.0.1""#, &format!("line-{i}")).as_bytes(),
+            relay_line("web", "http", "request", r#"src_ip="10.6.0.1""#, &format!("line-{i}")).as_bytes(),
         );
     }
-    world.write("def456", &relay("shell", "ssh", "request", r#"src_ip="10.6.0.1""#, "tty-1"));
+    world.write("def456", &relay_line("shell", "ssh", "request", r#"src_ip="10.6.0.1""#, "tty-1"));
     for _ in 0..4 {
         wait_event(&mut logs, 10.0, "before the restart", |_| true).await;
     }
@@ -678,10 +664,10 @@ async fn a_daemon_restart_resumes_without_duplicates() {
         "abc123",
         1,
         ts + 1000,
-        relay("web", "http", "request", r#"src_ip="10.6.0.1""#, "line-4").as_bytes(),
+        relay_line("web", "http", "request", r#"src_ip="10.6.0.1""#, "line-4").as_bytes(),
     );
-    world.write("abc123", &relay("web", "http", "request", r#"src_ip="10.6.0.1""#, "line-5"));
-    world.write("def456", &relay("shell", "ssh", "request", r#"src_ip="10.6.0.1""#, "tty-2"));
+    world.write("abc123", &relay_line("web", "http", "request", r#"src_ip="10.6.0.1""#, "line-5"));
+    world.write("def456", &relay_line("shell", "ssh", "request", r#"src_ip="10.6.0.1""#, "tty-2"));
     let _daemon = StandIn::start(world.clone(), &s.docker_socket);
     let mut after = Vec::new();
     while after.len() < 3 {
@@ -710,7 +696,7 @@ async fn without_a_daemon_the_collector_says_so_once_and_hears_syslog() {
     let hb = wait_health(&mut health, 10.0, "docker unreachable", |p| p["docker"]["state"] == "unreachable").await;
     assert_eq!(hb["docker"]["containers"], 0);
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    udp.send_to(relay("d1", "ssh", "login_attempt", r#"src_ip="10.4.0.1""#, "hi").as_bytes(), c.addr).unwrap();
+    udp.send_to(relay_line("d1", "ssh", "login_attempt", r#"src_ip="10.4.0.1""#, "hi").as_bytes(), c.addr).unwrap();
     let ev = wait_event(&mut logs, 10.0, "the UDP line", |_| true).await;
     assert_eq!(ev.payload["attacker_ip"], "10.4.0.1");
     // Retries at 0.5, 1, 2 s happen in this time; they do not log again.
@@ -728,7 +714,7 @@ async fn without_a_daemon_the_collector_says_so_once_and_hears_syslog() {
     wait_health(&mut health, 10.0, "docker unreachable", |p| p["docker"]["state"] == "unreachable").await;
     let _daemon = StandIn::start(world.clone(), &s.docker_socket);
     wait_health(&mut health, 10.0, "docker connected", |p| p["docker"]["containers"] == 1).await;
-    world.write("abc", &relay("late-daemon", "ssh", "login_attempt", r#"src_ip="10.6.0.1""#, "late"));
+    world.write("abc", &relay_line("late-daemon", "ssh", "login_attempt", r#"src_ip="10.6.0.1""#, "late"));
     wait_event(&mut logs, 10.0, "from the late daemon", |e| e.payload["decky"] == "late-daemon").await;
     drop(c);
 
@@ -777,7 +763,7 @@ async fn real_docker_daemon() {
     let s = setup().await;
     let mut logs = s.bus.subscribe("system.log").await.unwrap();
     let name = format!("decnet-test-{}", std::process::id());
-    let line = relay("real-docker", "http", "request", r#"src_ip="10.5.0.1""#, "from-a-real-container");
+    let line = relay_line("real-docker", "http", "request", r#"src_ip="10.5.0.1""#, "from-a-real-container");
     let script = format!("while true; do echo '{line}'; sleep 1; done");
     let mut started = None;
     for image in ["busybox", "alpine"] {

@@ -2,12 +2,15 @@
 //! and TCP, real files): framing, filtering, and the bad-input guarantees.
 //! Client sockets bind distinct 127.0.0.x addresses to act as distinct sources.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use decnet::collector::{Collector, CollectorConfig, Record, Stats};
+use support::relay_line;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
@@ -77,10 +80,6 @@ fn octet(line: &str) -> Vec<u8> {
     format!("{} {line}", line.len()).into_bytes()
 }
 
-fn relay(decky: &str, app: &str, msgid: &str, sd: &str, msg: &str) -> String {
-    format!("<134>1 2026-12-02T16:10:00.000000Z {decky} {app} - {msgid} [relay@55555 {sd}] {msg}")
-}
-
 async fn wait_stat(stat: &std::sync::atomic::AtomicU64, at_least: u64, secs: f64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     while Stats::get(stat) < at_least && Instant::now() < deadline {
@@ -93,12 +92,12 @@ async fn wait_stat(stat: &std::sync::atomic::AtomicU64, at_least: u64, secs: f64
 async fn udp_and_both_tcp_framings_reach_both_files() {
     let c = Running::start(|_| {}).await;
     let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    udp.send_to(relay("d1", "http", "request", r#"src_ip="1.1.1.1""#, "GET /").as_bytes(), c.udp).await.unwrap();
+    udp.send_to(relay_line("d1", "http", "request", r#"src_ip="1.1.1.1""#, "GET /").as_bytes(), c.udp).await.unwrap();
 
     let mut tcp = connect_from("127.0.0.1", c.tcp).await;
-    let mut bytes = octet(&relay("d2", "ssh", "login_attempt", r#"src_ip="2.2.2.2:5000""#, "octet"));
-    bytes.extend(relay("d3", "telnet", "connect", r#"src_ip="3.3.3.3""#, "lf-framed\n").as_bytes());
-    bytes.extend(octet(&relay("d4", "ftp", "command", r#"src_ip="4.4.4.4""#, "multi\nline")));
+    let mut bytes = octet(&relay_line("d2", "ssh", "login_attempt", r#"src_ip="2.2.2.2:5000""#, "octet"));
+    bytes.extend(relay_line("d3", "telnet", "connect", r#"src_ip="3.3.3.3""#, "lf-framed\n").as_bytes());
+    bytes.extend(octet(&relay_line("d4", "ftp", "command", r#"src_ip="4.4.4.4""#, "multi\nline")));
     tcp.write_all(&bytes).await.unwrap();
 
     let records = c.wait_records(4, 10.0).await;
@@ -120,14 +119,14 @@ async fn malformed_noise_and_duplicates_stay_in_the_raw_log_only() {
     let mut lines = vec![
         "this is not syslog".to_string(),
         "<13>Oct 11 22:14:15 host app: an RFC 3164 line".to_string(),
-        relay("host", "sshd", "-", "x=\"1\"", "Accepted password for bob from 9.9.9.9"),
-        relay("host", "kernel", "-", "x=\"1\"", "eth0 up"),
+        relay_line("host", "sshd", "-", "x=\"1\"", "Accepted password for bob from 9.9.9.9"),
+        relay_line("host", "kernel", "-", "x=\"1\"", "eth0 up"),
     ];
     for _ in 0..5 {
-        lines.push(relay("d1", "ssh", "connect", r#"src_ip="5.5.5.5""#, "again"));
+        lines.push(relay_line("d1", "ssh", "connect", r#"src_ip="5.5.5.5""#, "again"));
     }
-    lines.push(relay("d1", "ssh", "login_attempt", r#"src_ip="5.5.5.5""#, "kept"));
-    lines.push(relay("d1", "ssh", "login_attempt", r#"src_ip="5.5.5.5""#, "kept too"));
+    lines.push(relay_line("d1", "ssh", "login_attempt", r#"src_ip="5.5.5.5""#, "kept"));
+    lines.push(relay_line("d1", "ssh", "login_attempt", r#"src_ip="5.5.5.5""#, "kept too"));
     for l in &lines {
         tcp.write_all(&octet(l)).await.unwrap();
     }
@@ -152,7 +151,7 @@ async fn malformed_noise_and_duplicates_stay_in_the_raw_log_only() {
 async fn a_64k_line_is_kept_and_a_longer_one_skipped_without_closing() {
     let c = Running::start(|_| {}).await;
     let mut tcp = connect_from("127.0.0.1", c.tcp).await;
-    let head = relay("big", "http", "request", r#"src_ip="6.6.6.6""#, "");
+    let head = relay_line("big", "http", "request", r#"src_ip="6.6.6.6""#, "");
     let exact = format!("{head}{}", "a".repeat(64 * 1024 - head.len()));
     assert_eq!(exact.len(), 64 * 1024);
     let over = format!("{head}{}", "b".repeat(64 * 1024 - head.len() + 1));
@@ -161,7 +160,7 @@ async fn a_64k_line_is_kept_and_a_longer_one_skipped_without_closing() {
     tcp.write_all(b"\n").await.unwrap();
     tcp.write_all(&octet(&exact)).await.unwrap();
     tcp.write_all(format!("{exact}\n").as_bytes()).await.unwrap();
-    tcp.write_all(&octet(&relay("after", "http", "request", r#"src_ip="6.6.6.7""#, "small"))).await.unwrap();
+    tcp.write_all(&octet(&relay_line("after", "http", "request", r#"src_ip="6.6.6.7""#, "small"))).await.unwrap();
     let records = c.wait_records(3, 10.0).await;
     assert_eq!(records.len(), 3, "{:?}", records.iter().map(|r| &r.decky).collect::<Vec<_>>());
     assert_eq!(records[0].raw_line.len(), 64 * 1024);
@@ -176,7 +175,7 @@ async fn a_64k_line_is_kept_and_a_longer_one_skipped_without_closing() {
     let c = Running::start(|cfg| cfg.max_line = 1000).await;
     let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     udp.send_to(format!("{head}{}", "c".repeat(2000)).as_bytes(), c.udp).await.unwrap();
-    udp.send_to(relay("fits", "http", "request", r#"src_ip="6.6.6.8""#, "").as_bytes(), c.udp).await.unwrap();
+    udp.send_to(relay_line("fits", "http", "request", r#"src_ip="6.6.6.8""#, "").as_bytes(), c.udp).await.unwrap();
     assert_eq!(c.wait_records(1, 10.0).await[0].decky, "fits");
     assert_eq!(Stats::get(&c.stats.oversize), 1);
     c.stop().await;
@@ -195,7 +194,7 @@ async fn garbage_and_a_flood_from_one_source_never_stop_another() {
         let to = c.tcp;
         tokio::spawn(async move {
             let mut s = connect_from("127.0.0.2", to).await;
-            let line = octet(&relay("flood", "http", "request", r#"src_ip="7.7.7.7""#, "x"));
+            let line = octet(&relay_line("flood", "http", "request", r#"src_ip="7.7.7.7""#, "x"));
             let chunk: Vec<u8> = line.iter().copied().cycle().take(line.len() * 200).collect();
             let mut sent = 0u64;
             // Bounded: at most 2,000 chunks (400k lines) or until told to stop.
@@ -213,9 +212,15 @@ async fn garbage_and_a_flood_from_one_source_never_stop_another() {
     let mut good = connect_from("127.0.0.3", c.tcp).await;
     let started = Instant::now();
     for i in 0..200 {
-        good.write_all(&octet(&relay("good", "ssh", "login_attempt", &format!("src_ip=\"8.8.8.{}\"", i % 250), "ok")))
-            .await
-            .unwrap();
+        good.write_all(&octet(&relay_line(
+            "good",
+            "ssh",
+            "login_attempt",
+            &format!("src_ip=\"8.8.8.{}\"", i % 250),
+            "ok",
+        )))
+        .await
+        .unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     let good_count = loop {
@@ -232,7 +237,7 @@ async fn garbage_and_a_flood_from_one_source_never_stop_another() {
     assert!(Stats::get(&c.stats.malformed) > 0, "garbage was counted");
     // The garbage connection is still served: a valid line after it gets through.
     garbage.write_all(b"\n").await.unwrap();
-    garbage.write_all(&octet(&relay("after-garbage", "ssh", "x", r#"a="b""#, ""))).await.unwrap();
+    garbage.write_all(&octet(&relay_line("after-garbage", "ssh", "x", r#"a="b""#, ""))).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !c.records().iter().any(|r| r.decky == "after-garbage") {
         assert!(Instant::now() < deadline, "line after garbage never arrived");
@@ -247,7 +252,7 @@ async fn udp_overflow_is_dropped_and_counted_per_source() {
     // against the sender; the collector keeps receiving afterwards.
     let c = Running::start(|cfg| cfg.queue = 1).await;
     let udp = UdpSocket::bind("127.0.0.4:0").await.unwrap();
-    let line = relay("u", "http", "request", r#"src_ip="1.2.3.4""#, "burst");
+    let line = relay_line("u", "http", "request", r#"src_ip="1.2.3.4""#, "burst");
     for _ in 0..5_000 {
         udp.send_to(line.as_bytes(), c.udp).await.unwrap();
     }
@@ -284,8 +289,8 @@ async fn connection_limits_and_idle_timeout() {
     assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "third connection from one source is closed: {closed:?}");
     // Another source still gets in (3rd slot overall) and is heard.
     let mut b = connect_from("127.0.0.6", c.tcp).await;
-    b.write_all(&octet(&relay("b", "ssh", "x", r#"src_ip="1.1.1.1""#, ""))).await.unwrap();
-    a1.write_all(&octet(&relay("a", "ssh", "x", r#"src_ip="1.1.1.1""#, ""))).await.unwrap();
+    b.write_all(&octet(&relay_line("b", "ssh", "x", r#"src_ip="1.1.1.1""#, ""))).await.unwrap();
+    a1.write_all(&octet(&relay_line("a", "ssh", "x", r#"src_ip="1.1.1.1""#, ""))).await.unwrap();
     assert_eq!(c.wait_records(2, 5.0).await.len(), 2);
     // Total limit: a fourth connection is refused.
     let mut d = connect_from("127.0.0.7", c.tcp).await;
@@ -299,7 +304,7 @@ async fn connection_limits_and_idle_timeout() {
     // Slots are released: the source can connect again once its idle ones went.
     wait_stat(&c.stats.idle_closed, 3, 3.0).await;
     let mut again = connect_from("127.0.0.5", c.tcp).await;
-    again.write_all(&octet(&relay("again", "ssh", "x", r#"src_ip="1.1.1.1""#, ""))).await.unwrap();
+    again.write_all(&octet(&relay_line("again", "ssh", "x", r#"src_ip="1.1.1.1""#, ""))).await.unwrap();
     let records = c.wait_records(3, 5.0).await;
     assert!(records.iter().any(|r| r.decky == "again"), "{records:?}");
     c.stop().await;
@@ -309,12 +314,12 @@ async fn connection_limits_and_idle_timeout() {
 async fn rotation_of_both_files_is_followed() {
     let c = Running::start(|_| {}).await;
     let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    udp.send_to(relay("one", "http", "request", r#"src_ip="1.1.1.1""#, "").as_bytes(), c.udp).await.unwrap();
+    udp.send_to(relay_line("one", "http", "request", r#"src_ip="1.1.1.1""#, "").as_bytes(), c.udp).await.unwrap();
     assert_eq!(c.wait_records(1, 5.0).await.len(), 1);
     let dir = c.dir.path();
     std::fs::rename(dir.join("ingest.log"), dir.join("ingest.log.1")).unwrap();
     std::fs::rename(dir.join("ingest.log.json"), dir.join("ingest.log.json.1")).unwrap();
-    udp.send_to(relay("two", "http", "request", r#"src_ip="1.1.1.1""#, "").as_bytes(), c.udp).await.unwrap();
+    udp.send_to(relay_line("two", "http", "request", r#"src_ip="1.1.1.1""#, "").as_bytes(), c.udp).await.unwrap();
     let records = c.wait_records(1, 5.0).await;
     assert_eq!(records.iter().map(|r| r.decky.as_str()).collect::<Vec<_>>(), ["two"]);
     assert!(c.raw().contains(" two http "));

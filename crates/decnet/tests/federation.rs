@@ -11,16 +11,10 @@ mod support;
 
 use decnet_bus::client::UnixBus;
 use decnet_bus::{Bus, RawEvent, Subscription};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use support::{wait_until, Daemon, BIN};
-
-/// A free loopback port (bound then released; the race is harmless here).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use support::{free_port, wait_until, Daemon, BIN};
 
 fn port_open(port: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()

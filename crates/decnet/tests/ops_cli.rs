@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
-use support::{wait_exit, wait_until, BIN};
+use support::{free_port, wait_exit, wait_until, BIN};
 
 /// The CLI with only `DECNET_HOME` (plus `extra`) set, as an operator's
 /// shell next to `decnet up` would be.
@@ -33,10 +33,6 @@ fn run(home: &Path, args: &[&str]) -> Output {
 
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 struct Up {

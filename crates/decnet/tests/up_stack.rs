@@ -7,78 +7,9 @@ mod support;
 use fantoccini::{ClientBuilder, Locator};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{send_signal, wait_exit, wait_until, BIN};
-
-struct Up {
-    child: Child,
-    out: Arc<Mutex<String>>,
-    home: PathBuf,
-    url: String,
-}
-
-impl Up {
-    fn start(home: &Path) -> Up {
-        let port = free_port();
-        let mut child = Command::new(BIN)
-            .args(["up", "--listen", &format!("127.0.0.1:{port}")])
-            .env("DECNET_HOME", home)
-            .env_remove("DECNET_BUS_SOCKET")
-            .env_remove("DECNET_DB")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let sink = out.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let mut s = sink.lock().unwrap();
-                    s.push_str(&line);
-                    s.push('\n');
-                }
-            });
-        }
-        let up = Up { child, out, home: home.to_path_buf(), url: format!("http://127.0.0.1:{port}/") };
-        assert!(wait_until(30.0, || up.output().contains("Press Ctrl-C")), "decnet up did not start:\n{}", up.output());
-        up
-    }
-
-    fn output(&self) -> String {
-        self.out.lock().unwrap().clone()
-    }
-
-    fn admin_password(&self) -> String {
-        let out = self.output();
-        let line = out.lines().find(|l| l.contains("sign in as admin / ")).expect("password printed");
-        line.split("admin / ").nth(1).unwrap().split_whitespace().next().unwrap().to_string()
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.home.join("bus.sock")
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            send_signal(self.child.id() as i32, "INT");
-            let _ = wait_exit(&mut self.child, 10.0);
-            let _ = self.child.kill();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use support::{free_port, send_signal, wait_exit, wait_until, Up, BIN};
 
 /// `decnet sub` with a 40 s timeout, so a failure is reported instead of
 /// hanging the test.
@@ -112,7 +43,7 @@ fn bus_pid(home: &Path) -> Option<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_runs_the_stack_and_the_dashboard_works_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
-    let mut up = Up::start(dir.path());
+    let mut up = Up::start(dir.path(), &[]);
     let password = up.admin_password();
     assert!(up.output().contains(&up.url), "dashboard URL printed");
 
@@ -261,7 +192,7 @@ async fn up_runs_the_stack_and_the_dashboard_works_in_a_real_browser() {
     assert!(up.output().contains("decnet stopped"));
 
     // A second start keeps the users and fleet: no new password, no redeploy.
-    let again = Up::start(dir.path());
+    let again = Up::start(dir.path(), &[]);
     assert!(!again.output().contains("sign in as admin /"), "password is shown only once");
     assert!(!again.output().contains("decky(ies) in"), "demo fleet deployed only once");
 }

@@ -159,6 +159,22 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A loopback port free for TCP and UDP alike (the collector binds both).
+pub fn free_tcp_udp_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// One RFC 5424 line as the fleet's deckies write it (relay@55555 SD).
+pub fn relay_line(decky: &str, app: &str, msgid: &str, sd: &str, msg: &str) -> String {
+    format!("<134>1 2026-12-02T16:10:00.000000Z {decky} {app} - {msgid} [relay@55555 {sd}] {msg}")
+}
+
 /// Poll until a TCP connect to `addr` succeeds (`true`) or `secs` pass.
 pub fn wait_tcp(addr: std::net::SocketAddr, secs: f64) -> bool {
     wait_until(secs, || std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok())
