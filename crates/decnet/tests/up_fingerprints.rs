@@ -157,6 +157,74 @@ fn openssl_client(port: u16, bind: Option<&str>) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
+/// `decnet up --prober --sniffer` in `home` (under `wrapper`, e.g. a
+/// capability-dropping `setpriv`), with the deckies at `offset` and the
+/// prober told which ports to probe; returns once the stack is up and the
+/// mutator has opened web-01's https.
+fn start_up(home: &std::path::Path, offset: u16, wrapper: &[&str], ports: &[(&str, u16)]) -> (Up, Output, String) {
+    let api = format!("127.0.0.1:{}", free_port());
+    let out = Output::default();
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    cmd.args(["up", "--listen", &api, "--prober", "--sniffer"])
+        .env("DECNET_HOME", home)
+        .env_remove("DECNET_BUS_SOCKET")
+        .env_remove("DECNET_DB")
+        .env_remove("DECNET_INGEST_LOG_FILE")
+        .env("DECNET_NATIVE_PORT_OFFSET", offset.to_string())
+        .env("DECNET_COLLECTOR_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("DECNET_PROBER_PER_TARGET_GAP_MS", "20")
+        .env("DECNET_CLUSTERER_INTERVAL_SECS", "1")
+        .env("DECNET_HEARTBEAT_SECS", "1")
+        .env("RUST_LOG", "info");
+    for (k, v) in ports {
+        cmd.env(k, v.to_string());
+    }
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    out.follow(child.stdout.take().unwrap());
+    out.follow(child.stderr.take().unwrap());
+    let up = Up(child);
+    wait_for("decnet up, its sniffer and web-01's https", Duration::from_secs(60), || {
+        let t = out.text();
+        t.contains("Press Ctrl-C")
+            && (t.contains("sniffer capturing") || t.contains("sniffer cannot capture"))
+            && t.contains("service=https")
+    });
+    (up, out, api)
+}
+
+/// Subscribe to what the tests look at and wait until the subscriptions are live.
+async fn watch(home: &std::path::Path, patterns: &[&str]) -> (UnixBus, Events) {
+    let bus = UnixBus::connect("up-fingerprints-test", home.join("bus.sock")).await.unwrap();
+    let events = Events::default();
+    for pattern in patterns.iter().chain(&["warm.up"]) {
+        let mut sub = bus.subscribe(pattern).await.unwrap();
+        let events = events.clone();
+        tokio::spawn(async move {
+            while let Some(e) = sub.recv().await {
+                events.0.lock().unwrap().push((Instant::now(), e));
+            }
+        });
+    }
+    // No SUB acknowledgement on the bus: publish from another connection until one arrives.
+    let warm = UnixBus::connect("up-fingerprints-warm", home.join("bus.sock")).await.unwrap();
+    for _ in 0..250 {
+        warm.publish("warm.up", "", json!({})).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if events.find(|e| e.topic == "warm.up").is_some() {
+            break;
+        }
+    }
+    assert!(events.find(|e| e.topic == "warm.up").is_some(), "subscriptions never became live");
+    (bus, events)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_with_prober_and_sniffer_fingerprints_attackers_and_links_them() {
     if !have_net_raw() {
@@ -179,59 +247,17 @@ async fn up_with_prober_and_sniffer_fingerprints_attackers_and_links_them() {
 
     let offset = free_offset();
     let (ssh_port, https_port) = (22 + offset, 443 + offset);
-    let api = format!("127.0.0.1:{}", free_port());
-    let out = Output::default();
-    let mut child = Command::new(BIN)
-        .args(["up", "--listen", &api, "--prober", "--sniffer"])
-        .env("DECNET_HOME", &home)
-        .env_remove("DECNET_BUS_SOCKET")
-        .env_remove("DECNET_DB")
-        .env_remove("DECNET_INGEST_LOG_FILE")
-        .env("DECNET_NATIVE_PORT_OFFSET", offset.to_string())
-        .env("DECNET_COLLECTOR_LISTEN", format!("127.0.0.1:{}", free_port()))
-        .env("DECNET_PROBER_HASSH_PORTS", ssh_target.to_string())
-        .env("DECNET_PROBER_TCPFP_PORTS", ssh_target.to_string())
-        .env("DECNET_PROBER_JARM_PORTS", tls_port.to_string())
-        .env("DECNET_PROBER_TLS_PORTS", tls_port.to_string())
-        .env("DECNET_PROBER_PER_TARGET_GAP_MS", "20")
-        .env("DECNET_CLUSTERER_INTERVAL_SECS", "1")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    out.follow(child.stdout.take().unwrap());
-    out.follow(child.stderr.take().unwrap());
-    let _up = Up(child);
-    wait_for("decnet up and its sniffer capturing", Duration::from_secs(60), || {
-        let t = out.text();
-        t.contains("Press Ctrl-C") && t.contains("sniffer capturing") && t.contains("service=https")
-    });
+    let prober_ports = [
+        ("DECNET_PROBER_HASSH_PORTS", ssh_target),
+        ("DECNET_PROBER_TCPFP_PORTS", ssh_target),
+        ("DECNET_PROBER_JARM_PORTS", tls_port),
+        ("DECNET_PROBER_TLS_PORTS", tls_port),
+    ];
+    let (_up, out, api) = start_up(&home, offset, &[], &prober_ports);
     assert!(out.text().contains(&format!("https:{https_port}")), "up lists web-01's https:\n{}", out.text());
 
-    // Everything the stack publishes that this test looks at.
-    let bus = UnixBus::connect("up-fingerprints-test", home.join("bus.sock")).await.unwrap();
-    let events = Events::default();
-    for pattern in ["decky.*.traffic", "attacker.>", "identity.>", "warm.up"] {
-        let mut sub = bus.subscribe(pattern).await.unwrap();
-        let events = events.clone();
-        tokio::spawn(async move {
-            while let Some(e) = sub.recv().await {
-                events.0.lock().unwrap().push((Instant::now(), e));
-            }
-        });
-    }
-    // No SUB acknowledgement on the bus: publish from another connection until one arrives.
-    let warm = UnixBus::connect("up-fingerprints-warm", home.join("bus.sock")).await.unwrap();
-    for _ in 0..250 {
-        warm.publish("warm.up", "", json!({})).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        if events.find(|e| e.topic == "warm.up").is_some() {
-            break;
-        }
-    }
-    assert!(events.find(|e| e.topic == "warm.up").is_some(), "subscriptions never became live");
+    assert!(out.text().contains("sniffer capturing"), "{}", out.text());
+    let (_bus, events) = watch(&home, &["decky.*.traffic", "attacker.>", "identity.>"]).await;
 
     // --- passive: the real OpenSSH client logs in to web-01 ---
     let started = Instant::now();
@@ -370,4 +396,61 @@ async fn up_with_prober_and_sniffer_fingerprints_attackers_and_links_them() {
 fn sha256(bytes: &[u8]) -> Vec<u8> {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).to_vec()
+}
+
+/// Without CAP_NET_RAW (dropped from the bounding set of `decnet up` and
+/// so of all its children), the sniffer says so in one line and in its
+/// heartbeat and stays up (no restart loop), and the prober's tcpfp says
+/// so in one line while the other probes still run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_cap_net_raw_sniffer_and_tcpfp_say_so_once_and_up_does_not_restart_them() {
+    let wrapper: &[&str] = if have_net_raw() {
+        &["setpriv", "--bounding-set=-net_raw", "--inh-caps=-net_raw"]
+    } else {
+        &[] // already without it
+    };
+    let (_dir, home) = tempdir();
+    let (_sshd, ssh_target) = start_sshd_on(&home, "127.0.0.1");
+    let offset = free_offset();
+    let ports = [("DECNET_PROBER_HASSH_PORTS", ssh_target), ("DECNET_PROBER_TCPFP_PORTS", ssh_target)];
+    let (_up, out, _api) = start_up(&home, offset, wrapper, &ports);
+    let (_bus, events) = watch(&home, &["attacker.>", "system.sniffer.health"]).await;
+    let (_, health) = events
+        .wait("a sniffer heartbeat with its capture error", 10, |e| {
+            e.topic == "system.sniffer.health" && e.payload["capture_error"].is_string()
+        })
+        .await;
+    assert_eq!(health.payload["capturing"], false);
+    assert!(health.payload["capture_error"].as_str().unwrap().contains("CAP_NET_RAW"), "{}", health.payload);
+
+    // An attacker for the prober: a plain HTTP request to web-01.
+    let mut s = std::net::TcpStream::connect(("127.1.0.1", 80 + offset)).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    events
+        .wait("attacker.observed", 15, |e| e.topic == "attacker.observed" && e.payload["attacker_ip"] == "127.0.0.1")
+        .await;
+    events.wait("hassh still probed", 30, |e| fingerprinted(e, "hassh", "127.0.0.1", ssh_target)).await;
+    wait_for("tcpfp's skip line", Duration::from_secs(15), || out.text().contains("tcpfp probe skipped"));
+    // Several heartbeats later: still one line each, and no restart.
+    let heartbeats =
+        |events: &Events| events.0.lock().unwrap().iter().filter(|(_, e)| e.topic == "system.sniffer.health").count();
+    let before = heartbeats(&events);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while heartbeats(&events) < before + 3 {
+        assert!(Instant::now() < deadline, "the sniffer stopped sending heartbeats");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = out.text();
+    assert_eq!(text.matches("sniffer cannot capture").count(), 1, "{text}");
+    assert_eq!(text.matches("tcpfp probe skipped").count(), 1, "{text}");
+    assert!(
+        !text.lines().any(|l| l.contains("exited; restarting") && (l.contains("sniffer") || l.contains("prober"))),
+        "a sense was restarted:\n{text}"
+    );
+    assert!(!events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(_, e)| e.topic == "attacker.fingerprinted" && e.event_type == "tcpfp"));
 }

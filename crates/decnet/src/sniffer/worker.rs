@@ -20,7 +20,7 @@ use sqlx::SqlitePool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::capture::{Capture, SNAPLEN};
+use super::capture::{Capture, NoCapturePrivilege, SNAPLEN};
 use super::dedup::{Dedup, DEFAULT_MAX_KEYS};
 use super::flows::{Analyzer, TrafficEvent};
 use super::packet;
@@ -195,12 +195,14 @@ fn capture_loop(
 /// How often a capture socket that could not be opened is tried again.
 pub const REOPEN_EVERY: Duration = Duration::from_secs(30);
 
-/// Open the capture socket, or wait for one: a failure (no CAP_NET_RAW,
-/// no such interface yet) is logged once and put in the heartbeat, and
-/// the worker stays up retrying quietly every [`REOPEN_EVERY`], rather
-/// than exiting into its supervisor's restart loop, which could not fix
-/// it and would repeat the same error forever. `None` on shutdown.
-async fn open_capture(interface: &str, stats: &Stats, shutdown: &CancellationToken) -> Option<Capture> {
+/// Open the capture socket, or wait for the privilege to: without
+/// CAP_NET_RAW the failure is logged once and put in the heartbeat, and the
+/// worker stays up retrying quietly every [`REOPEN_EVERY`], rather than
+/// exiting into its supervisor's restart loop, which could not fix it and
+/// would repeat the same error forever. Other failures (no such interface)
+/// are configuration errors and end the worker with their cause. `Ok(None)`
+/// on shutdown.
+async fn open_capture(interface: &str, stats: &Stats, shutdown: &CancellationToken) -> anyhow::Result<Option<Capture>> {
     let mut logged = false;
     loop {
         match Capture::open(interface) {
@@ -211,8 +213,9 @@ async fn open_capture(interface: &str, stats: &Stats, shutdown: &CancellationTok
                 if let Ok(mut e) = stats.capture_error.lock() {
                     *e = None;
                 }
-                return Some(cap);
+                return Ok(Some(cap));
             }
+            Err(e) if e.downcast_ref::<NoCapturePrivilege>().is_none() => return Err(e),
             Err(e) => {
                 if !logged {
                     logged = true;
@@ -224,7 +227,7 @@ async fn open_capture(interface: &str, stats: &Stats, shutdown: &CancellationTok
             }
         }
         tokio::select! {
-            _ = shutdown.cancelled() => return None,
+            _ = shutdown.cancelled() => return Ok(None),
             _ = tokio::time::sleep(REOPEN_EVERY) => {}
         }
     }
@@ -252,7 +255,7 @@ pub async fn run(
         tracing::warn!("no decky addresses yet (--decky NAME=ADDR, or deployed deckies with an address); capturing nothing until there are");
     }
     stats.deckies.store(initial.len() as u64, Ordering::Relaxed);
-    let Some(cap) = open_capture(&config.interface, &stats, &shutdown).await else { return Ok(()) };
+    let Some(cap) = open_capture(&config.interface, &stats, &shutdown).await? else { return Ok(()) };
     tracing::info!(interface = %config.interface, deckies = ?initial, "sniffer capturing");
     stats.capturing.store(true, Ordering::Relaxed);
     let deckies = Arc::new(RwLock::new((0u64, initial)));
