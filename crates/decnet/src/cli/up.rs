@@ -254,7 +254,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 /// bound on the first demo address (root or CAP_NET_BIND_SERVICE, and no
 /// sshd already on it), else 10000, so `up` works for any user.
 fn native_port_offset() -> u16 {
-    let ok = [22u16, 80].iter().all(|p| std::net::TcpListener::bind(("127.1.0.1", *p)).is_ok());
+    let ok = [22u16, 80, 443].iter().all(|p| std::net::TcpListener::bind(("127.1.0.1", *p)).is_ok());
     if ok {
         0
     } else {
