@@ -362,6 +362,13 @@ async fn up_with_prober_and_sniffer_fingerprints_attackers_and_links_them() {
     assert_eq!(stored_hello["hash"], ja3);
     assert_eq!(stored_hello["details"]["ja4"], hello.payload["ja4"]);
 
+    // --- and the dashboard's attacker page, in a real Chromium ---
+    let page = dashboard_attacker_page(&home, &api, &password, "127.0.0.1", |t| {
+        want.iter().all(|(k, _)| t.contains(k)) && t.contains(hello.payload["ja4"].as_str().unwrap())
+    })
+    .await;
+    assert!(page.contains("SSH-2.0-OpenSSH"), "the banner is summarised: {page}");
+
     // --- a second address with the same TLS client joins the same identity ---
     let printed = openssl_client(https_port, Some("127.0.0.2"));
     assert!(printed.contains("It works!"), "{printed}");
@@ -391,6 +398,75 @@ async fn up_with_prober_and_sniffer_fingerprints_attackers_and_links_them() {
     });
     let linked = linked.unwrap_or_else(|| panic!("no identity with both addresses: {identities}"));
     assert!(linked["fingerprints"].to_string().contains(&format!("tls_client_hello:{ja3}")), "{linked}");
+}
+
+/// Sign in to the dashboard as admin in headless Chromium, open the
+/// attacker page of `ip` and return its fingerprint table's text once
+/// `ok` accepts it (20 s cap).
+async fn dashboard_attacker_page(
+    home: &std::path::Path,
+    api: &str,
+    password: &str,
+    ip: &str,
+    ok: impl Fn(&str) -> bool,
+) -> String {
+    use fantoccini::{ClientBuilder, Locator};
+    let driver_port = free_port();
+    let _driver = fp_support::Daemon(
+        Command::new("chromedriver")
+            .arg(format!("--port={driver_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver is installed by scripts/test.sh"),
+    );
+    let caps: serde_json::Map<String, Value> = serde_json::from_value(json!({
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--no-first-run", "--window-size=1280,900",
+                     format!("--user-data-dir={}", home.join("chromium-profile").display())]
+        }
+    }))
+    .unwrap();
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let mut browser = None;
+    for _ in 0..100 {
+        match ClientBuilder::new(connector.clone())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{driver_port}"))
+            .await
+        {
+            Ok(c) => {
+                browser = Some(c);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let b = browser.expect("a chromedriver session");
+    let url = format!("http://{api}/");
+    b.goto(&url).await.unwrap();
+    b.find(Locator::Id("username")).await.unwrap().send_keys("admin").await.unwrap();
+    b.find(Locator::Id("password")).await.unwrap().send_keys(password).await.unwrap();
+    b.find(Locator::Id("login-button")).await.unwrap().click().await.unwrap();
+    b.wait().at_most(Duration::from_secs(20)).for_element(Locator::Id("decky-web-01")).await.expect("signed in");
+    b.goto(&format!("{url}#attacker/{ip}")).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let t = match b.find(Locator::Id("attacker-fingerprints")).await {
+            Ok(e) => e.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if ok(&t) {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "the attacker page never showed the fingerprints; last:\n{t}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = b.close().await;
+    text
 }
 
 fn sha256(bytes: &[u8]) -> Vec<u8> {
