@@ -682,7 +682,7 @@ async fn https_serves_the_http_honeypot_over_tls_with_a_plausible_certificate() 
     let x509 = run_tool(
         "openssl",
         &["x509", "-noout", "-subject", "-issuer", "-startdate", "-enddate", "-ext", "subjectAltName"],
-        printed[pem_start..pem_end].as_bytes(),
+        &printed.as_bytes()[pem_start..pem_end],
     );
     assert!(x509.contains("CN = web-01.corp.local") && x509.contains("O = "), "{x509}");
     assert!(x509.contains("DNS:web-01.corp.local, DNS:web-01"), "{x509}");
