@@ -337,7 +337,7 @@ async fn up_with_prober_and_sniffer_fingerprints_attackers_and_links_them() {
         ("tls_certificate", "prober"),
         ("tcpfp", "prober"),
     ];
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(20);
     let attacker = loop {
         let a: Value = http
             .get(format!("http://{api}/api/v1/attackers/127.0.0.1"))
@@ -354,7 +354,13 @@ async fn up_with_prober_and_sniffer_fingerprints_attackers_and_links_them() {
         if want.iter().all(|(k, s)| have(k, s)) {
             break a;
         }
-        assert!(Instant::now() < deadline, "fingerprints missing from the attacker page: {}", a["fingerprints"]);
+        let missing: Vec<_> = want.iter().filter(|(k, s)| !have(k, s)).collect();
+        assert!(
+            Instant::now() < deadline,
+            "fingerprints {missing:?} missing from the attacker page: {}\nup's output:\n{}",
+            a["fingerprints"],
+            out.text()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let fps = attacker["fingerprints"].as_array().unwrap();

@@ -265,7 +265,7 @@ pub async fn run(
         tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
                 let ip = ev.attacker_ip.to_string();
-                if let Err(e) = store::upsert(
+                if let Err(e) = store::upsert_retrying(
                     &pool,
                     &ip,
                     ev.event_type,
