@@ -7,7 +7,8 @@
 //! start it creates an `admin` user (password printed once) and deploys a
 //! small demo fleet of native deckies (in-process honeypots on 127.1.0.N,
 //! see [`crate::decky`]) that rotate every few minutes, so an attacker can
-//! be played at once without docker.
+//! be played at once without docker. With `--prober` / `--sniffer` it also
+//! runs the fingerprinting workers (opt-in; see those flags for why).
 
 use rand::distr::{Alphanumeric, SampleString};
 use std::path::{Path, PathBuf};
