@@ -648,3 +648,94 @@ async fn a_collector_that_closes_an_idle_connection_loses_no_line() {
     }
     driver.shutdown().await;
 }
+
+/// What `cmd` printed (stdout then stderr), run with a 10 s limit.
+fn run_tool(cmd: &str, args: &[&str], stdin: &[u8]) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("timeout")
+        .arg("10")
+        .arg(cmd)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_serves_the_http_honeypot_over_tls_with_a_plausible_certificate() {
+    let rx = Receiver::start().await;
+    let mut o = options(&rx);
+    o.limits.idle = Duration::from_secs(1);
+    let driver = driver_at(o, "web-01", "127.1.16.1");
+    deploy(&driver, "web-01", &["https"]).await.unwrap();
+    let target = addr("127.1.16.1", 443).to_string();
+
+    // The real openssl client: the certificate names an internal host, not rcgen.
+    let printed = run_tool("openssl", &["s_client", "-connect", &target, "-showcerts", "-ign_eof"], b"");
+    let pem_start = printed.find("-----BEGIN CERTIFICATE-----").unwrap_or_else(|| panic!("{printed}"));
+    let pem_end = printed.find("-----END CERTIFICATE-----").unwrap() + "-----END CERTIFICATE-----".len();
+    let x509 = run_tool(
+        "openssl",
+        &["x509", "-noout", "-subject", "-issuer", "-startdate", "-enddate", "-ext", "subjectAltName"],
+        &printed.as_bytes()[pem_start..pem_end],
+    );
+    assert!(x509.contains("CN = web-01.corp.local") && x509.contains("O = "), "{x509}");
+    assert!(x509.contains("DNS:web-01.corp.local, DNS:web-01"), "{x509}");
+    assert!(!x509.to_lowercase().contains("rcgen"), "{x509}");
+    let year = |key: &str| -> i32 {
+        let line = x509.lines().find(|l| l.starts_with(key)).unwrap();
+        line.split_whitespace().rev().nth(1).unwrap().parse().unwrap()
+    };
+    let now_year = 1970
+        + (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 31_556_952) as i32;
+    assert!((now_year - 1..=now_year).contains(&year("notBefore=")), "issued recently: {x509}");
+    assert!((now_year..=now_year + 1).contains(&year("notAfter=")), "valid about a year: {x509}");
+
+    // curl over TLS reaches the HTTP honeypot: pages and credentials recorded as https.
+    let page = run_tool("curl", &["-sk", &format!("https://{target}/")], b"");
+    assert!(page.contains("It works!"), "{page}");
+    let denied = run_tool(
+        "curl",
+        &["-sk", "-o", "/dev/null", "-w", "%{http_code}", "-u", "admin:hunter2", &format!("https://{target}/admin")],
+        b"",
+    );
+    assert_eq!(denied, "403");
+    let hs = rx.wait_for("tls_handshake", |l| is(l, "https", "tls_handshake")).await;
+    assert!(sd(&hs, "tls_version").is_some_and(|v| v.starts_with("TLSv1_")), "{hs:?}");
+    rx.wait_for("request over tls", |l| is(l, "https", "request") && sd(l, "status") == Some("200")).await;
+    let login = rx.wait_for("basic auth over tls", |l| is(l, "https", "login_attempt")).await;
+    assert_eq!(sd(&login, "secret_b64"), Some(b64(b"hunter2").as_str()));
+
+    // Hostile input before TLS: garbage, plain HTTP, silence. Each is one
+    // failed-handshake line and a closed connection; nothing else is hurt.
+    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    for (what, bytes) in [("garbage", garbage), ("plain http", b"GET / HTTP/1.0\r\n\r\n".to_vec()), ("silence", vec![])]
+    {
+        let mut bad = TcpStream::connect(addr("127.1.16.1", 443)).await.unwrap();
+        let _ = bad.write_all(&bytes).await;
+        assert!(closed_by_server(&mut bad).await, "{what} kept open");
+    }
+    let failed: Vec<SyslogLine> = (0..50)
+        .find_map(|_| {
+            let f: Vec<SyslogLine> =
+                rx.parsed().into_iter().filter(|l| is(l, "https", "tls_handshake_failed")).collect();
+            if f.len() >= 3 {
+                Some(f)
+            } else {
+                std::thread::sleep(Duration::from_millis(100));
+                None
+            }
+        })
+        .unwrap_or_else(|| panic!("three failed handshakes; got:\n{}", rx.lines.lock().unwrap().join("\n")));
+    assert_eq!(failed.len(), 3);
+    assert!(failed.iter().any(|l| sd(l, "reason") == Some("handshake timeout")), "{failed:?}");
+    assert!(failed.iter().all(|l| sd(l, "reason").is_some_and(|r| r.chars().count() <= 200)));
+    let page = run_tool("curl", &["-sk", &format!("https://{target}/")], b"");
+    assert!(page.contains("It works!"), "still serving after hostile input: {page}");
+    driver.shutdown().await;
+}

@@ -190,6 +190,36 @@ async fn tcpfp_reads_the_syn_ack_of_a_local_listener() {
     assert!(e.contains("RST"), "{e}");
 }
 
+/// The same over IPv6 loopback: the hop limit comes from ancillary data
+/// (64 on Linux), there is no DF bit, MSS is 65476 (MTU 65536 - 60).
+#[tokio::test]
+async fn tcpfp_reads_the_syn_ack_of_a_local_ipv6_listener() {
+    if !have_net_raw() {
+        eprintln!("SKIP tcpfp ipv6: no CAP_NET_RAW");
+        return;
+    }
+    let Ok(listener) = std::net::TcpListener::bind("[::1]:0") else {
+        eprintln!("SKIP tcpfp ipv6: no ::1 on this host");
+        return;
+    };
+    let addr = listener.local_addr().unwrap();
+    let fp = run_probe(Probe::Tcpfp, addr, "::1", T).await.unwrap();
+    let d = &fp.details;
+    let raw = d["raw"].as_str().unwrap();
+    assert_eq!(fp.hash, hex(&Sha256::digest(raw.as_bytes()))[..32]);
+    assert_eq!(d["ttl"], 64, "{d:?}");
+    assert_eq!(d["df"], false);
+    assert_eq!(d["mss"], 65476);
+    assert_eq!(d["sack"], true);
+    assert_eq!(fp.ip, addr.ip());
+    listener.set_nonblocking(true).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(listener.accept().is_err(), "the probe left a connection behind");
+    let closed: SocketAddr = format!("[::1]:{}", free_port()).parse().unwrap();
+    let e = run_probe(Probe::Tcpfp, closed, "::1", T).await.unwrap_err().to_string();
+    assert!(e.contains("RST"), "{e}");
+}
+
 #[test]
 fn probe_cli_prints_the_payload_and_fails_clearly() {
     let (_dir, path) = tempdir();

@@ -7,7 +7,8 @@
 //! start it creates an `admin` user (password printed once) and deploys a
 //! small demo fleet of native deckies (in-process honeypots on 127.1.0.N,
 //! see [`crate::decky`]) that rotate every few minutes, so an attacker can
-//! be played at once without docker.
+//! be played at once without docker. With `--prober` / `--sniffer` it also
+//! runs the fingerprinting workers (opt-in; see those flags for why).
 
 use rand::distr::{Alphanumeric, SampleString};
 use std::path::{Path, PathBuf};
@@ -28,7 +29,7 @@ interval = 5
 [[decky]]
 name = "web-01"
 archetype = "linux-server"
-services = ["ssh", "http", "ftp"]
+services = ["ssh", "http", "https", "ftp"]
 address = "127.1.0.1"
 
 [[decky]]
@@ -77,6 +78,20 @@ pub struct UpArgs {
     /// RFC 5424 ingest log (default: $DECNET_HOME/ingest.log).
     #[arg(long = "ingest-log", env = "DECNET_INGEST_LOG_FILE")]
     pub ingest_log: Option<PathBuf>,
+    /// Also run the prober: it probes back every attacker the profiler
+    /// observes (JARM, TLS certificate, HASSH, TCP SYN-ACK) on the ports of
+    /// `decnet prober` (DECNET_PROBER_* variables apply), within its policy
+    /// (default: loopback only). Off by default: it sends traffic towards
+    /// attacker addresses, which an operator should choose to do.
+    #[arg(long, env = "DECNET_UP_PROBER")]
+    pub prober: bool,
+    /// Also run the sniffer: passive fingerprints (JA3/JA4, SYN, SSH banner,
+    /// …) of traffic to the deckies' addresses on `lo` (DECNET_SNIFFER_*
+    /// variables apply). Off by default: it needs CAP_NET_RAW (without it,
+    /// it says so once in its log and in its heartbeat, and waits) and it
+    /// reads every packet on the interface.
+    #[arg(long, env = "DECNET_UP_SNIFFER")]
+    pub sniffer: bool,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -140,6 +155,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // identities for the dashboard (same short heartbeat, for the same reason).
     let profiler = env(ChildSpec::this_binary("profiler", &["profiler", "--heartbeat-secs", "10"])?);
     let clusterer = env(ChildSpec::this_binary("clusterer", &["clusterer", "--heartbeat-secs", "10"])?);
+    // The senses, when asked for (see --prober/--sniffer for why they are opt-in).
+    let mut senses = Vec::new();
+    if args.prober {
+        senses.push(env(ChildSpec::this_binary("prober", &["prober"])?));
+    }
+    if args.sniffer {
+        senses.push(env(ChildSpec::this_binary("sniffer", &["sniffer"])?));
+    }
 
     let shutdown = CancellationToken::new();
     super::bus::spawn_signal_handler(&shutdown)?;
@@ -182,13 +205,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if !wait_for_api(&api_addr, Duration::from_secs(15)).await {
         tracing::warn!(addr = %api_addr, "the API is not answering yet; starting the mutator anyway");
     }
-    let workers = [
+    let mut workers = vec![
         api_task,
         tokio::spawn(supervise(mutator, workers_stop.clone())),
         tokio::spawn(supervise(collector, workers_stop.clone())),
         tokio::spawn(supervise(profiler, workers_stop.clone())),
         tokio::spawn(supervise(clusterer, workers_stop.clone())),
     ];
+    let sense_names: Vec<String> = senses.iter().map(|s| s.name.clone()).collect();
+    workers.extend(senses.into_iter().map(|spec| tokio::spawn(supervise(spec, workers_stop.clone()))));
 
     println!();
     println!("decnet is up (state in {})", home.display());
@@ -200,6 +225,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("  bus socket:        {}   (try: decnet sub 'decky.>')", socket.display());
     println!("  ingest log:        {}", ingest.display());
     println!("  syslog collector:  udp+tcp {collector_addr}");
+    if !sense_names.is_empty() {
+        println!(
+            "  fingerprinting:    {}   (try: decnet sub 'decky.*.traffic' 'attacker.fingerprinted')",
+            sense_names.join(" + ")
+        );
+    }
     if args.driver == DriverKind::Native {
         if let Err(e) = print_deckies(&db, port_offset).await {
             tracing::warn!(error = %e, "cannot list the deckies");
@@ -224,7 +255,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 /// bound on the first demo address (root or CAP_NET_BIND_SERVICE, and no
 /// sshd already on it), else 10000, so `up` works for any user.
 fn native_port_offset() -> u16 {
-    let ok = [22u16, 80].iter().all(|p| std::net::TcpListener::bind(("127.1.0.1", *p)).is_ok());
+    let ok = [22u16, 80, 443].iter().all(|p| std::net::TcpListener::bind(("127.1.0.1", *p)).is_ok());
     if ok {
         0
     } else {

@@ -10,6 +10,7 @@
 //! as what it was instead of being rejected inside a framework.
 
 use base64::Engine as _;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::event::{self, SharedSession};
@@ -38,6 +39,11 @@ fn wants_auth(path: &str) -> bool {
 }
 
 pub async fn serve(session: SharedSession, io: Metered<TcpStream>) -> End {
+    serve_stream(session, io).await
+}
+
+/// Serve one request over any stream (plain TCP here, TLS for [`super::https`]).
+pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(session: SharedSession, io: Metered<S>) -> End {
     let (decky, limits) = event::with(&session, |s| (s.decky().to_string(), s.limits().clone()));
     let mut conn = Conn::new(io, limits.max_line, limits.idle);
     let request_line = match conn.read_line().await {

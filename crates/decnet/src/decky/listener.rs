@@ -28,6 +28,7 @@ pub fn handler(service: &str) -> Option<Serve> {
         "ssh" => |s, io| Box::pin(super::ssh::serve(s, io)),
         "telnet" => |s, io| Box::pin(super::telnet::serve(s, io)),
         "http" => |s, io| Box::pin(super::http::serve(s, io)),
+        "https" => |s, io| Box::pin(super::https::serve(s, io)),
         "ftp" => |s, io| Box::pin(super::ftp::serve(s, io)),
         "smtp" => |s, io| Box::pin(super::smtp::serve(s, io)),
         _ => return None,
@@ -84,6 +85,16 @@ impl ServiceListener {
             source: std::io::Error::other("no native honeypot for this service"),
             hint: "",
         })?;
+        if service == "https" {
+            // The certificate is made before the port opens, so a failure
+            // is a clear open error, never a session that cannot serve.
+            ctx.tls_config().map_err(|e| BindError {
+                service: service.to_string(),
+                addr,
+                source: std::io::Error::other(e),
+                hint: "",
+            })?;
+        }
         let listener = bind(service, addr)?;
         let addr = listener.local_addr().unwrap_or(addr);
         let stop = CancellationToken::new();

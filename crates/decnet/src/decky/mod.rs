@@ -16,6 +16,7 @@
 pub mod event;
 pub mod ftp;
 pub mod http;
+pub mod https;
 pub mod io;
 pub mod listener;
 pub mod shell;
@@ -29,7 +30,8 @@ use std::time::Duration;
 
 /// The services with a native honeypot, and the port each listens on by
 /// default (the well-known port, what a scanner expects).
-pub const NATIVE_SERVICES: &[(&str, u16)] = &[("ftp", 21), ("ssh", 22), ("telnet", 23), ("smtp", 25), ("http", 80)];
+pub const NATIVE_SERVICES: &[(&str, u16)] =
+    &[("ftp", 21), ("ssh", 22), ("telnet", 23), ("smtp", 25), ("http", 80), ("https", 443)];
 
 /// The default port of a natively served service, `None` when decnet has
 /// no native honeypot for it.
@@ -77,6 +79,11 @@ pub struct DeckyContext {
     pub limits: Limits,
     pub slots: Arc<tokio::sync::Semaphore>,
     pub host_key: russh::keys::PrivateKey,
+    /// The `https` service's TLS configuration (its self-signed
+    /// certificate), made when the decky's first https listener opens and
+    /// kept for the decky's life, so a rotated-back https serves the same
+    /// certificate.
+    tls: std::sync::OnceLock<Result<Arc<rustls::ServerConfig>, String>>,
 }
 
 impl DeckyContext {
@@ -87,6 +94,12 @@ impl DeckyContext {
             slots: Arc::new(tokio::sync::Semaphore::new(limits.max_sessions.max(1))),
             limits,
             host_key,
+            tls: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The decky's TLS configuration, made on first use.
+    pub fn tls_config(&self) -> Result<Arc<rustls::ServerConfig>, String> {
+        self.tls.get_or_init(|| https::server_config(&self.name)).clone()
     }
 }

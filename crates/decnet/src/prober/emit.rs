@@ -84,7 +84,7 @@ pub async fn record(pool: Option<&SqlitePool>, bus: &dyn Bus, log_path: &Path, f
     let ip = fp.ip.to_string();
     let mut out = Recorded::default();
     if let Some(pool) = pool {
-        match store::upsert(
+        match store::upsert_retrying(
             pool,
             &ip,
             fp.probe.as_str(),

@@ -21,12 +21,19 @@ pub struct Capture {
     pub interface: String,
 }
 
+/// Opening failed for want of CAP_NET_RAW: not fixed by restarting the
+/// process, so the worker waits (see `worker::open_capture`) instead of exiting.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NoCapturePrivilege(pub String);
+
 fn os_err(what: &str) -> anyhow::Error {
     let e = std::io::Error::last_os_error();
     match e.raw_os_error() {
-        Some(libc::EPERM) | Some(libc::EACCES) => {
-            anyhow::anyhow!("{what}: {e} (packet capture needs CAP_NET_RAW: run as root or setcap cap_net_raw+ep)")
-        }
+        Some(libc::EPERM) | Some(libc::EACCES) => NoCapturePrivilege(format!(
+            "{what}: {e} (packet capture needs CAP_NET_RAW: run as root or setcap cap_net_raw+ep)"
+        ))
+        .into(),
         _ => anyhow::anyhow!("{what}: {e}"),
     }
 }

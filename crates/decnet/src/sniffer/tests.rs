@@ -69,6 +69,75 @@ fn ja3_and_ja4_of_a_crafted_client_hello() {
     assert!(handshake_message(&split[..20], 1).is_none(), "incomplete");
 }
 
+/// A published ClientHello with known JA3 and JA4: Chrome 143 as recorded
+/// by browserleaks.com (its `ja4`, `ja4_ro` — the lists in the order sent —
+/// `ja3_text` and `ja3_hash`), values computed with FoxIO's reference
+/// rules. Rebuilt here from those lists (GREASE added where Chrome puts it,
+/// which both algorithms must ignore), so the whole path — record parse,
+/// GREASE removal, SNI/ALPN left out of JA4's extension hash but counted,
+/// signature algorithms in order — is checked against someone else's numbers.
+pub fn chrome_143_client_hello() -> Vec<u8> {
+    let ciphers: &[u16] = &[
+        0x8a8a, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014, 0x009c, 0x009d,
+        0x002f, 0x0035,
+    ];
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[7; 32]);
+    body.push(32);
+    body.extend_from_slice(&[5; 32]);
+    body.extend(vec16(&ciphers.iter().flat_map(|c| c.to_be_bytes()).collect::<Vec<_>>()));
+    body.extend_from_slice(&[1, 0]);
+    let u16s = |v: &[u16]| v.iter().flat_map(|c| c.to_be_bytes()).collect::<Vec<u8>>();
+    let mut name = vec![0];
+    name.extend(vec16(b"tls.browserleaks.com"));
+    let sigalgs = u16s(&[0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601]);
+    let mut exts = ext(0x1a1a, &[]);
+    for (ty, ext_body) in [
+        (0x002d, vec![1, 1]),
+        (0x0033, vec16(&[0x3a, 0x3a, 0, 1, 0])),
+        (0x0010, vec16(b"\x02h2\x08http/1.1")),
+        (0xfe0d, vec![0; 8]),
+        (0x0017, vec![]),
+        (0x44cd, vec16(b"\x02h2")),
+        (0x0000, vec16(&name)),
+        (0x000b, vec![1, 0]),
+        (0x000a, vec16(&u16s(&[0x4a4a, 4588, 29, 23, 24]))),
+        (0x002b, {
+            let mut v = vec![6];
+            v.extend(u16s(&[0x5a5a, 0x0304, 0x0303]));
+            v
+        }),
+        (0xff01, vec![0]),
+        (0x0023, vec![]),
+        (0x0012, vec![]),
+        (0x0005, vec![1, 0, 0, 0, 0]),
+        (0x000d, vec16(&sigalgs)),
+        (0x001b, vec![2, 0, 2]),
+    ] {
+        exts.extend(ext(ty, &ext_body));
+    }
+    exts.extend(ext(0x2a2a, &[0]));
+    body.extend(vec16(&exts));
+    let mut hs = vec![1, 0];
+    hs.extend(vec16(&body));
+    let mut rec = vec![0x16, 3, 1];
+    rec.extend(vec16(&hs));
+    rec
+}
+
+#[test]
+fn ja3_and_ja4_match_published_values_for_chrome_143() {
+    let rec = chrome_143_client_hello();
+    let ch = parse_client_hello(&handshake_message(&rec, 1).unwrap()).unwrap();
+    assert_eq!(
+        ch.ja3_string(),
+        "771,4865-4866-4867-49195-49199-49196-49200-52393-52392-49171-49172-156-157-47-53,\
+         45-51-16-65037-23-17613-0-11-10-43-65281-35-18-5-13-27,4588-29-23-24,0"
+    );
+    assert_eq!(ch.ja3(), "98487aa16281980e7d1120d399efb6a4");
+    assert_eq!(ch.ja4(), "t13d1516h2_8daaf6152771_d8a2da3f94cd");
+}
+
 #[test]
 fn grease_values() {
     assert!(is_grease(0x0a0a) && is_grease(0xfafa));

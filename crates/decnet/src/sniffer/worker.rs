@@ -20,7 +20,7 @@ use sqlx::SqlitePool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::capture::{Capture, SNAPLEN};
+use super::capture::{Capture, NoCapturePrivilege, SNAPLEN};
 use super::dedup::{Dedup, DEFAULT_MAX_KEYS};
 use super::flows::{Analyzer, TrafficEvent};
 use super::packet;
@@ -50,6 +50,8 @@ pub struct Stats {
     pub deckies: AtomicU64,
     /// Set once the capture socket is open (heartbeats before that say false).
     pub capturing: AtomicBool,
+    /// Why the capture socket could not be opened (shown in the heartbeat).
+    pub capture_error: std::sync::Mutex<Option<String>>,
 }
 
 impl Stats {
@@ -66,6 +68,9 @@ impl Stats {
             m.insert(k.into(), Value::from(v.load(Ordering::Relaxed)));
         }
         m.insert("capturing".into(), Value::from(self.capturing.load(Ordering::Relaxed)));
+        if let Some(e) = self.capture_error.lock().ok().and_then(|e| e.clone()) {
+            m.insert("capture_error".into(), Value::String(e));
+        }
         m
     }
 }
@@ -187,6 +192,47 @@ fn capture_loop(
     }
 }
 
+/// How often a capture socket that could not be opened is tried again.
+pub const REOPEN_EVERY: Duration = Duration::from_secs(30);
+
+/// Open the capture socket, or wait for the privilege to: without
+/// CAP_NET_RAW the failure is logged once and put in the heartbeat, and the
+/// worker stays up retrying quietly every [`REOPEN_EVERY`], rather than
+/// exiting into its supervisor's restart loop, which could not fix it and
+/// would repeat the same error forever. Other failures (no such interface)
+/// are configuration errors and end the worker with their cause. `Ok(None)`
+/// on shutdown.
+async fn open_capture(interface: &str, stats: &Stats, shutdown: &CancellationToken) -> anyhow::Result<Option<Capture>> {
+    let mut logged = false;
+    loop {
+        match Capture::open(interface) {
+            Ok(cap) => {
+                if logged {
+                    tracing::info!(interface, "capture socket open after all");
+                }
+                if let Ok(mut e) = stats.capture_error.lock() {
+                    *e = None;
+                }
+                return Ok(Some(cap));
+            }
+            Err(e) if e.downcast_ref::<NoCapturePrivilege>().is_none() => return Err(e),
+            Err(e) => {
+                if !logged {
+                    logged = true;
+                    tracing::error!(interface, error = %e, retry_secs = REOPEN_EVERY.as_secs(), "sniffer cannot capture; passive fingerprints are off until it can (retrying quietly)");
+                }
+                if let Ok(mut slot) = stats.capture_error.lock() {
+                    *slot = Some(e.to_string());
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(REOPEN_EVERY) => {}
+        }
+    }
+}
+
 /// Run the sniffer until `shutdown`.
 pub async fn run(
     config: SnifferConfig,
@@ -209,8 +255,8 @@ pub async fn run(
         tracing::warn!("no decky addresses yet (--decky NAME=ADDR, or deployed deckies with an address); capturing nothing until there are");
     }
     stats.deckies.store(initial.len() as u64, Ordering::Relaxed);
+    let Some(cap) = open_capture(&config.interface, &stats, &shutdown).await? else { return Ok(()) };
     tracing::info!(interface = %config.interface, deckies = ?initial, "sniffer capturing");
-    let cap = Capture::open(&config.interface)?;
     stats.capturing.store(true, Ordering::Relaxed);
     let deckies = Arc::new(RwLock::new((0u64, initial)));
 
@@ -219,7 +265,7 @@ pub async fn run(
         tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
                 let ip = ev.attacker_ip.to_string();
-                if let Err(e) = store::upsert(
+                if let Err(e) = store::upsert_retrying(
                     &pool,
                     &ip,
                     ev.event_type,
