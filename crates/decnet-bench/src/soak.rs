@@ -116,10 +116,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
         worst_p99.0,
         worst_p99.1
     );
-    println!(
-        "healthy client lost events: {}",
-        if lost.is_empty() { "none".to_string() } else { lost.join(", ") }
-    );
+    println!("healthy client lost events: {}", if lost.is_empty() { "none".to_string() } else { lost.join(", ") });
     Ok(())
 }
 

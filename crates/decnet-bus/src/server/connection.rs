@@ -442,7 +442,89 @@ async fn write_batch(writer: &mut OwnedWriteHalf, batch: &mut VecDeque<Bytes>) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn frame(verb_line: &str, body: &[u8]) -> Vec<u8> {
+        let mut v = format!("{verb_line}\n").into_bytes();
+        v.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    /// A daemon connection over a socket pair: the client end.
+    fn serve(broker: &Arc<Broker>, shutdown: &CancellationToken) -> UnixStream {
+        let (client, server) = UnixStream::pair().unwrap();
+        tokio::spawn(serve_connection(broker.clone(), server, shutdown.clone()));
+        client
+    }
+
+    /// Read EVT frames off `sock` until `n` have arrived: (topic, body).
+    async fn read_events(sock: &mut UnixStream, n: usize) -> Vec<(String, Vec<u8>)> {
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        let mut chunk = vec![0u8; 65_536];
+        while out.len() < n {
+            let got = tokio::time::timeout(Duration::from_secs(20), sock.read(&mut chunk)).await.unwrap().unwrap();
+            assert!(got > 0, "connection closed after {} events", out.len());
+            buf.extend_from_slice(&chunk[..got]);
+            while let Ok(Scan::Frame(span)) = FrameSpan::scan(&buf) {
+                out.push((span.arg_str(&buf).to_owned(), buf[span.body.clone()].to_vec()));
+                buf.drain(..span.len);
+            }
+        }
+        out
+    }
+
+    /// A body large enough to be validated off the routing thread keeps
+    /// its place among the connection's other frames, and arrives intact.
+    #[tokio::test]
+    async fn large_bodies_validated_off_thread_keep_their_order() {
+        let broker = Arc::new(Broker::new(64));
+        let shutdown = CancellationToken::new();
+        let mut sub = serve(&broker, &shutdown);
+        sub.write_all(&frame("SUB t.>", b"")).await.unwrap();
+        while broker.stats().subscriptions == 0 {
+            tokio::task::yield_now().await;
+        }
+        let mut publisher = serve(&broker, &shutdown);
+        let pad = "x".repeat(OFFLOAD_BODY * 2);
+        let big = format!(r#"{{"type":"big","payload":{{"pad":"{pad}"}}}}"#);
+        let mut bytes = frame("PUB t.a", br#"{"type":"a"}"#);
+        bytes.extend_from_slice(&frame("PUB t.b", big.as_bytes()));
+        bytes.extend_from_slice(&frame("PUB t.c", br#"{"type":"c"}"#));
+        publisher.write_all(&bytes).await.unwrap();
+        let got = read_events(&mut sub, 3).await;
+        let topics: Vec<&str> = got.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(topics, ["t.a", "t.b", "t.c"]);
+        let env = crate::envelope::Envelope::from_slice(&got[1].1).unwrap();
+        assert_eq!(env.payload["pad"].as_str().map(str::len), Some(pad.len()));
+        shutdown.cancel();
+    }
+
+    /// A large body that is not valid JSON closes its connection like a
+    /// small one does, and nothing is published.
+    #[tokio::test]
+    async fn large_invalid_body_closes_only_its_connection() {
+        let broker = Arc::new(Broker::new(64));
+        let shutdown = CancellationToken::new();
+        let mut hostile = serve(&broker, &shutdown);
+        let mut body = vec![b'{'; 1];
+        body.extend(std::iter::repeat_n(b'"', OFFLOAD_BODY * 2));
+        hostile.write_all(&frame("PUB t.bad", &body)).await.unwrap();
+        let mut rest = Vec::new();
+        match tokio::time::timeout(Duration::from_secs(20), hostile.read_to_end(&mut rest)).await.unwrap() {
+            Ok(n) => assert_eq!(n, 0, "a hostile connection gets no BYE, just closed"),
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
+        }
+        assert_eq!(broker.stats().published, 0);
+        // Everyone else is still served.
+        let mut other = serve(&broker, &shutdown);
+        other.write_all(&frame("PUB ok.x", b"{}")).await.unwrap();
+        while broker.stats().published == 0 {
+            tokio::task::yield_now().await;
+        }
+        shutdown.cancel();
+    }
 
     /// Vectored writes resume mid-frame: frames of every size, through a
     /// socket with a small send buffer read back slowly, arrive byte for
