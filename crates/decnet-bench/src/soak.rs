@@ -63,6 +63,9 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
         "| load | daemon peak RSS (MiB) | healthy p50 (µs) | healthy p99 (µs) | healthy max (µs) | healthy delivered |"
     );
     println!("|---|---|---|---|---|---|");
+    let mut worst_rss = (0u64, String::new());
+    let mut worst_p99 = (0f64, String::new());
+    let mut lost = Vec::new();
     let mut phases = vec!["baseline".to_string()];
     phases.extend(args.loads.iter().cloned());
     for load in phases {
@@ -86,11 +89,34 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
             q(0.99),
             max
         );
+        if peak > worst_rss.0 {
+            worst_rss = (peak, load.clone());
+        }
+        if q(0.99) > worst_p99.0 || q(0.99).is_nan() {
+            worst_p99 = (q(0.99), load.clone());
+        }
+        if got < sent {
+            lost.push(format!("{load}: {} of {sent}", sent - got));
+        }
         // Let the daemon close what the load left behind before the next.
         std::thread::sleep(Duration::from_millis(500));
     }
     let hwm = proc_status_kib(args.pid, "VmHWM:").unwrap_or(0);
     println!("daemon VmHWM (peak RSS since start): {:.1} MiB", hwm as f64 / 1024.0);
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    let rss_mib = worst_rss.0.max(hwm) as f64 / 1024.0;
+    println!(
+        "target daemon RSS < 256 MiB under every load: {} (highest {rss_mib:.1} MiB, VmHWM or `{}`)",
+        verdict(rss_mib < 256.0),
+        worst_rss.1
+    );
+    println!(
+        "target healthy p99 < 5 ms under every load: {} (worst {:.0} µs under `{}`)",
+        verdict(worst_p99.0 < 5000.0),
+        worst_p99.0,
+        worst_p99.1
+    );
+    println!("healthy client lost events: {}", if lost.is_empty() { "none".to_string() } else { lost.join(", ") });
     Ok(())
 }
 

@@ -242,6 +242,26 @@ pub struct SubscriptionIndex<K> {
     cache: RwLock<HashMap<Box<str>, Arc<[K]>>>,
 }
 
+/// A key whose patterns are being removed a slice at a time (see
+/// [`SubscriptionIndex::retire`]).
+#[derive(Debug)]
+pub struct Retiring<K> {
+    key: K,
+    /// Patterns whose trie paths are not freed yet.
+    patterns: Vec<Box<str>>,
+}
+
+impl<K> Retiring<K> {
+    pub fn is_done(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// Patterns still to free.
+    pub fn remaining(&self) -> usize {
+        self.patterns.len()
+    }
+}
+
 impl<K: Copy + Eq + Hash + Ord> Default for SubscriptionIndex<K> {
     fn default() -> Self {
         Self::new()
@@ -266,14 +286,23 @@ impl<K: Copy + Eq + Hash + Ord> SubscriptionIndex<K> {
     /// Add `pattern` for `key`. Returns false if it was already there (a
     /// repeated SUB is idempotent). The pattern must already be validated.
     pub fn insert(&mut self, key: K, pattern: &str) -> bool {
+        self.insert_counted(key, pattern).0
+    }
+
+    /// [`insert`](Self::insert), also returning the work it cost (tokens
+    /// walked plus cached topics examined), so the daemon can charge a SUB
+    /// for what it really costs instead of a flat price.
+    pub fn insert_counted(&mut self, key: K, pattern: &str) -> (bool, usize) {
         if !self.patterns.entry(key).or_default().insert(pattern.into()) {
-            return false;
+            return (false, 1);
         }
         let tokens: Vec<&str> = pattern.split('.').collect();
         self.nodes += self.root.insert(&tokens, key);
         self.count += 1;
         // Selective update: the topics this pattern matches gain the key.
-        for (topic, keys) in self.cache_mut().iter_mut() {
+        let cache = self.cache_mut();
+        let examined = cache.len();
+        for (topic, keys) in cache.iter_mut() {
             if pattern_matches(pattern, topic) {
                 if let Err(at) = keys.binary_search(&key) {
                     let mut v = keys.to_vec();
@@ -282,14 +311,20 @@ impl<K: Copy + Eq + Hash + Ord> SubscriptionIndex<K> {
                 }
             }
         }
-        true
+        (true, tokens.len() + examined)
     }
 
     /// Remove `pattern` for `key`. Returns false if it was not there.
     pub fn remove(&mut self, key: K, pattern: &str) -> bool {
-        let Some(set) = self.patterns.get_mut(&key) else { return false };
+        self.remove_counted(key, pattern).0
+    }
+
+    /// [`remove`](Self::remove), also returning the work it cost (as for
+    /// [`insert_counted`](Self::insert_counted)).
+    pub fn remove_counted(&mut self, key: K, pattern: &str) -> (bool, usize) {
+        let Some(set) = self.patterns.get_mut(&key) else { return (false, 1) };
         if !set.remove(pattern) {
-            return false;
+            return (false, 1);
         }
         if set.is_empty() {
             self.patterns.remove(&key);
@@ -299,20 +334,64 @@ impl<K: Copy + Eq + Hash + Ord> SubscriptionIndex<K> {
         self.count -= 1;
         // The key may still match these topics through another pattern:
         // evict them (recomputed on next use) rather than guess.
-        self.cache_mut().retain(|topic, keys| !(pattern_matches(pattern, topic) && keys.binary_search(&key).is_ok()));
-        true
+        let cache = self.cache_mut();
+        let examined = cache.len();
+        cache.retain(|topic, keys| !(pattern_matches(pattern, topic) && keys.binary_search(&key).is_ok()));
+        (true, tokens.len() + examined)
     }
 
     /// Remove every pattern of `key` (its connection closed). Returns how many.
     pub fn remove_key(&mut self, key: K) -> usize {
-        let Some(set) = self.patterns.remove(&key) else { return 0 };
-        for pattern in &set {
-            let tokens: Vec<&str> = pattern.split('.').collect();
-            self.nodes -= self.root.remove(&tokens, key);
+        let mut retiring = self.retire(key);
+        let n = retiring.remaining();
+        while !retiring.is_done() {
+            self.retire_step(&mut retiring, usize::MAX);
         }
-        self.count -= set.len();
-        self.cache_mut().retain(|_, keys| keys.binary_search(&key).is_err());
-        set.len()
+        n
+    }
+
+    /// Start removing every pattern of `key` without doing all the work at
+    /// once: a connection may hold 10,000 patterns of 200 tokens, and
+    /// freeing a million trie nodes in one go holds the routing thread for
+    /// tens of milliseconds. The key's patterns are taken out of its set
+    /// now (so it holds none and may not subscribe again under this key);
+    /// the trie paths are freed by [`retire_step`](Self::retire_step), a
+    /// bounded slice at a time. Until the last step, a lookup may still
+    /// return `key`: the caller must already ignore it (the daemon has
+    /// forgotten the connection first). [`len`](Self::len) and
+    /// [`node_count`](Self::node_count) count the patterns still in the
+    /// trie, so they reach their final values together.
+    pub fn retire(&mut self, key: K) -> Retiring<K> {
+        let patterns = self.patterns.remove(&key).map(|set| set.into_iter().collect()).unwrap_or_default();
+        self.evict_key(key);
+        Retiring { key, patterns }
+    }
+
+    /// Free the trie paths of a retiring key until about `budget` work
+    /// (tokens) is done; returns the work done. When the last path goes,
+    /// cached results that picked the key up meanwhile are evicted.
+    pub fn retire_step(&mut self, retiring: &mut Retiring<K>, budget: usize) -> usize {
+        let mut work = 0;
+        while work < budget {
+            let Some(pattern) = retiring.patterns.pop() else { break };
+            let tokens: Vec<&str> = pattern.split('.').collect();
+            self.nodes -= self.root.remove(&tokens, retiring.key);
+            self.count -= 1;
+            work += tokens.len();
+        }
+        if retiring.patterns.is_empty() {
+            work += self.evict_key(retiring.key);
+            retiring.patterns = Vec::new(); // give the list's memory back now
+        }
+        work
+    }
+
+    /// Drop cached results holding `key`; returns the entries examined.
+    fn evict_key(&mut self, key: K) -> usize {
+        let cache = self.cache_mut();
+        let examined = cache.len();
+        cache.retain(|_, keys| keys.binary_search(&key).is_err());
+        examined
     }
 
     /// Every key with at least one pattern matching `topic`, each once, sorted.
@@ -486,10 +565,11 @@ mod tests {
 
     proptest! {
         /// The trie answers exactly what the naive matcher answers, through
-        /// any interleaving of subscribe, unsubscribe and lookups (cached or not).
+        /// any interleaving of subscribe, unsubscribe, disconnect (at once
+        /// or retired step by step) and lookups (cached or not).
         #[test]
         fn agrees_with_naive_matcher(
-            ops in proptest::collection::vec((0u8..4, 0u32..6, pattern()), 1..60),
+            ops in proptest::collection::vec((0u8..5, 0u32..6, pattern()), 1..60),
             topics in proptest::collection::vec(topic(), 1..20),
         ) {
             let mut idx = SubscriptionIndex::new();
@@ -498,10 +578,27 @@ mod tests {
                 match op {
                     0 | 1 => { prop_assert_eq!(idx.insert(key, &pat), reference.insert((key, pat.clone()))); }
                     2 => { prop_assert_eq!(idx.remove(key, &pat), reference.remove(&(key, pat.clone()))); }
-                    _ => {
+                    3 => {
                         let n = reference.iter().filter(|(k, _)| *k == key).count();
                         reference.retain(|(k, _)| *k != key);
                         prop_assert_eq!(idx.remove_key(key), n);
+                    }
+                    _ => {
+                        // Retired one pattern per step, with lookups (which
+                        // fill the cache) between steps: in between, the
+                        // answer is the reference's, plus possibly the key.
+                        reference.retain(|(k, _)| *k != key);
+                        let mut retiring = idx.retire(key);
+                        while !retiring.is_done() {
+                            idx.retire_step(&mut retiring, 1);
+                            for t in &topics {
+                                let mut want: Vec<u32> = reference.iter().filter(|(_, p)| pattern_matches(p, t)).map(|(k, _)| *k).collect();
+                                let got: Vec<u32> = idx.lookup(t).iter().copied().filter(|k| *k != key).collect();
+                                want.sort_unstable();
+                                want.dedup();
+                                prop_assert_eq!(got, want, "topic {} while retiring", t);
+                            }
+                        }
                     }
                 }
                 for t in &topics {

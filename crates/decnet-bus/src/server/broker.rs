@@ -15,9 +15,12 @@
 //! selectively, see [`crate::index`]), so publishers never queue behind
 //! one another; only SUB/UNSUB/disconnect take the write lock.
 //!
-//! Every publish reports the routing work it cost (trie nodes visited,
-//! targets pushed), so the connection can yield once a read batch has cost
-//! enough: one client's expensive topics cannot hold the thread for long.
+//! Every operation reports the routing work it cost (see [`super::cost`]:
+//! body bytes validated, trie nodes visited, targets pushed, pattern tokens
+//! and cached topics walked), so the connection can yield once a slice has
+//! cost enough: one client's expensive frames cannot hold the thread for
+//! long. For the same reason a disconnect frees its subscriptions a slice
+//! at a time ([`Broker::disconnect_begin`]).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use std::collections::HashMap;
@@ -25,14 +28,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+use super::cost;
 use super::limits::{Limits, SubLimitError};
 use super::logging::{escape, hostile_limiter, Admit, LogLimiter};
 use crate::envelope::build_envelope;
 use crate::frame::{FrameError, MAX_EVT_BODY_LEN};
-use crate::index::SubscriptionIndex;
+use crate::index::{Retiring, SubscriptionIndex};
 use crate::queue::{ByteBudget, EventQueue, PushOutcome};
 
 pub type ConnId = u64;
+
+/// Large bodies validated at once off the routing thread: the machine's two
+/// cores, more would only queue in the kernel instead of here.
+const LARGE_BODY_SLOTS: usize = 2;
 
 /// What a connection's writer sends: already-encoded frames.
 pub type OutboundQueue = EventQueue<Bytes>;
@@ -108,6 +116,9 @@ pub struct Broker {
     queued: Arc<ByteBudget>,
     /// Bytes of large half-received frames (`Limits::max_read_bytes`).
     pub read_budget: ByteBudget,
+    /// Large PUB bodies being validated off the routing thread at once
+    /// (see `connection.rs`): bounds the blocking threads they use.
+    pub large_body_slots: tokio::sync::Semaphore,
     /// Hostile-connection log lines (see [`Broker::log_hostile`]).
     hostile_log: LogLimiter,
     pub counters: Counters,
@@ -129,6 +140,7 @@ impl Broker {
             queue_capacity,
             queued: Arc::new(ByteBudget::new(limits.max_queued_bytes)),
             read_budget: ByteBudget::new(limits.max_read_bytes),
+            large_body_slots: tokio::sync::Semaphore::new(LARGE_BODY_SLOTS),
             limits,
             hostile_log: hostile_limiter(),
             counters: Counters::default(),
@@ -191,22 +203,57 @@ impl Broker {
         handle
     }
 
-    /// Forget a connection and all its subscriptions.
+    /// Forget a connection and all its subscriptions, all at once (for
+    /// in-process connections with a few patterns; client connections use
+    /// [`disconnect_begin`](Self::disconnect_begin)).
     pub fn disconnect(&self, id: ConnId) {
-        self.index_mut().remove_key(id);
+        let mut retiring = self.disconnect_begin(id);
+        while !self.disconnect_step(&mut retiring, usize::MAX) {}
+    }
+
+    /// Forget a connection now (nothing is routed to it any more) and start
+    /// freeing its subscriptions; finish with
+    /// [`disconnect_step`](Self::disconnect_step), yielding between steps.
+    /// A connection may hold 10,000 patterns of 200 tokens: freeing those
+    /// million trie nodes at once held the routing thread for tens of
+    /// milliseconds (issue 15's `big-patterns` soak load).
+    pub fn disconnect_begin(&self, id: ConnId) -> Retiring<ConnId> {
+        // Out of the map first: a lookup that still finds the id in the
+        // trie skips it (see `resolve`).
         if self.conns.write().unwrap_or_else(|e| e.into_inner()).remove(&id).is_some() {
             self.counters.connections.fetch_sub(1, Ordering::Relaxed);
         }
+        let retiring = self.index_mut().retire(id);
         self.bump_generation();
+        retiring
+    }
+
+    /// Free up to about `budget` work of a disconnected connection's
+    /// subscriptions. True once all are freed.
+    pub fn disconnect_step(&self, retiring: &mut Retiring<ConnId>, budget: usize) -> bool {
+        let done = {
+            let mut index = self.index_mut();
+            index.retire_step(retiring, budget / cost::TOKEN.max(1));
+            retiring.is_done()
+        };
+        if done {
+            self.bump_generation();
+        }
+        done
     }
 
     /// Add a subscription within the limits. `Ok(false)`: already held.
     /// The pattern must already be validated.
     pub fn subscribe(&self, id: ConnId, pattern: &str) -> Result<bool, SubLimitError> {
+        self.subscribe_counted(id, pattern).map(|(added, _)| added)
+    }
+
+    /// [`subscribe`](Self::subscribe), also returning the work it cost.
+    pub fn subscribe_counted(&self, id: ConnId, pattern: &str) -> Result<(bool, usize), SubLimitError> {
         self.limits.check_pattern(pattern)?;
         let mut index = self.index_mut();
         if index.contains(id, pattern) {
-            return Ok(false);
+            return Ok((false, cost::FRAME));
         }
         let held = index.len_of(id);
         if held >= self.limits.max_subs_per_conn {
@@ -217,18 +264,24 @@ impl Broker {
         if index.node_count() + tokens > self.limits.max_index_nodes {
             return Err(SubLimitError::IndexFull(index.node_count()));
         }
-        let added = index.insert(id, pattern);
+        let (added, walked) = index.insert_counted(id, pattern);
         drop(index);
         self.bump_generation();
-        Ok(added)
+        Ok((added, cost::subscription(tokens, walked.saturating_sub(tokens))))
     }
 
     pub fn unsubscribe(&self, id: ConnId, pattern: &str) -> bool {
-        let removed = self.index_mut().remove(id, pattern);
+        self.unsubscribe_counted(id, pattern).0
+    }
+
+    /// [`unsubscribe`](Self::unsubscribe), also returning the work it cost.
+    pub fn unsubscribe_counted(&self, id: ConnId, pattern: &str) -> (bool, usize) {
+        let (removed, walked) = self.index_mut().remove_counted(id, pattern);
         if removed {
             self.bump_generation();
         }
-        removed
+        let tokens = pattern.split('.').count();
+        (removed, cost::subscription(tokens, walked.saturating_sub(tokens)))
     }
 
     /// After the index changed: a publisher that read the old generation
@@ -248,7 +301,7 @@ impl Broker {
 
     /// Route one PUB from a client connection, through its route cache.
     /// Same contract as [`Broker::publish`]; `Ok` carries the work done
-    /// (1 per frame, plus trie nodes visited, plus targets pushed).
+    /// (see [`cost::publish`]).
     pub fn publish_from(
         &self,
         from: &ConnHandle,
@@ -257,6 +310,20 @@ impl Broker {
         body: &[u8],
     ) -> Result<usize, FrameError> {
         let frame = build_evt_frame(topic, body)?;
+        Ok(self.route_built(from, cache, topic, frame, body.len()))
+    }
+
+    /// Route an EVT frame already built by [`build_evt_frame`] (off the
+    /// routing thread, for a large body) from a client connection; returns
+    /// the work done, counting `body_len` as [`publish_from`](Self::publish_from) would.
+    pub fn route_built(
+        &self,
+        from: &ConnHandle,
+        cache: &mut RouteCache,
+        topic: &str,
+        frame: Bytes,
+        body_len: usize,
+    ) -> usize {
         self.counters.published.fetch_add(1, Ordering::Relaxed);
         let generation = self.generation.load(Ordering::Acquire);
         if cache.generation != generation || cache.routes.len() >= RouteCache::MAX_TOPICS {
@@ -266,13 +333,13 @@ impl Broker {
         // A hit borrows the cached list: no refcount traffic per event.
         if let Some(targets) = cache.routes.get(topic) {
             self.deliver(frame, targets);
-            return Ok(1 + targets.len());
+            return cost::publish(body_len, 0, targets.len());
         }
         let (targets, visited) = self.resolve(Some(from.id), topic);
         self.deliver(frame, &targets);
-        let work = 1 + visited + targets.len();
+        let work = cost::publish(body_len, visited, targets.len());
         cache.routes.insert(topic.into(), targets);
-        Ok(work)
+        work
     }
 
     /// Route one PUB. `from` is never delivered to (no echo). Errors are
@@ -354,8 +421,9 @@ impl Broker {
 }
 
 /// The whole `EVT <topic>` frame for one publish, envelope written in
-/// place: one allocation per event, shared by every subscriber.
-fn build_evt_frame(topic: &str, body: &[u8]) -> Result<Bytes, FrameError> {
+/// place: one allocation per event, shared by every subscriber. The topic
+/// must be valid (checked by the caller); the body is validated here.
+pub fn build_evt_frame(topic: &str, body: &[u8]) -> Result<Bytes, FrameError> {
     // The topic was validated (ASCII, no line break, no longer than the PUB
     // header it came in), so the EVT header is valid by construction.
     let mut frame = BytesMut::with_capacity(160 + 2 * topic.len() + body.len());
@@ -492,6 +560,66 @@ mod tests {
         let max = crate::frame::MAX_EVT_BODY_LEN;
         let huge = vec![b' '; max + 1];
         assert_eq!(b.publish_envelope(None, "x.y", &huge), Err(FrameError::BodyTooLarge(max + 1, max)));
+    }
+
+    #[test]
+    fn disconnect_stops_routing_at_once_and_frees_in_bounded_steps() {
+        let b = Broker::new(16);
+        let stay = b.connect("stay");
+        b.subscribe(stay.id, "keep.>").unwrap();
+        let baseline = b.stats();
+        let big = b.connect("big");
+        for i in 0..300 {
+            b.subscribe(big.id, &format!("p{i}.a.b.c.d.e.f.g.h.i")).unwrap();
+        }
+        b.subscribe(big.id, ">").unwrap();
+        let mut retiring = b.disconnect_begin(big.id);
+        b.publish(None, "p1.a.b.c.d.e.f.g.h.i", b"{}").unwrap();
+        assert!(drain(&big).is_empty(), "nothing is routed to a connection being retired");
+        assert_eq!(b.stats().connections, 1);
+        let mut steps = 0;
+        let mut last = b.stats();
+        // 100 units = 8 tokens a step: one pattern of 10 tokens.
+        while !b.disconnect_step(&mut retiring, 100) {
+            steps += 1;
+            let now = b.stats();
+            assert!(now.index_nodes < last.index_nodes && now.subscriptions < last.subscriptions);
+            last = now;
+        }
+        assert!(steps >= 50, "freed in {steps} steps, not bounded ones");
+        let end = b.stats();
+        assert_eq!((end.subscriptions, end.index_nodes), (baseline.subscriptions, baseline.index_nodes));
+        b.publish(None, "keep.x", b"{}").unwrap();
+        assert_eq!(drain(&stay).len(), 1);
+    }
+
+    #[test]
+    fn subscriptions_are_charged_by_tokens_and_cached_topics() {
+        let b = Broker::new(16);
+        let s = b.connect("s");
+        let (_, short) = b.subscribe_counted(s.id, "a.b").unwrap();
+        let long: String = (0..200).map(|i| format!("t{i}")).collect::<Vec<_>>().join(".");
+        let (_, deep) = b.subscribe_counted(s.id, &long).unwrap();
+        assert!(deep >= short + 198 * cost::TOKEN, "{deep} vs {short}");
+        // Fill the index's topic cache: every SUB now checks each entry.
+        for i in 0..1000 {
+            b.publish(None, &format!("topic.{i}"), b"{}").unwrap();
+        }
+        let (_, against_cache) = b.subscribe_counted(s.id, "c.d").unwrap();
+        assert!(against_cache >= short + 1000 * cost::CACHE_ENTRY, "{against_cache} vs {short}");
+        let (_, unsub) = b.unsubscribe_counted(s.id, "c.d");
+        assert!(unsub >= 1000 * cost::CACHE_ENTRY);
+    }
+
+    #[test]
+    fn publish_is_charged_by_body_size() {
+        let b = Broker::new(16);
+        let p = b.connect("p");
+        let mut routes = RouteCache::new();
+        let small = b.publish_from(&p, &mut routes, "t", b"{}").unwrap();
+        let body = format!(r#"{{"payload":{{"pad":"{}"}}}}"#, "x".repeat(100_000));
+        let large = b.publish_from(&p, &mut routes, "t", body.as_bytes()).unwrap();
+        assert!(large >= 100_000 / cost::BODY_BYTES_PER_UNIT && small < 100, "{large} vs {small}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //!
 //! - [`broker`]: routing state and counters.
 //! - [`connection`]: one client's reader and writer.
+//! - [`cost`]: what routing work costs, so no client holds the thread long.
 //! - [`listener`]: binding the socket safely.
 //! - [`limits`]: what clients may make the daemon hold.
 //! - [`logging`]: escaping and rate-limiting what clients make it log.
@@ -14,6 +15,7 @@
 
 pub mod broker;
 pub mod connection;
+pub mod cost;
 pub mod limits;
 pub mod listener;
 pub mod logging;
