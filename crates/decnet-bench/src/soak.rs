@@ -70,7 +70,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
     phases.extend(args.loads.iter().cloned());
     for load in phases {
         let stop = Arc::new(AtomicBool::new(false));
-        let sampler = RssSampler::start(args.pid);
+        let sampler = crate::soak_api::ProcSampler::start(args.pid);
         let healthy = Healthy::start(&target)?;
         let workers = start_load(&load, &socket, &target, stop.clone())?;
         std::thread::sleep(secs);
@@ -79,7 +79,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
         for w in workers {
             let _ = w.join();
         }
-        let peak = sampler.finish();
+        let (peak, _threads) = sampler.finish();
         let q = |p: f64| hist.as_ref().map_or(f64::NAN, |h| h.value_at_quantile(p) as f64 / 1000.0);
         let max = hist.as_ref().map_or(f64::NAN, |h| h.max() as f64 / 1000.0);
         println!(
@@ -101,7 +101,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
         // Let the daemon close what the load left behind before the next.
         std::thread::sleep(Duration::from_millis(500));
     }
-    let hwm = proc_status_kib(args.pid, "VmHWM:").unwrap_or(0);
+    let hwm = crate::soak_api::proc_status(args.pid, "VmHWM:").unwrap_or(0);
     println!("daemon VmHWM (peak RSS since start): {:.1} MiB", hwm as f64 / 1024.0);
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     let rss_mib = worst_rss.0.max(hwm) as f64 / 1024.0;
@@ -118,38 +118,6 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
     );
     println!("healthy client lost events: {}", if lost.is_empty() { "none".to_string() } else { lost.join(", ") });
     Ok(())
-}
-
-/// KiB value of one `/proc/<pid>/status` line.
-fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix(key)?.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-struct RssSampler {
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<u64>,
-}
-
-impl RssSampler {
-    fn start(pid: u32) -> RssSampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut peak = 0;
-            while !flag.load(Ordering::Relaxed) {
-                peak = peak.max(proc_status_kib(pid, "VmRSS:").unwrap_or(0));
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            peak.max(proc_status_kib(pid, "VmRSS:").unwrap_or(0))
-        });
-        RssSampler { stop, thread }
-    }
-
-    fn finish(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap_or(0)
-    }
 }
 
 /// A well-behaved client: a paced publisher and a subscriber of its topic.

@@ -97,20 +97,21 @@ pub fn run(args: &SoakApiArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A numeric `/proc/<pid>/status` field (kB for memory, a count for Threads).
-fn proc_status(pid: u32, key: &str) -> Option<u64> {
+/// A numeric `/proc/<pid>/status` field (kB for memory, a count for
+/// Threads); both soaks read the process they load through it.
+pub(crate) fn proc_status(pid: u32, key: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find_map(|l| l.strip_prefix(key)?.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// Peak VmRSS and thread count, sampled every 20 ms.
-struct ProcSampler {
+/// Peak VmRSS (KiB) and thread count of a process, sampled every 20 ms.
+pub(crate) struct ProcSampler {
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<(u64, u64)>,
 }
 
 impl ProcSampler {
-    fn start(pid: u32) -> ProcSampler {
+    pub(crate) fn start(pid: u32) -> ProcSampler {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -127,7 +128,7 @@ impl ProcSampler {
         ProcSampler { stop, thread }
     }
 
-    fn finish(self) -> (u64, u64) {
+    pub(crate) fn finish(self) -> (u64, u64) {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().unwrap_or((0, 0))
     }
