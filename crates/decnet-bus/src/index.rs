@@ -147,13 +147,13 @@ impl<K: Copy + Eq> Node<K> {
     fn collect(&self, tokens: &[&str], out: &mut Vec<K>) -> usize {
         let Some((first, rest)) = tokens.split_first() else {
             if let Some(s) = &self.subs {
-                out.extend_from_slice(&s.here);
+                push_keys(out, &s.here);
             }
             return 1;
         };
         // At least one token remains, so a `>` standing here matches.
         if let Some(s) = &self.subs {
-            out.extend_from_slice(&s.tail);
+            push_keys(out, &s.tail);
         }
         let mut visited = 1;
         if let Some(child) = self.literal.get(first) {
@@ -460,10 +460,54 @@ impl<K: Copy + Eq + Hash + Ord> SubscriptionIndex<K> {
     }
 }
 
+/// Appends `keys` to a lookup's result, skipping a key equal to the last
+/// one pushed. One connection holding thousands of overlapping wildcard
+/// patterns (`x.*.x.>`, `*.x.*.>`, ...) matches a topic once per pattern;
+/// without this the result grew to thousands of copies of one key that
+/// `walk` then sorted and deduplicated, on the routing thread, for every
+/// publish (the soak's `wildcards` load). The final sort + dedup still
+/// removes the duplicates this cheap check cannot see.
+fn push_keys<K: Copy + PartialEq>(out: &mut Vec<K>, keys: &[K]) {
+    for &key in keys {
+        if out.last() != Some(&key) {
+            out.push(key);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn push_keys_skips_only_a_repeat_of_the_last_key() {
+        let mut out = Vec::new();
+        push_keys(&mut out, &[1, 1, 1]);
+        assert_eq!(out, [1]);
+        push_keys(&mut out, &[1, 2, 2]);
+        assert_eq!(out, [1, 2]);
+        // Not adjacent: kept here, removed by walk's final sort + dedup.
+        push_keys(&mut out, &[1]);
+        assert_eq!(out, [1, 2, 1]);
+    }
+
+    #[test]
+    fn thousands_of_overlapping_patterns_of_one_key_match_once() {
+        // The soak's `wildcards` load: every x-or-* pattern 8 deep, all
+        // held by connection 1, plus one pattern of connection 2.
+        let mut index = SubscriptionIndex::new();
+        for bits in 0..(1u32 << 8) {
+            let tokens: Vec<&str> = (0..8).map(|i| if bits >> i & 1 == 1 { "*" } else { "x" }).collect();
+            assert!(index.insert(1u32, &format!("{}.>", tokens.join("."))));
+        }
+        assert!(index.insert(2u32, "x.>"));
+        assert_eq!(&*index.lookup_uncached("x.x.x.x.x.x.x.x.deep"), &[1, 2]);
+        assert_eq!(&*index.lookup("x.x.x.x.x.x.x.x.deep"), &[1, 2]);
+        assert_eq!(&*index.lookup_uncached("x.x.x.x.x.x.x.y.deep"), &[1, 2], "the * branches still match");
+        assert_eq!(&*index.lookup_uncached("y.x.x.x.x.x.x.x.deep"), &[1]);
+        assert_eq!(&*index.lookup_uncached("x.x.x"), &[2], "too short for connection 1's 9-token patterns");
+    }
 
     #[test]
     fn basic_routes() {
