@@ -22,6 +22,7 @@
 //! user namespace grants no raw sockets on it).
 
 mod fp_support;
+mod support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -416,42 +417,8 @@ async fn dashboard_attacker_page(
     ip: &str,
     ok: impl Fn(&str) -> bool,
 ) -> String {
-    use fantoccini::{ClientBuilder, Locator};
-    let driver_port = free_port();
-    let _driver = fp_support::Daemon(
-        Command::new("chromedriver")
-            .arg(format!("--port={driver_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver is installed by scripts/test.sh"),
-    );
-    let caps: serde_json::Map<String, Value> = serde_json::from_value(json!({
-        "goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--no-first-run", "--window-size=1280,900",
-                     format!("--user-data-dir={}", home.join("chromium-profile").display())]
-        }
-    }))
-    .unwrap();
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    let mut browser = None;
-    for _ in 0..100 {
-        match ClientBuilder::new(connector.clone())
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{driver_port}"))
-            .await
-        {
-            Ok(c) => {
-                browser = Some(c);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    let b = browser.expect("a chromedriver session");
+    use fantoccini::Locator;
+    let (_driver, b) = support::browser(home).await;
     let url = format!("http://{api}/");
     b.goto(&url).await.unwrap();
     b.find(Locator::Id("username")).await.unwrap().send_keys("admin").await.unwrap();

@@ -4,12 +4,12 @@
 
 mod support;
 
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::Locator;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{free_port, send_signal, wait_exit, wait_until, Up, BIN};
+use support::{send_signal, wait_exit, wait_until, Up, BIN};
 
 /// `decnet sub` with a 40 s timeout, so a failure is reported instead of
 /// hanging the test.
@@ -48,39 +48,7 @@ async fn up_runs_the_stack_and_the_dashboard_works_in_a_real_browser() {
     assert!(up.output().contains(&up.url), "dashboard URL printed");
 
     // --- a real browser signs in and sees the workers ---
-    let driver_port = free_port();
-    let mut driver = Command::new("chromedriver")
-        .arg(format!("--port={driver_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver is installed by scripts/test.sh");
-    let profile = dir.path().join("chromium-profile");
-    let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
-        "goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--no-first-run", "--window-size=1280,900", format!("--user-data-dir={}", profile.display())]
-        }
-    }))
-    .unwrap();
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    let mut browser = None;
-    for _ in 0..100 {
-        match ClientBuilder::new(connector.clone())
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{driver_port}"))
-            .await
-        {
-            Ok(c) => {
-                browser = Some(c);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    let browser = browser.expect("chromedriver session");
+    let (driver, browser) = support::browser(dir.path()).await;
     browser.goto(&up.url).await.unwrap();
     browser.find(Locator::Id("username")).await.unwrap().send_keys("admin").await.unwrap();
     browser.find(Locator::Id("password")).await.unwrap().send_keys("wrong-password").await.unwrap();
@@ -108,8 +76,7 @@ async fn up_runs_the_stack_and_the_dashboard_works_in_a_real_browser() {
     let shot_path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     std::fs::write(&shot_path, shot).unwrap();
     browser.close().await.unwrap();
-    let _ = driver.kill();
-    let _ = driver.wait();
+    drop(driver);
 
     // --- operator mutations reach the bus, the ingest log and the correlator ---
     let socket = up.socket();
