@@ -215,22 +215,28 @@ fn raw_socket(family: libc::c_int) -> Result<OwnedFd, ProbeError> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn send_to(fd: &OwnedFd, data: &[u8], dst: Ipv4Addr) -> std::io::Result<()> {
-    let addr = libc::sockaddr_in {
+fn sockaddr_v4(ip: Ipv4Addr) -> libc::sockaddr_in {
+    libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: 0,
-        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(dst.octets()) },
+        sin_port: 0, // raw socket: the port is in our TCP header
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(ip.octets()) },
         sin_zero: [0; 8],
-    };
-    // SAFETY: data and addr outlive the call; sizes are the real ones.
+    }
+}
+
+/// `sendto` on a raw socket. `addr` must be a `libc::sockaddr_in` or
+/// `libc::sockaddr_in6` (made by [`sockaddr_v4`] / [`sockaddr_v6`]).
+fn send_raw<A>(fd: &OwnedFd, data: &[u8], addr: &A) -> std::io::Result<()> {
+    // SAFETY: data and addr outlive the call; sizes are the real ones, and
+    // both callers pass a sockaddr of the socket's family.
     let n = unsafe {
         libc::sendto(
             fd.as_raw_fd(),
             data.as_ptr().cast(),
             data.len(),
             0,
-            (&addr as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            (addr as *const A).cast(),
+            std::mem::size_of::<A>() as libc::socklen_t,
         )
     };
     if n < 0 {
@@ -258,14 +264,13 @@ fn set_recv_timeout(fd: &OwnedFd, t: Duration) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The local address the kernel would use towards `dst` (no packet is sent).
-fn source_for(dst: SocketAddrV4) -> std::io::Result<Ipv4Addr> {
-    let udp = UdpSocket::bind("0.0.0.0:0")?;
+/// The local address the kernel would use towards `dst` (no packet is
+/// sent): a UDP socket of the same family, connected, tells.
+fn source_for(dst: SocketAddr) -> std::io::Result<IpAddr> {
+    let any: SocketAddr = if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("literal address");
+    let udp = UdpSocket::bind(any)?;
     udp.connect(dst)?;
-    match udp.local_addr()? {
-        SocketAddr::V4(a) => Ok(*a.ip()),
-        SocketAddr::V6(_) => Err(std::io::Error::other("no IPv4 source address")),
-    }
+    Ok(udp.local_addr()?.ip())
 }
 
 /// Blocking: SYN to `dst`, wait for its SYN-ACK to our port, RST it.
@@ -306,10 +311,13 @@ fn recv_error(e: std::io::Error) -> Option<ProbeError> {
 
 fn probe_v4(dst: SocketAddrV4, timeout: Duration) -> Result<SynAck, ProbeError> {
     let fd = raw_socket(libc::AF_INET)?;
-    let src_ip = source_for(dst)?;
+    let IpAddr::V4(src_ip) = source_for(dst.into())? else {
+        return Err(ProbeError::Io(std::io::Error::other("no IPv4 source address")));
+    };
     let src = SocketAddrV4::new(src_ip, rand::random_range(40_000..60_000));
+    let to = sockaddr_v4(*dst.ip());
     let seq: u32 = rand::random();
-    send_to(&fd, &segment(src.into(), dst.into(), seq, 0, 0x02), *dst.ip())?;
+    send_raw(&fd, &segment(src.into(), dst.into(), seq, 0, 0x02), &to)?;
     let deadline = Instant::now() + timeout;
     let mut buf = [0u8; 1500];
     loop {
@@ -332,18 +340,8 @@ fn probe_v4(dst: SocketAddrV4, timeout: Duration) -> Result<SynAck, ProbeError> 
         }
         // Close the half-open connection on the far side.
         let rst = segment(src.into(), dst.into(), seq.wrapping_add(1), synack.seq.wrapping_add(1), 0x14);
-        let _ = send_to(&fd, &rst, *dst.ip());
+        let _ = send_raw(&fd, &rst, &to);
         return Ok(synack);
-    }
-}
-
-/// The local IPv6 address the kernel would use towards `dst`.
-fn source_for_v6(dst: SocketAddrV6) -> std::io::Result<Ipv6Addr> {
-    let udp = UdpSocket::bind("[::]:0")?;
-    udp.connect(dst)?;
-    match udp.local_addr()? {
-        SocketAddr::V6(a) => Ok(*a.ip()),
-        SocketAddr::V4(_) => Err(std::io::Error::other("no IPv6 source address")),
     }
 }
 
@@ -355,25 +353,6 @@ fn sockaddr_v6(ip: Ipv6Addr, scope_id: u32) -> libc::sockaddr_in6 {
         sin6_addr: libc::in6_addr { s6_addr: ip.octets() },
         sin6_scope_id: scope_id,
     }
-}
-
-fn send_to_v6(fd: &OwnedFd, data: &[u8], dst: &SocketAddrV6) -> std::io::Result<()> {
-    let addr = sockaddr_v6(*dst.ip(), dst.scope_id());
-    // SAFETY: data and addr outlive the call; sizes are the real ones.
-    let n = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            data.as_ptr().cast(),
-            data.len(),
-            0,
-            (&addr as *const libc::sockaddr_in6).cast(),
-            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-        )
-    };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// One segment from an IPv6 raw socket: its length, sender and hop limit.
@@ -427,9 +406,13 @@ fn probe_v6(dst: SocketAddrV6, timeout: Duration) -> Result<SynAck, ProbeError> 
     if r < 0 {
         return Err(ProbeError::Io(std::io::Error::last_os_error()));
     }
-    let src = SocketAddrV6::new(source_for_v6(dst)?, rand::random_range(40_000..60_000), 0, 0);
+    let IpAddr::V6(src_ip) = source_for(dst.into())? else {
+        return Err(ProbeError::Io(std::io::Error::other("no IPv6 source address")));
+    };
+    let src = SocketAddrV6::new(src_ip, rand::random_range(40_000..60_000), 0, 0);
+    let to = sockaddr_v6(*dst.ip(), dst.scope_id());
     let seq: u32 = rand::random();
-    send_to_v6(&fd, &segment(src.into(), dst.into(), seq, 0, 0x02), &dst)?;
+    send_raw(&fd, &segment(src.into(), dst.into(), seq, 0, 0x02), &to)?;
     let deadline = Instant::now() + timeout;
     let mut buf = [0u8; 1500];
     loop {
@@ -451,7 +434,7 @@ fn probe_v6(dst: SocketAddrV6, timeout: Duration) -> Result<SynAck, ProbeError> 
         }
         synack.ttl = hop_limit.unwrap_or(0);
         let rst = segment(src.into(), dst.into(), seq.wrapping_add(1), synack.seq.wrapping_add(1), 0x14);
-        let _ = send_to_v6(&fd, &rst, &dst);
+        let _ = send_raw(&fd, &rst, &to);
         return Ok(synack);
     }
 }
