@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
-use support::{example_worker, send_signal, wait_exit, Daemon, BIN};
+use support::{example_worker, free_port, send_signal, wait_exit, Daemon, BIN};
 
 fn run(home: &Path, args: &[&str], stdin: &str) -> Output {
     run_env(home, args, stdin, &[])
@@ -53,6 +53,20 @@ impl Drop for Api {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `decnet api` on 127.0.0.1:`port` with the database `db` and the bus
+/// socket `socket` (nothing has to listen there), in `home`, output
+/// discarded; callers add their flags and environment, then spawn.
+fn api_command(home: &Path, db: &str, port: u16, socket: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["api", "--listen", &format!("127.0.0.1:{port}"), "--db", db, "--socket"])
+        .arg(socket)
+        .env("DECNET_HOME", home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
 }
 
 async fn get_workers(http: &reqwest::Client, base: &str, token: &str) -> serde_json::Value {
@@ -123,18 +137,12 @@ async fn bus_api_and_cli_together() {
     std::fs::write(bin.join("systemctl"), stand_in).unwrap();
     std::fs::set_permissions(bin.join("systemctl"), std::fs::Permissions::from_mode(0o755)).unwrap();
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut api = Api(Command::new(BIN)
-        .args(["api", "--listen", &format!("127.0.0.1:{port}"), "--db", db_s, "--socket"])
-        .arg(&socket)
+    let mut api = Api(api_command(home, db_s, port, &socket)
         .args(["--heartbeat-secs", "0.3", "--stale-secs", "2"])
-        .env("DECNET_HOME", home)
         .env("PATH", &bin)
         .env_remove("DECNET_JWT_SECRET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap());
     let http = reqwest::Client::new();
@@ -269,22 +277,16 @@ async fn api_configured_from_the_environment_jwt_secret_and_sse_knobs() {
     assert!(out.status.success(), "{}", text(&out));
 
     const SECRET: &str = "e2e-secret-from-the-environment";
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     // No bus (nothing listens on the socket) and no systemctl (empty PATH):
     // neither is needed for tokens or event streams.
-    let _api = Api(Command::new(BIN)
-        .args(["api", "--listen", &format!("127.0.0.1:{port}"), "--db", db_s, "--socket"])
-        .arg(home.join("no-bus.sock"))
+    let _api = Api(api_command(home, db_s, port, &home.join("no-bus.sock"))
         .args(["--sse-max-streams-per-user", "1"])
-        .env("DECNET_HOME", home)
         .env("DECNET_JWT_SECRET", SECRET)
         .env("DECNET_SSE_KEEPALIVE_SECS", "0.2")
         .env_remove("DECNET_SSE_MAX_STREAMS")
         .env("PATH", home.join("empty-path"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap());
     let http = reqwest::Client::new();
@@ -348,18 +350,13 @@ async fn debug_logs_of_the_binary_hold_no_token_and_no_password() {
     const PASSWORD: &str = "a-password-never-logged";
     let out = run(home, &["user", "add", "root", "--role", "admin", "--db", db_s], &format!("{PASSWORD}\n"));
     assert!(out.status.success(), "{}", text(&out));
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let log_path = home.join("api.stderr");
-    let mut api = Api(Command::new(BIN)
-        .args(["api", "--listen", &format!("127.0.0.1:{port}"), "--db", db_s, "--socket"])
-        .arg(home.join("no-bus.sock"))
-        .env("DECNET_HOME", home)
+    let mut api = Api(api_command(home, db_s, port, &home.join("no-bus.sock"))
         .env("RUST_LOG", "debug")
         .env("DECNET_SSE_KEEPALIVE_SECS", "0.2")
         .env("PATH", home.join("empty-path"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap());

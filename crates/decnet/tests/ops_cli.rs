@@ -6,11 +6,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use support::{free_port, wait_exit, wait_until, BIN};
+use std::process::{Command, Output, Stdio};
+use support::{free_port, wait_exit, wait_until, Up, BIN};
 
 /// The CLI with only `DECNET_HOME` (plus `extra`) set, as an operator's
 /// shell next to `decnet up` would be.
@@ -33,53 +31,6 @@ fn run(home: &Path, args: &[&str]) -> Output {
 
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-struct Up {
-    child: Child,
-    out: Arc<Mutex<String>>,
-}
-
-impl Up {
-    fn start(mut c: Command) -> Up {
-        let mut child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        let out = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let sink = out.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let mut s = sink.lock().unwrap();
-                    s.push_str(&line);
-                    s.push('\n');
-                }
-            });
-        }
-        let up = Up { child, out };
-        assert!(wait_until(30.0, || up.output().contains("Press Ctrl-C")), "decnet up did not start:\n{}", up.output());
-        up
-    }
-
-    fn output(&self) -> String {
-        self.out.lock().unwrap().clone()
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            support::send_signal(self.child.id() as i32, "INT");
-            let _ = wait_exit(&mut self.child, 10.0);
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 /// Live (not zombie) processes whose parent is `ppid`.
@@ -109,8 +60,9 @@ fn a_second_writer_on_one_home_is_refused_and_kill_9_leaves_no_orphans() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
     let mut c = cmd(home);
-    c.args(["up", "--no-demo", "--listen", &format!("127.0.0.1:{}", free_port())]);
-    let mut up = Up::start(c);
+    let port = free_port();
+    c.args(["up", "--no-demo", "--listen", &format!("127.0.0.1:{port}")]);
+    let mut up = Up::spawn(c, home, format!("http://127.0.0.1:{port}/"));
     let holder = format!("pid {}", up.pid());
 
     // A second `up` (on another port, as the old error message suggested),
@@ -159,10 +111,11 @@ fn up_uses_the_socket_and_ingest_log_from_the_environment() {
     let socket = elsewhere.join("other.sock");
     let ingest = elsewhere.join("other-ingest.log");
     let mut c = cmd(&home);
-    c.args(["up", "--listen", &format!("127.0.0.1:{}", free_port())])
+    let port = free_port();
+    c.args(["up", "--listen", &format!("127.0.0.1:{port}")])
         .env("DECNET_BUS_SOCKET", &socket)
         .env("DECNET_INGEST_LOG_FILE", &ingest);
-    let up = Up::start(c);
+    let up = Up::spawn(c, &home, format!("http://127.0.0.1:{port}/"));
     let out = up.output();
     assert!(out.contains(&format!("bus socket:        {}", socket.display())), "{out}");
     assert!(out.contains(&format!("ingest log:        {}", ingest.display())), "{out}");

@@ -34,60 +34,16 @@ use decnet_bus::Bus;
 use fp_support::{free_port, have_net_raw, start_sshd_on, tempdir, wait_for, TlsServer, BIN};
 use serde_json::{json, Value};
 
-/// Everything `decnet up` printed (stdout and stderr, the children's logs too).
-#[derive(Clone, Default)]
-struct Output(Arc<Mutex<String>>);
-
-impl Output {
-    fn text(&self) -> String {
-        self.0.lock().unwrap().clone()
-    }
-    fn follow(&self, stream: impl std::io::Read + Send + 'static) {
-        let sink = self.0.clone();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-    }
-}
-
-/// `decnet up`, stopped with SIGINT (then killed) when dropped.
-struct Up(std::process::Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-INT").arg(self.0.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A port offset for the native deckies where every demo port is free on
 /// 127.1.0.1 (so this test runs beside another `decnet up`).
 fn free_offset() -> u16 {
     for _ in 0..200 {
-        let offset = 20_000 + rand_u16() % 20_000;
+        let offset: u16 = rand::random_range(20_000..40_000);
         if [21u16, 22, 23, 25, 80, 443].iter().all(|p| std::net::TcpListener::bind(("127.1.0.1", p + offset)).is_ok()) {
             return offset;
         }
     }
     panic!("no free port offset for the deckies");
-}
-
-fn rand_u16() -> u16 {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-    (t.subsec_nanos() ^ std::process::id().wrapping_mul(2_654_435_761)) as u16
 }
 
 /// Bus events with the instant the test received each.
@@ -162,9 +118,8 @@ fn openssl_client(port: u16, bind: Option<&str>) -> String {
 /// capability-dropping `setpriv`), with the deckies at `offset` and the
 /// prober told which ports to probe; returns once the stack is up and the
 /// mutator has opened web-01's https.
-fn start_up(home: &std::path::Path, offset: u16, wrapper: &[&str], ports: &[(&str, u16)]) -> (Up, Output, String) {
+fn start_up(home: &std::path::Path, offset: u16, wrapper: &[&str], ports: &[(&str, u16)]) -> (support::Up, String) {
     let api = format!("127.0.0.1:{}", free_port());
-    let out = Output::default();
     let mut cmd = match wrapper.split_first() {
         Some((program, args)) => {
             let mut c = Command::new(program);
@@ -187,17 +142,14 @@ fn start_up(home: &std::path::Path, offset: u16, wrapper: &[&str], ports: &[(&st
     for (k, v) in ports {
         cmd.env(k, v.to_string());
     }
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    out.follow(child.stdout.take().unwrap());
-    out.follow(child.stderr.take().unwrap());
-    let up = Up(child);
+    let up = support::Up::spawn(cmd, home, format!("http://{api}/"));
     wait_for("decnet up, its sniffer and web-01's https", Duration::from_secs(60), || {
-        let t = out.text();
+        let t = up.output();
         t.contains("Press Ctrl-C")
             && (t.contains("sniffer capturing") || t.contains("sniffer cannot capture"))
             && t.contains("service=https")
     });
-    (up, out, api)
+    (up, api)
 }
 
 /// Subscribe to what the tests look at and wait until the subscriptions are live.
@@ -254,10 +206,10 @@ async fn up_with_prober_and_sniffer_fingerprints_attackers_and_links_them() {
         ("DECNET_PROBER_JARM_PORTS", tls_port),
         ("DECNET_PROBER_TLS_PORTS", tls_port),
     ];
-    let (_up, out, api) = start_up(&home, offset, &[], &prober_ports);
-    assert!(out.text().contains(&format!("https:{https_port}")), "up lists web-01's https:\n{}", out.text());
+    let (up, api) = start_up(&home, offset, &[], &prober_ports);
+    assert!(up.output().contains(&format!("https:{https_port}")), "up lists web-01's https:\n{}", up.output());
 
-    assert!(out.text().contains("sniffer capturing"), "{}", out.text());
+    assert!(up.output().contains("sniffer capturing"), "{}", up.output());
     let (_bus, events) = watch(&home, &["decky.*.traffic", "attacker.>", "identity.>"]).await;
 
     // --- passive: the real OpenSSH client logs in to web-01 ---
@@ -313,11 +265,7 @@ async fn up_with_prober_and_sniffer_fingerprints_attackers_and_links_them() {
 
     // --- the attacker's page has both kinds ---
     let http = reqwest::Client::new();
-    let password = {
-        let t = out.text();
-        let line = t.lines().find(|l| l.contains("sign in as admin / ")).expect("admin password printed").to_string();
-        line.split("admin / ").nth(1).unwrap().split_whitespace().next().unwrap().to_string()
-    };
+    let password = up.admin_password();
     let login: Value = http
         .post(format!("http://{api}/api/v1/auth/login"))
         .json(&json!({"username": "admin", "password": password}))
@@ -360,7 +308,7 @@ async fn up_with_prober_and_sniffer_fingerprints_attackers_and_links_them() {
             Instant::now() < deadline,
             "fingerprints {missing:?} missing from the attacker page: {}\nup's output:\n{}",
             a["fingerprints"],
-            out.text()
+            up.output()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
@@ -462,7 +410,7 @@ async fn without_cap_net_raw_sniffer_and_tcpfp_say_so_once_and_up_does_not_resta
     let (_sshd, ssh_target) = start_sshd_on(&home, "127.0.0.1");
     let offset = free_offset();
     let ports = [("DECNET_PROBER_HASSH_PORTS", ssh_target), ("DECNET_PROBER_TCPFP_PORTS", ssh_target)];
-    let (_up, out, _api) = start_up(&home, offset, wrapper, &ports);
+    let (up, _api) = start_up(&home, offset, wrapper, &ports);
     let (_bus, events) = watch(&home, &["attacker.>", "system.sniffer.health"]).await;
     let (_, health) = events
         .wait("a sniffer heartbeat with its capture error", 10, |e| {
@@ -479,7 +427,7 @@ async fn without_cap_net_raw_sniffer_and_tcpfp_say_so_once_and_up_does_not_resta
         .wait("attacker.observed", 15, |e| e.topic == "attacker.observed" && e.payload["attacker_ip"] == "127.0.0.1")
         .await;
     events.wait("hassh still probed", 30, |e| fingerprinted(e, "hassh", "127.0.0.1", ssh_target)).await;
-    wait_for("tcpfp's skip line", Duration::from_secs(15), || out.text().contains("tcpfp probe skipped"));
+    wait_for("tcpfp's skip line", Duration::from_secs(15), || up.output().contains("tcpfp probe skipped"));
     // Several heartbeats later: still one line each, and no restart.
     let heartbeats =
         |events: &Events| events.0.lock().unwrap().iter().filter(|(_, e)| e.topic == "system.sniffer.health").count();
@@ -489,7 +437,7 @@ async fn without_cap_net_raw_sniffer_and_tcpfp_say_so_once_and_up_does_not_resta
         assert!(Instant::now() < deadline, "the sniffer stopped sending heartbeats");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let text = out.text();
+    let text = up.output();
     assert_eq!(text.matches("sniffer cannot capture").count(), 1, "{text}");
     assert_eq!(text.matches("tcpfp probe skipped").count(), 1, "{text}");
     assert!(

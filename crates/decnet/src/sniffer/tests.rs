@@ -23,6 +23,16 @@ fn vec16(b: &[u8]) -> Vec<u8> {
     v
 }
 
+/// A ClientHello `body` as a handshake message (24-bit length) in a TLS
+/// handshake record.
+fn client_hello_in_record(body: &[u8]) -> Vec<u8> {
+    let mut hs = vec![1, 0];
+    hs.extend(vec16(body));
+    let mut rec = vec![0x16, 3, 1];
+    rec.extend(vec16(&hs));
+    rec
+}
+
 /// A ClientHello record: TLS 1.2 legacy version, GREASE first cipher and extension.
 pub fn client_hello_record(sni: &str) -> Vec<u8> {
     let ciphers: &[u16] = &[0x2a2a, 0x1301, 0x1302, 0xc02f, 0x009c];
@@ -41,11 +51,7 @@ pub fn client_hello_record(sni: &str) -> Vec<u8> {
     exts.extend(ext(16, &vec16(b"\x02h2\x08http/1.1")));
     exts.extend(ext(43, &[4, 3, 4, 3, 3]));
     body.extend(vec16(&exts));
-    let mut hs = vec![1, 0];
-    hs.extend(vec16(&body));
-    let mut rec = vec![0x16, 3, 1];
-    rec.extend(vec16(&hs));
-    rec
+    client_hello_in_record(&body)
 }
 
 #[test]
@@ -118,11 +124,7 @@ pub fn chrome_143_client_hello() -> Vec<u8> {
     }
     exts.extend(ext(0x2a2a, &[0]));
     body.extend(vec16(&exts));
-    let mut hs = vec![1, 0];
-    hs.extend(vec16(&body));
-    let mut rec = vec![0x16, 3, 1];
-    rec.extend(vec16(&hs));
-    rec
+    client_hello_in_record(&body)
 }
 
 #[test]

@@ -229,6 +229,26 @@ pub fn child_processes(pid: u32) -> Vec<(u32, String)> {
     out
 }
 
+/// Everything `child` writes to stdout and stderr, line by line, as it
+/// comes (both must be piped).
+pub fn capture_output(child: &mut Child) -> Arc<Mutex<String>> {
+    let out = Arc::new(Mutex::new(String::new()));
+    for stream in [
+        Box::new(child.stdout.take().expect("stdout piped")) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().expect("stderr piped")),
+    ] {
+        let sink = out.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+    }
+    out
+}
+
 /// `decnet up` as a user runs it: its own `$DECNET_HOME`, the API on
 /// `--listen 127.0.0.1:<free port>`, everything else derived from the home
 /// unless `env` says otherwise. Output (stdout and stderr) is captured;
@@ -250,29 +270,20 @@ impl Up {
             .env_remove("DECNET_DB")
             .env_remove("DECNET_INGEST_LOG_FILE")
             .env_remove("DECNET_NATIVE_PORT_OFFSET")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env("RUST_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawn decnet up");
-        let out = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let sink = out.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let mut s = sink.lock().unwrap();
-                    s.push_str(&line);
-                    s.push('\n');
-                }
-            });
-        }
-        let up = Up { child, out, home: home.to_path_buf(), url: format!("http://127.0.0.1:{port}/") };
+        Up::spawn(cmd, home, format!("http://127.0.0.1:{port}/"))
+    }
+
+    /// Runs `cmd` (a `decnet up` the caller configured, on `home`, serving
+    /// `url`), captures its output and waits until it is up.
+    pub fn spawn(mut cmd: Command, home: &Path, url: String) -> Up {
+        let mut child =
+            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn decnet up");
+        let out = capture_output(&mut child);
+        let up = Up { child, out, home: home.to_path_buf(), url };
         assert!(wait_until(60.0, || up.output().contains("Press Ctrl-C")), "decnet up did not start:\n{}", up.output());
         up
     }
