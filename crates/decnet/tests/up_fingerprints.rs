@@ -288,15 +288,7 @@ async fn up_with_prober_and_sniffer_fingerprints_attackers_and_links_them() {
     ];
     let deadline = Instant::now() + Duration::from_secs(20);
     let attacker = loop {
-        let a: Value = http
-            .get(format!("http://{api}/api/v1/attackers/127.0.0.1"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let a: Value = get_json(&http, &format!("http://{api}/api/v1/attackers/127.0.0.1"), &token).await;
         let have = |kind: &str, source: &str| {
             a["fingerprints"].as_array().is_some_and(|f| f.iter().any(|x| x["kind"] == kind && x["source"] == source))
         };
@@ -338,21 +330,18 @@ async fn up_with_prober_and_sniffer_fingerprints_attackers_and_links_them() {
         })
         .await;
     println!("identity: {}", identity.payload);
-    let identities: Value = http
-        .get(format!("http://{api}/api/v1/identities"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let identities: Value = get_json(&http, &format!("http://{api}/api/v1/identities"), &token).await;
     let linked = identities["identities"].as_array().unwrap().iter().find(|i| {
         let m = i["members"].to_string();
         m.contains("127.0.0.1") && m.contains("127.0.0.2")
     });
     let linked = linked.unwrap_or_else(|| panic!("no identity with both addresses: {identities}"));
     assert!(linked["fingerprints"].to_string().contains(&format!("tls_client_hello:{ja3}")), "{linked}");
+}
+
+/// `GET url` with the bearer `token`, as JSON.
+async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> Value {
+    http.get(url).bearer_auth(token).send().await.unwrap().json().await.unwrap()
 }
 
 /// Sign in to the dashboard as admin in headless Chromium, open the
