@@ -68,6 +68,10 @@ pub struct BenchArgs {
     /// paced at this many events per second.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub rate: Option<u64>,
+    /// Latency mode: how the publisher waits between events. `sleep`
+    /// takes almost no CPU; `spin` paces exactly but holds a core.
+    #[arg(long, value_enum, default_value_t = load::Pace::Sleep)]
+    pub pace: load::Pace,
     /// Latency mode: how long to publish.
     #[arg(long, default_value_t = 5.0)]
     pub secs: f64,

@@ -8,6 +8,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use decnet_bus::envelope::build_envelope;
 use decnet_bus::frame::{encode_frame, Frame, FrameSpan, RawFrame, Scan, Verb};
 use decnet_bus::index::SubscriptionIndex;
+use decnet_bus::json_scan;
 
 /// A 128-byte PUB body, like the benchmark workload.
 fn body_128() -> Vec<u8> {
@@ -75,6 +76,25 @@ fn envelope(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             build_envelope(black_box("attacker.observed"), black_box(&body), &mut out).unwrap();
+        })
+    });
+    // The two ways the daemon validates a body: the scanner's fast path,
+    // and serde_json, which decides whatever the scanner leaves undecided.
+    // (An ASCII body needs no separate UTF-8 pass on the fast path.)
+    g.bench_function("validate 128B PUB body: json_scan", |b| {
+        b.iter(|| black_box(json_scan::scan(black_box(&body)).unwrap()))
+    });
+    g.bench_function("validate 128B PUB body: serde_json RawValue", |b| {
+        #[derive(serde::Deserialize)]
+        struct PubBody<'a> {
+            #[serde(rename = "type", borrow, default)]
+            _event_type: Option<&'a serde_json::value::RawValue>,
+            #[serde(rename = "payload", borrow, default)]
+            _payload: Option<&'a serde_json::value::RawValue>,
+        }
+        b.iter(|| {
+            let text = std::str::from_utf8(black_box(&body)).unwrap();
+            black_box(serde_json::from_str::<PubBody<'_>>(text).unwrap())
         })
     });
     g.finish();

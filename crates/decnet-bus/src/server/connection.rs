@@ -43,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 use super::broker::{build_evt_frame, Broker, ConnHandle, RouteCache};
 use super::cost;
 use super::logging::escape;
+use crate::envelope::Stamp;
 use crate::frame::{check_json_object, encode_frame, FrameError, FrameSpan, Scan, Verb};
 use crate::topic::{validate_pattern, validate_topic};
 
@@ -165,6 +166,8 @@ async fn read_loop(
         let mut consumed = 0usize;
         let mut needed = 0usize;
         let mut large_pub = None;
+        // Every event of this slice arrived by now: one `ts` for them all.
+        let stamp = Stamp::now();
         while consumed < buf.len() && work < cost::SLICE_WORK {
             let rest = &buf[consumed..];
             match FrameSpan::scan(rest) {
@@ -174,9 +177,7 @@ async fn read_loop(
                         break;
                     }
                     consumed += span.len;
-                    let arg = span.arg_str(rest);
-                    let body = &rest[span.body.clone()];
-                    match handle_frame(broker, conn, &mut routes, span.verb, arg, body, name) {
+                    match handle_frame(broker, conn, &mut routes, &stamp, &span, rest, name) {
                         Ok(w) => work += w,
                         Err(ending) => return ending,
                     }
@@ -336,23 +337,25 @@ fn shrink_if_large(buf: &mut BytesMut, held: &mut ReadHold<'_>) {
     held.broker.read_budget.release(std::mem::take(&mut held.bytes));
 }
 
-/// Apply one frame: `Ok` is the routing work it cost, `Err` ends the connection.
+/// Apply one frame (`span` within `buf`): `Ok` is the routing work it
+/// cost, `Err` ends the connection.
 fn handle_frame(
     broker: &Broker,
     conn: &ConnHandle,
     routes: &mut RouteCache,
-    verb: Verb,
-    arg: &str,
-    body: &[u8],
+    stamp: &Stamp,
+    span: &FrameSpan,
+    buf: &[u8],
     name: &mut String,
 ) -> Result<usize, Ending> {
+    let (verb, arg, body) = (span.verb, span.arg_str(buf), &buf[span.body.clone()]);
     let hostile = |reason: String| Err(Ending::Hostile(reason));
     match verb {
         Verb::Pub => {
             if let Err(e) = validate_topic(arg) {
                 return hostile(format!("PUB to invalid topic: {e}"));
             }
-            return broker.publish_from(conn, routes, arg, body).map_err(|e| Ending::Hostile(e.to_string()));
+            return broker.publish_from(conn, routes, arg, body, stamp).map_err(|e| Ending::Hostile(e.to_string()));
         }
         Verb::Sub | Verb::Unsub => {
             if let Err(e) = validate_pattern(arg) {
