@@ -93,59 +93,108 @@ pub fn build_envelope(topic: &str, pub_body: &[u8], out: &mut BytesMut) -> Resul
 /// arrived together (a clock read and its formatting per event were ~5 %
 /// of the daemon's time under load).
 pub fn build_envelope_at(topic: &str, pub_body: &[u8], stamp: &Stamp, out: &mut BytesMut) -> Result<(), FrameError> {
-    let (event_type, payload) = if pub_body.is_empty() {
-        (None, None)
-    } else if let Some(fields) = json_scan::scan(pub_body) {
-        // The common case: certainly valid JSON, both values located.
-        if fields.non_ascii {
-            std::str::from_utf8(pub_body).map_err(|e| FrameError::InvalidJson(e.to_string()))?;
-        }
-        (fields.event_type.map(|r| &pub_body[r]), fields.payload.map(|r| &pub_body[r]))
-    } else {
-        // Invalid, or something the scanner leaves to serde_json, whose
-        // verdict and wording stand. serde_json skips unknown fields
-        // without checking their UTF-8, so check it once here and parse
-        // the `str` (no second UTF-8 pass).
-        let text = std::str::from_utf8(pub_body).map_err(|e| FrameError::InvalidJson(e.to_string()))?;
-        match pub_body.iter().find(|b| !b.is_ascii_whitespace()) {
-            Some(b'{') => {}
-            _ => {
-                // Distinguish "not JSON at all" from "JSON but not an object".
-                return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(pub_body) {
-                    Ok(_) => FrameError::BodyNotObject,
-                    Err(e) => FrameError::InvalidJson(e.to_string()),
-                });
-            }
-        }
-        let body: PubBody<'_> = serde_json::from_str(text).map_err(|e| FrameError::InvalidJson(e.to_string()))?;
-        (body.event_type.map(|r| r.get().as_bytes()), body.payload.map(|r| r.get().as_bytes()))
-    };
-    let event_type: &[u8] = match event_type {
-        None | Some(b"null") => b"\"\"",
-        Some(t) if t.starts_with(b"\"") => t,
-        Some(_) => return Err(FrameError::InvalidJson("\"type\" must be a string".into())),
-    };
-    // SPEC §2/§3: the payload is an object. Passing `[1,2]` or `5` through
-    // would hand every subscriber an envelope its readers do not expect.
-    let payload: &[u8] = match payload {
-        None | Some(b"null") => b"{}",
-        Some(p) if p.starts_with(b"{") => p,
-        Some(_) => return Err(FrameError::PayloadNotObject),
-    };
-
-    out.reserve(96 + topic.len() + event_type.len() + payload.len());
-    out.put_slice(b"{\"v\":1,\"id\":\"");
-    put_random_id(out);
-    out.put_slice(b"\",\"topic\":");
-    put_json_string(out, topic);
-    out.put_slice(b",\"type\":");
-    out.put_slice(event_type);
-    out.put_slice(b",\"ts\":");
-    out.put_slice(stamp.as_bytes());
-    out.put_slice(b",\"payload\":");
-    out.put_slice(payload);
-    out.put_u8(b'}');
+    let parts = EnvelopeParts::new(topic, pub_body)?;
+    out.reserve(parts.encoded_len(stamp));
+    parts.write(stamp, out);
     Ok(())
+}
+
+/// An envelope's pieces once the PUB body is validated: the topic as a
+/// JSON string and the body's raw `type` and `payload` texts. Its exact
+/// length is known before anything is written, so the daemon allocates
+/// each EVT frame at its final size (a `Bytes` frozen from a buffer with
+/// spare capacity costs a second allocation per event).
+pub struct EnvelopeParts<'a> {
+    topic_json: TopicJson<'a>,
+    event_type: &'a [u8],
+    payload: &'a [u8],
+}
+
+const ENVELOPE_START: &[u8] = b"{\"v\":1,\"id\":\"";
+const ID_LEN: usize = 32;
+const AFTER_ID: &[u8] = b"\",\"topic\":";
+const BEFORE_TYPE: &[u8] = b",\"type\":";
+const BEFORE_TS: &[u8] = b",\"ts\":";
+const BEFORE_PAYLOAD: &[u8] = b",\"payload\":";
+
+impl<'a> EnvelopeParts<'a> {
+    /// Validate `pub_body` for `topic`.
+    ///
+    /// Errors are the hostile-frame reasons of SPEC §2 (invalid JSON, not
+    /// an object). A non-string `type` is refused too: subscribers rely on
+    /// it being a string.
+    pub fn new(topic: &'a str, pub_body: &'a [u8]) -> Result<EnvelopeParts<'a>, FrameError> {
+        let (event_type, payload) = if pub_body.is_empty() {
+            (None, None)
+        } else if let Some(fields) = json_scan::scan(pub_body) {
+            // The common case: certainly valid JSON, both values located.
+            if fields.non_ascii {
+                std::str::from_utf8(pub_body).map_err(|e| FrameError::InvalidJson(e.to_string()))?;
+            }
+            (fields.event_type.map(|r| &pub_body[r]), fields.payload.map(|r| &pub_body[r]))
+        } else {
+            // Invalid, or something the scanner leaves to serde_json, whose
+            // verdict and wording stand. serde_json skips unknown fields
+            // without checking their UTF-8, so check it once here and parse
+            // the `str` (no second UTF-8 pass).
+            let text = std::str::from_utf8(pub_body).map_err(|e| FrameError::InvalidJson(e.to_string()))?;
+            match pub_body.iter().find(|b| !b.is_ascii_whitespace()) {
+                Some(b'{') => {}
+                _ => {
+                    // Distinguish "not JSON at all" from "JSON but not an object".
+                    return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(pub_body) {
+                        Ok(_) => FrameError::BodyNotObject,
+                        Err(e) => FrameError::InvalidJson(e.to_string()),
+                    });
+                }
+            }
+            let body: PubBody<'_> = serde_json::from_str(text).map_err(|e| FrameError::InvalidJson(e.to_string()))?;
+            (body.event_type.map(|r| r.get().as_bytes()), body.payload.map(|r| r.get().as_bytes()))
+        };
+        let event_type: &[u8] = match event_type {
+            None | Some(b"null") => b"\"\"",
+            Some(t) if t.starts_with(b"\"") => t,
+            Some(_) => return Err(FrameError::InvalidJson("\"type\" must be a string".into())),
+        };
+        // SPEC §2/§3: the payload is an object. Passing `[1,2]` or `5` through
+        // would hand every subscriber an envelope its readers do not expect.
+        let payload: &[u8] = match payload {
+            None | Some(b"null") => b"{}",
+            Some(p) if p.starts_with(b"{") => p,
+            Some(_) => return Err(FrameError::PayloadNotObject),
+        };
+        Ok(EnvelopeParts { topic_json: TopicJson::new(topic), event_type, payload })
+    }
+
+    /// Bytes [`write`](Self::write) appends.
+    pub fn encoded_len(&self, stamp: &Stamp) -> usize {
+        ENVELOPE_START.len()
+            + ID_LEN
+            + AFTER_ID.len()
+            + self.topic_json.len()
+            + BEFORE_TYPE.len()
+            + self.event_type.len()
+            + BEFORE_TS.len()
+            + stamp.as_bytes().len()
+            + BEFORE_PAYLOAD.len()
+            + self.payload.len()
+            + 1
+    }
+
+    /// Append the envelope JSON, with a fresh id and `stamp` as its `ts`.
+    pub fn write(&self, stamp: &Stamp, out: &mut BytesMut) {
+        out.put_slice(ENVELOPE_START);
+        put_random_id(out);
+        out.put_slice(AFTER_ID);
+        self.topic_json.write(out);
+        out.put_slice(BEFORE_TYPE);
+        out.put_slice(self.event_type);
+        out.put_slice(BEFORE_TS);
+        out.put_slice(stamp.as_bytes());
+        out.put_slice(BEFORE_PAYLOAD);
+        out.put_slice(self.payload);
+        out.put_u8(b'}');
+    }
 }
 
 thread_local! {
@@ -212,15 +261,41 @@ impl Stamp {
     }
 }
 
-fn put_json_string(out: &mut BytesMut, s: &str) {
-    // Topics are validated ASCII without quotes-only restrictions, so `"`
-    // and `\` are legal token characters and must be escaped.
-    if s.bytes().all(|b| b != b'"' && b != b'\\' && b >= 0x20) {
-        out.put_u8(b'"');
-        out.put_slice(s.as_bytes());
-        out.put_u8(b'"');
-    } else {
-        let _ = serde_json::to_writer(out.writer(), s);
+/// A topic as a JSON string.
+enum TopicJson<'a> {
+    /// Nothing to escape: written between quotes as it is.
+    Plain(&'a [u8]),
+    /// Topics are validated ASCII without quotes-only restrictions, so `"`
+    /// and `\` are legal token characters and must be escaped (rare:
+    /// serde_json does it, at the cost of an allocation).
+    Escaped(Vec<u8>),
+}
+
+impl TopicJson<'_> {
+    fn new(s: &str) -> TopicJson<'_> {
+        if s.bytes().all(|b| b != b'"' && b != b'\\' && b >= 0x20) {
+            TopicJson::Plain(s.as_bytes())
+        } else {
+            TopicJson::Escaped(serde_json::to_vec(s).unwrap_or_default())
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            TopicJson::Plain(t) => t.len() + 2,
+            TopicJson::Escaped(t) => t.len(),
+        }
+    }
+
+    fn write(&self, out: &mut BytesMut) {
+        match self {
+            TopicJson::Plain(t) => {
+                out.put_u8(b'"');
+                out.put_slice(t);
+                out.put_u8(b'"');
+            }
+            TopicJson::Escaped(t) => out.put_slice(t),
+        }
     }
 }
 
@@ -299,6 +374,21 @@ mod tests {
             assert_eq!(build("a", body.as_bytes()), Err(FrameError::PayloadNotObject), "{payload}");
         }
         assert!(matches!(build("a", b"{\"a\":\"\xff\"}"), Err(FrameError::InvalidJson(_))));
+    }
+
+    /// The length announced before writing is the length written, for
+    /// plain and escaped topics: EVT frames are allocated at that size.
+    #[test]
+    fn encoded_len_is_exact() {
+        let stamp = Stamp::now();
+        for (topic, body) in [("a.b", &br#"{"type":"t","payload":{"k":[1]}}"#[..]), ("we\"ird\\t", b""), ("x", b"{}")] {
+            let parts = EnvelopeParts::new(topic, body).unwrap();
+            let mut out = BytesMut::new();
+            parts.write(&stamp, &mut out);
+            assert_eq!(out.len(), parts.encoded_len(&stamp), "{topic}");
+            let env: Envelope = serde_json::from_slice(&out).unwrap();
+            assert_eq!(env.topic, topic);
+        }
     }
 
     #[test]

@@ -31,7 +31,7 @@ use std::time::Instant;
 use super::cost;
 use super::limits::{Limits, SubLimitError};
 use super::logging::{escape, hostile_limiter, Admit, LogLimiter};
-use crate::envelope::{build_envelope_at, Stamp};
+use crate::envelope::{EnvelopeParts, Stamp};
 use crate::frame::{FrameError, MAX_EVT_BODY_LEN};
 use crate::index::{Retiring, SubscriptionIndex};
 use crate::queue::{ByteBudget, EventQueue, PushOutcome};
@@ -435,23 +435,26 @@ pub fn build_evt_frame(topic: &str, body: &[u8]) -> Result<Bytes, FrameError> {
 /// [`build_evt_frame`] with the envelope's `ts` given (see
 /// [`build_envelope_at`]).
 pub fn build_evt_frame_at(topic: &str, body: &[u8], stamp: &Stamp) -> Result<Bytes, FrameError> {
-    // The topic was validated (ASCII, no line break, no longer than the PUB
-    // header it came in), so the EVT header is valid by construction.
-    let mut frame = BytesMut::with_capacity(160 + 2 * topic.len() + body.len());
-    frame.put_slice(b"EVT ");
-    frame.put_slice(topic.as_bytes());
-    frame.put_u8(b'\n');
-    let len_at = frame.len();
-    frame.put_u32(0);
-    build_envelope_at(topic, body, stamp, &mut frame)?;
-    let envelope_len = frame.len() - len_at - 4;
+    let parts = EnvelopeParts::new(topic, body)?;
+    let envelope_len = parts.encoded_len(stamp);
     // Cannot happen for a PUB body within its limit (see
     // `MAX_ENVELOPE_OVERHEAD`); checked so a frame we send is always one a
     // client accepts.
     if envelope_len > MAX_EVT_BODY_LEN {
         return Err(FrameError::BodyTooLarge(envelope_len, MAX_EVT_BODY_LEN));
     }
-    frame[len_at..len_at + 4].copy_from_slice(&(envelope_len as u32).to_be_bytes());
+    // The topic was validated (ASCII, no line break, no longer than the PUB
+    // header it came in), so the EVT header is valid by construction. The
+    // frame is allocated at its exact size: frozen with no spare capacity,
+    // it becomes a `Bytes` without a second allocation.
+    let frame_len = 4 + topic.len() + 1 + 4 + envelope_len;
+    let mut frame = BytesMut::with_capacity(frame_len);
+    frame.put_slice(b"EVT ");
+    frame.put_slice(topic.as_bytes());
+    frame.put_u8(b'\n');
+    frame.put_u32(envelope_len as u32);
+    parts.write(stamp, &mut frame);
+    debug_assert_eq!(frame.len(), frame_len);
     Ok(frame.freeze())
 }
 
