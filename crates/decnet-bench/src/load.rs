@@ -173,7 +173,7 @@ struct Subscribers {
     _conns: Vec<Conn>,
 }
 
-fn new_histogram() -> Histogram<u64> {
+pub fn new_histogram() -> Histogram<u64> {
     // 1 ns .. 60 s, 3 significant digits; these bounds are valid.
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
 }
@@ -421,7 +421,7 @@ pub enum Pace {
     Spin,
 }
 
-fn wait_until(due: Instant, pace: Pace) {
+pub fn wait_until(due: Instant, pace: Pace) {
     loop {
         let now = Instant::now();
         if now >= due {

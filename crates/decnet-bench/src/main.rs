@@ -1,7 +1,8 @@
 //! `decnet-bench`: load the decnet bus the way `nats bench` loads NATS,
 //! run the identical workload against a nats-server (`--nats URL`), and
 //! soak a bus daemon with hostile loads (`decnet-bench soak`) and the API
-//! with hostile HTTP (`decnet-bench soak-api`).
+//! with hostile HTTP (`decnet-bench soak-api`), and measure the machine's
+//! own latency floor (`decnet-bench floor`).
 //!
 //! A separate binary so the production `decnet` binary does not carry a
 //! load generator's dependencies (hdrhistogram); `decnet bench` execs this
@@ -9,6 +10,7 @@
 //! [`proto`]) so the comparison measures the servers, not two client
 //! libraries.
 
+mod floor;
 mod load;
 mod proto;
 mod soak;
@@ -42,6 +44,11 @@ enum Command {
     /// `decnet api` and report its peak memory and threads and a healthy
     /// client's latency under each.
     SoakApi(soak_api::SoakApiArgs),
+    /// Measure this machine's latency floor with no server at all: the
+    /// `--rate` workload's two wake-ups (publisher → relay thread →
+    /// subscriber) over UNIX socket pairs. A server's p99 is judged
+    /// against it.
+    Floor(floor::FloorArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -105,6 +112,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Soak(args)) => soak::run(&args),
         Some(Command::SoakApi(args)) => soak_api::run(&args),
+        Some(Command::Floor(args)) => floor::run(&args),
         None => run_load(&cli.load),
     };
     match result {

@@ -127,6 +127,26 @@ fn bus_latency_mode_records_every_event() {
     assert!(p99 > 0.0, "{out}");
 }
 
+/// Both pacings of the latency publisher send every event, and the floor
+/// mode (no server) records one sample per event through its relays.
+#[test]
+fn spin_pacing_and_the_floor_mode_record_every_event() {
+    let bus = Bus::start();
+    let out = bench(&["--rate", "2000", "--secs", "0.25", "--pace", "spin"], Some(&bus.socket));
+    let s = summary(&out);
+    assert_eq!((field(s, "pace"), field(s, "delivered")), (Some("spin"), Some("500")), "{out}");
+    for hops in ["1", "3"] {
+        let out = bench(&["floor", "--rate", "2000", "--secs", "0.25", "--hops", hops], None);
+        let s = summary(&out);
+        assert_eq!(
+            (field(s, "target"), field(s, "hops"), field(s, "samples")),
+            (Some("floor"), Some(hops), Some("500"))
+        );
+        let p50: f64 = field(s, "p50_us").unwrap().parse().unwrap();
+        assert!(p50 > 0.0 && p50 < 1e6, "{out}");
+    }
+}
+
 #[test]
 fn nats_is_loaded_with_the_raw_protocol() {
     let nats = Nats::start();
