@@ -194,6 +194,46 @@ async fn body_of_exactly_one_mebibyte_is_delivered() {
     assert_eq!(env.topic, "max.later");
 }
 
+/// `--busy-poll-us`: the daemon says it polls, events flow in order through
+/// the polling routing thread; with more than one routing thread the
+/// option is refused before anything is bound.
+#[tokio::test]
+async fn busy_polling_daemon_routes_in_order_and_needs_one_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &["--busy-poll-us", "5000"]);
+    assert!(wait_until(5.0, || daemon.log().contains("busy polling after traffic")), "{}", daemon.log());
+    let reader = UnixBus::connect("reader", &daemon.socket).await.unwrap();
+    let mut sub = reader.subscribe("poll.>").await.unwrap();
+    let publisher = UnixBus::connect("poll-publisher", &daemon.socket).await.unwrap();
+    publish_until_seen(&publisher, "poll.warm", &mut sub).await;
+    for i in 0..200 {
+        publisher.publish("poll.n", "t", json!({"i": i})).await.unwrap();
+        if i % 50 == 0 {
+            // Gaps longer than the window: the poller sleeps and is woken.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 200 {
+        let env = timeout(T, sub.recv()).await.expect("event through the polling daemon").unwrap();
+        if env.topic == "poll.n" {
+            seen.push(env.payload["i"].as_i64().unwrap());
+        }
+    }
+    assert_eq!(seen, (0..200).collect::<Vec<i64>>());
+
+    let socket = dir.path().join("threads.sock");
+    let out = std::process::Command::new(support::BIN)
+        .args(["bus", "--busy-poll-us", "100", "--threads", "2", "--socket"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--busy-poll-us needs --threads 1"), "{err}");
+    assert!(!socket.exists());
+}
+
 /// A subscriber that never reads must not slow the publisher or others:
 /// 20,000 × 2 KB events all reach a reading subscriber while a non-reader
 /// sits on the same daemon, which drops (and counts) the non-reader's

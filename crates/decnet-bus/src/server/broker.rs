@@ -127,6 +127,8 @@ pub struct Broker {
     hostile_log: LogLimiter,
     pub counters: Counters,
     pub started: Instant,
+    /// Busy polling after traffic (`--busy-poll-us`), if turned on.
+    pub busy_poll: Option<Arc<super::busy_poll::BusyPoll>>,
 }
 
 impl Broker {
@@ -148,6 +150,7 @@ impl Broker {
             limits,
             hostile_log: hostile_limiter(),
             counters: Counters::default(),
+            busy_poll: None,
             started: Instant::now(),
         }
     }

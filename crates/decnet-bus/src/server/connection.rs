@@ -271,7 +271,11 @@ async fn read_loop(
         match read {
             Ok(0) if buf.is_empty() => return Ending::ClientClosed,
             Ok(0) => return Ending::Hostile(FrameError::Truncated.to_string()),
-            Ok(_) => {}
+            Ok(_) => {
+                if let Some(poller) = &broker.busy_poll {
+                    poller.touch();
+                }
+            }
             Err(e) => return Ending::Io(e),
         }
     }

@@ -2,6 +2,7 @@
 //! shut down cleanly.
 //!
 //! - [`broker`]: routing state and counters.
+//! - [`busy_poll`]: opt-in polling after traffic, for lower latency.
 //! - [`connection`]: one client's reader and writer.
 //! - [`cost`]: what routing work costs, so no client holds the thread long.
 //! - [`listener`]: binding the socket safely.
@@ -14,6 +15,7 @@
 //! and the socket file is removed, so the next start finds a clean slate.
 
 pub mod broker;
+pub mod busy_poll;
 pub mod connection;
 pub mod cost;
 pub mod limits;
@@ -49,6 +51,9 @@ pub struct ServerConfig {
     pub send_buffer: usize,
     /// Resource limits per connection and daemon-wide.
     pub limits: Limits,
+    /// Keep polling this long after traffic instead of sleeping (see
+    /// [`busy_poll`]); zero (the default) never spins.
+    pub busy_poll: Duration,
 }
 
 /// 2 MiB of kernel send buffer per connection (the Linux default is about
@@ -70,6 +75,7 @@ impl ServerConfig {
             heartbeat_interval: Duration::from_secs(10),
             send_buffer: DEFAULT_SEND_BUFFER,
             limits: Limits::default(),
+            busy_poll: Duration::ZERO,
         }
     }
 }
@@ -87,7 +93,11 @@ impl BusServer {
     /// Bind the socket (see [`listener::bind_socket`] for the rules).
     pub fn bind(config: ServerConfig) -> Result<BusServer, BindError> {
         let listener = bind_socket(&config.socket, config.group.as_deref())?;
-        let broker = Arc::new(Broker::with_limits(config.queue_capacity, config.limits.clone()));
+        let mut broker = Broker::with_limits(config.queue_capacity, config.limits.clone());
+        if !config.busy_poll.is_zero() {
+            broker.busy_poll = Some(Arc::new(busy_poll::BusyPoll::new(config.busy_poll)));
+        }
+        let broker = Arc::new(broker);
         Ok(BusServer { config, listener, broker, health_extra: None })
     }
 
@@ -125,6 +135,10 @@ impl BusServer {
             tracker.spawn(heartbeat(broker.clone(), config.heartbeat_interval, health_extra, shutdown.clone()));
         }
         tracker.spawn(hostile_summaries(broker.clone(), shutdown.clone()));
+        if let Some(poller) = &broker.busy_poll {
+            tracing::info!(window_us = config.busy_poll.as_micros() as u64, "busy polling after traffic");
+            tracker.spawn(poller.clone().run(shutdown.clone()));
+        }
         // Connections are counted by their tasks, which the tracker counts
         // from the moment of the spawn: the broker's counter only moves once
         // a task has run, so a burst of accepts could overshoot it.
