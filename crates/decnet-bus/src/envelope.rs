@@ -59,12 +59,13 @@ impl Envelope {
 
 /// The PUB body: `{"type": "...", "payload": {...}}`, both optional.
 /// Borrowed raw values so the daemon never rebuilds the payload tree.
+/// (Also the reference `json_scan`'s tests check the scanner against.)
 #[derive(Deserialize)]
-struct PubBody<'a> {
+pub(crate) struct PubBody<'a> {
     #[serde(rename = "type", borrow, default)]
-    event_type: Option<&'a RawValue>,
+    pub(crate) event_type: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    payload: Option<&'a RawValue>,
+    pub(crate) payload: Option<&'a RawValue>,
 }
 
 /// Build a PUB body as a publisher sends it.

@@ -340,20 +340,12 @@ impl Scanner<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::PubBody;
     use proptest::prelude::*;
-    use serde::Deserialize;
-    use serde_json::value::RawValue;
 
     /// What serde_json makes of a body, the way `build_envelope`'s fallback
     /// reads it: `Some((type, payload))` raw texts if accepted.
     fn serde_verdict(body: &str) -> Option<(Option<String>, Option<String>)> {
-        #[derive(Deserialize)]
-        struct PubBody<'a> {
-            #[serde(rename = "type", borrow, default)]
-            event_type: Option<&'a RawValue>,
-            #[serde(borrow, default)]
-            payload: Option<&'a RawValue>,
-        }
         if body.bytes().find(|b| !b" \n\t\r".contains(b)) != Some(b'{') {
             return None;
         }
