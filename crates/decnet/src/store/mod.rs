@@ -40,26 +40,35 @@ pub async fn open(path: &Path) -> anyhow::Result<SqlitePool> {
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(5))
         .foreign_keys(true);
+    // The first connection to a new file switches it to WAL, which needs
+    // the file to itself: SQLite answers a second process doing the same at
+    // that moment with "database is locked" at once, without waiting out
+    // busy_timeout. So the first connection is made, like the migrations,
+    // under the open lock.
+    let lock = open_lock(path).await?;
     let pool = SqlitePoolOptions::new()
         .max_connections(8)
         .connect_with(options)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
-    migrate_exclusively(&pool, path).await?;
+    let migrated = sqlx::migrate!("./migrations").run(&pool).await;
+    drop(lock);
+    migrated.map_err(|e| anyhow::anyhow!("cannot migrate database {}: {e}", path.display()))?;
     // The WAL files exist now; a home from an older version may have
     // left them readable.
     crate::state_dir::secure_db_files(path)?;
     Ok(pool)
 }
 
-/// Applies the migrations while holding an exclusive `flock` on
-/// `<db>.migrate-lock`. `decnet up` starts its children together and each
-/// opens the database; on a new file they all found the migration table
-/// empty and all but the first failed with "table already exists", because
-/// sqlx's migration lock is a no-op on SQLite. The lock file is separate
-/// from the database so SQLite's own locking is left alone; the kernel
-/// drops the lock if the holder dies.
-async fn migrate_exclusively(pool: &SqlitePool, path: &Path) -> anyhow::Result<()> {
+/// An exclusive `flock` on `<db>.migrate-lock`, held while a process makes
+/// its first connection and applies the migrations. `decnet up` starts its
+/// children together and each opens the database; on a new file they all
+/// found the migration table empty and all but the first failed with
+/// "table already exists", because sqlx's migration lock is a no-op on
+/// SQLite, or failed switching the new file to WAL at the same moment. The
+/// lock file is separate from the database so SQLite's own locking is left
+/// alone; the kernel drops the lock if the holder dies.
+async fn open_lock(path: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
     use nix::fcntl::{Flock, FlockArg};
     use std::os::unix::fs::OpenOptionsExt;
     let lock_path = PathBuf::from(format!("{}.migrate-lock", path.display()));
@@ -70,10 +79,7 @@ async fn migrate_exclusively(pool: &SqlitePool, path: &Path) -> anyhow::Result<(
         .mode(0o600)
         .open(&lock_path)
         .map_err(|e| anyhow::anyhow!("cannot open the migration lock {}: {e}", lock_path.display()))?;
-    let lock = tokio::task::spawn_blocking(move || Flock::lock(file, FlockArg::LockExclusive))
+    tokio::task::spawn_blocking(move || Flock::lock(file, FlockArg::LockExclusive))
         .await?
-        .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", lock_path.display()))?;
-    let migrated = sqlx::migrate!("./migrations").run(pool).await;
-    drop(lock);
-    migrated.map_err(|e| anyhow::anyhow!("cannot migrate database {}: {e}", path.display()))
+        .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", lock_path.display()))
 }
