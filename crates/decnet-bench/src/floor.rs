@@ -62,9 +62,7 @@ pub fn run(args: &FloorArgs) -> anyhow::Result<()> {
         }
         Ok(hist)
     });
-    if args.pace == Pace::Sleep {
-        let _ = nix::sys::prctl::set_timerslack(1);
-    }
+    args.pace.prepare_thread();
     let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
     let start = Instant::now();
     for i in 0..total {

@@ -372,12 +372,7 @@ pub fn latency_run(target: &Target, args: &BenchArgs, rate: u64) -> anyhow::Resu
     let mut publisher = target.connect("bench-pub-0")?;
     let mut template = BodyTemplate::new(args.size as usize);
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    if args.pace == Pace::Sleep {
-        // Linux lets a sleep end up to the thread's timer slack (50 µs by
-        // default) late: at 20 k/s that is a whole interval. With 1 ns of
-        // slack a sleep ends within the wake-up latency of the machine.
-        let _ = nix::sys::prctl::set_timerslack(1);
-    }
+    args.pace.prepare_thread();
     let start = Instant::now();
     for i in 0..total {
         // Fixed due times: an event sent late does not push the next ones.
@@ -419,6 +414,18 @@ pub enum Pace {
     /// holds a whole core, and on a 2-core host the server and subscriber
     /// then share the other one (the p99 becomes the scheduler's tick).
     Spin,
+}
+
+impl Pace {
+    /// Set up the calling (publisher) thread for this pacing.
+    pub fn prepare_thread(self) {
+        if self == Pace::Sleep {
+            // Linux lets a sleep end up to the thread's timer slack (50 µs
+            // by default) late: at 20 k/s that is a whole interval. With
+            // 1 ns of slack a sleep ends within the machine's wake-up latency.
+            let _ = nix::sys::prctl::set_timerslack(1);
+        }
+    }
 }
 
 pub fn wait_until(due: Instant, pace: Pace) {

@@ -4,13 +4,16 @@
 //! {"v":1,"id":"<32 hex>","topic":"decky.d1.state","type":"state","ts":1732345678.123,"payload":{...}}
 //! ```
 //!
-//! The daemon builds envelopes on the hot path, so [`build_envelope`] writes
+//! The daemon builds envelopes on the hot path, so [`EnvelopeParts`] writes
 //! the JSON by hand around the publisher's *raw* `type` and `payload` text:
 //! the PUB body is parsed once to validate it and locate those two values
 //! (by [`crate::json_scan`], falling back to serde_json for anything it
-//! leaves undecided), and their bytes are copied through untouched. `topic` comes from the
-//! route (never from the body, so a publisher cannot spoof it); `id` and
-//! `ts` are minted here.
+//! leaves undecided), and their bytes are copied through untouched.
+//! `topic` comes from the route (never from the body, so a publisher cannot
+//! spoof it); `id` and `ts` are minted here. The daemon reads the clock
+//! once per socket read (every frame of one read arrived together; a clock
+//! read and its formatting per event were ~5 % of its time under load), so
+//! it passes a [`Stamp`] in.
 
 use bytes::{BufMut, BytesMut};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
@@ -86,17 +89,10 @@ pub fn pub_body(event_type: &str, payload: &serde_json::Value) -> Vec<u8> {
 /// object). A non-string `type` is refused too: subscribers rely on it
 /// being a string.
 pub fn build_envelope(topic: &str, pub_body: &[u8], out: &mut BytesMut) -> Result<(), FrameError> {
-    build_envelope_at(topic, pub_body, &Stamp::now(), out)
-}
-
-/// [`build_envelope`] with a `ts` read once for many events: the daemon
-/// stamps every frame of one socket read with the same time, since they
-/// arrived together (a clock read and its formatting per event were ~5 %
-/// of the daemon's time under load).
-pub fn build_envelope_at(topic: &str, pub_body: &[u8], stamp: &Stamp, out: &mut BytesMut) -> Result<(), FrameError> {
     let parts = EnvelopeParts::new(topic, pub_body)?;
-    out.reserve(parts.encoded_len(stamp));
-    parts.write(stamp, out);
+    let stamp = Stamp::now();
+    out.reserve(parts.encoded_len(&stamp));
+    parts.write(&stamp, out);
     Ok(())
 }
 

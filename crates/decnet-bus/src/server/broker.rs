@@ -435,8 +435,8 @@ pub fn build_evt_frame(topic: &str, body: &[u8]) -> Result<Bytes, FrameError> {
     build_evt_frame_at(topic, body, &Stamp::now())
 }
 
-/// [`build_evt_frame`] with the envelope's `ts` given (see
-/// [`build_envelope_at`]).
+/// [`build_evt_frame`] with the envelope's `ts` given (the daemon reads
+/// the clock once per socket read, see [`crate::envelope`]).
 pub fn build_evt_frame_at(topic: &str, body: &[u8], stamp: &Stamp) -> Result<Bytes, FrameError> {
     let parts = EnvelopeParts::new(topic, body)?;
     let envelope_len = parts.encoded_len(stamp);

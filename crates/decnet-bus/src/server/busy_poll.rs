@@ -79,7 +79,7 @@ impl BusyPoll {
         }
     }
 
-    /// Polling now (for tests): touched within the window and not asleep.
+    /// Polling now, i.e. not asleep waiting for a touch (for tests).
     pub fn is_polling(&self) -> bool {
         !self.asleep.load(Ordering::Acquire)
     }
