@@ -1,7 +1,8 @@
 //! `decnet-bench`: load the decnet bus the way `nats bench` loads NATS,
 //! run the identical workload against a nats-server (`--nats URL`), and
 //! soak a bus daemon with hostile loads (`decnet-bench soak`) and the API
-//! with hostile HTTP (`decnet-bench soak-api`), and measure the machine's
+//! with hostile HTTP (`decnet-bench soak-api`), soak the intelligence
+//! pipeline (`decnet-bench soak-ingest`), and measure the machine's
 //! own latency floor (`decnet-bench floor`).
 //!
 //! A separate binary so the production `decnet` binary does not carry a
@@ -15,6 +16,7 @@ mod load;
 mod proto;
 mod soak;
 mod soak_api;
+mod soak_ingest;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -44,6 +46,11 @@ enum Command {
     /// `decnet api` and report its peak memory and threads and a healthy
     /// client's latency under each.
     SoakApi(soak_api::SoakApiArgs),
+    /// Run issue 25's hostile loads (amplifying sessions, a stalled
+    /// collector, a UDP flood, a slot hog, a forged line) against a
+    /// running collector and native deckies, and report their peak memory
+    /// and the bytes of log each hostile session cost.
+    SoakIngest(soak_ingest::SoakIngestArgs),
     /// Measure this machine's latency floor with no server at all: the
     /// `--rate` workload's two wake-ups (publisher → relay thread →
     /// subscriber) over UNIX socket pairs. A server's p99 is judged
@@ -112,6 +119,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Soak(args)) => soak::run(&args),
         Some(Command::SoakApi(args)) => soak_api::run(&args),
+        Some(Command::SoakIngest(args)) => soak_ingest::run(&args),
         Some(Command::Floor(args)) => floor::run(&args),
         None => run_load(&cli.load),
     };

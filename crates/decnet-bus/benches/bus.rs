@@ -18,6 +18,18 @@ fn body_128() -> Vec<u8> {
     b
 }
 
+/// A 128-byte PUB body of numbers, as a prober or profiler sends them.
+fn body_numeric() -> Vec<u8> {
+    let mut b =
+        br#"{"type":"bench","payload":{"ts":1732345678.123456,"port":443,"score":0.875,"n":[1,-2,3.5e-3,42,1e10,7,"#
+            .to_vec();
+    while b.len() < 124 {
+        b.extend_from_slice(b"9,");
+    }
+    b.extend_from_slice(b"0]}}");
+    b
+}
+
 fn frames(c: &mut Criterion) {
     let body = body_128();
     let mut g = c.benchmark_group("frame");
@@ -83,6 +95,12 @@ fn envelope(c: &mut Criterion) {
     // (An ASCII body needs no separate UTF-8 pass on the fast path.)
     g.bench_function("validate 128B PUB body: json_scan", |b| {
         b.iter(|| black_box(json_scan::scan(black_box(&body)).unwrap()))
+    });
+    // Numbers are where the orjson-compatibility check (finite in f64)
+    // adds work: a body of mostly numbers, two with an exponent.
+    let numeric = body_numeric();
+    g.bench_function("validate 128B numeric PUB body: json_scan", |b| {
+        b.iter(|| black_box(json_scan::scan(black_box(&numeric)).unwrap()))
     });
     g.bench_function("validate 128B PUB body: serde_json RawValue", |b| {
         #[derive(serde::Deserialize)]

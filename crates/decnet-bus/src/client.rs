@@ -507,7 +507,17 @@ async fn session(shared: &Shared, stream: UnixStream, rx: &mut mpsc::Receiver<Co
                                 let body = chunk.slice(base + span.body.start..base + span.body.end);
                                 fanout.dispatch(shared, span.arg_str(frame), body);
                             }
-                            Verb::Bye => return SessionEnd::Lost("the daemon said BYE".into()),
+                            Verb::Bye => {
+                                // A refused publish comes with the reason (docs/protocol.md).
+                                let body = &chunk[base + span.body.start..base + span.body.end];
+                                let reason = serde_json::from_slice::<serde_json::Value>(body)
+                                    .ok()
+                                    .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned));
+                                return SessionEnd::Lost(match reason {
+                                    Some(reason) => format!("the daemon said BYE: {reason}"),
+                                    None => "the daemon said BYE".into(),
+                                });
+                            }
                             other => return SessionEnd::Lost(format!("unexpected {other} from the daemon")),
                         }
                     }

@@ -23,7 +23,7 @@ use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::frame::FrameError;
-use crate::json_scan;
+use crate::{json_portable, json_scan};
 
 /// Current envelope version. Bumps only on incompatible changes.
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -118,8 +118,9 @@ impl<'a> EnvelopeParts<'a> {
     /// Validate `pub_body` for `topic`.
     ///
     /// Errors are the hostile-frame reasons of SPEC §2 (invalid JSON, not
-    /// an object). A non-string `type` is refused too: subscribers rely on
-    /// it being a string.
+    /// an object), and JSON DECNET's orjson-based clients cannot parse
+    /// ([`json_portable`]). A non-string `type` is refused too: subscribers
+    /// rely on it being a string.
     pub fn new(topic: &'a str, pub_body: &'a [u8]) -> Result<EnvelopeParts<'a>, FrameError> {
         let (event_type, payload) = if pub_body.is_empty() {
             (None, None)
@@ -146,6 +147,11 @@ impl<'a> EnvelopeParts<'a> {
                 }
             }
             let body: PubBody<'_> = serde_json::from_str(text).map_err(|e| FrameError::InvalidJson(e.to_string()))?;
+            // serde_json skips unknown keys and captures raw values without
+            // reading their numbers, surrogates or depth: orjson's rules
+            // are checked here, on the whole body (the scanner's fast path
+            // only accepts bodies that already meet them).
+            json_portable::check(pub_body)?;
             (body.event_type.map(|r| r.get().as_bytes()), body.payload.map(|r| r.get().as_bytes()))
         };
         let event_type: &[u8] = match event_type {
@@ -371,6 +377,31 @@ mod tests {
             assert_eq!(build("a", body.as_bytes()), Err(FrameError::PayloadNotObject), "{payload}");
         }
         assert!(matches!(build("a", b"{\"a\":\"\xff\"}"), Err(FrameError::InvalidJson(_))));
+    }
+
+    /// What orjson refuses is refused whichever path validates it (the
+    /// scanner defers, the fallback decides), in the payload or anywhere
+    /// else in the body; what orjson reads passes through byte for byte.
+    #[test]
+    fn bodies_decnet_clients_cannot_parse_are_refused() {
+        use crate::json_portable::Unportable;
+        let deep = format!(r#"{{"payload":{{"a":{}{}}}}}"#, "[".repeat(1023), "]".repeat(1023));
+        for body in [
+            r#"{"type":"t","payload":{"n":1e400}}"#.to_string(),
+            r#"{"type":"t","payload":{"n":-1e400},"extra":[]}"#.to_string(),
+            format!(r#"{{"payload":{{"n":1{}}}}}"#, "0".repeat(400)),
+            r#"{"type":"t","payload":{"s":"\ud800"}}"#.to_string(),
+            r#"{"type":"\udfff"}"#.to_string(),
+            r#"{"unused":"\ud800","payload":{}}"#.to_string(),
+            deep,
+        ] {
+            assert!(matches!(build("a", body.as_bytes()), Err(FrameError::Unportable(_))), "{body}");
+        }
+        assert!(FrameError::Unportable(Unportable::TooDeep).is_refused_publish());
+        let fine = r#"{"type":"t","payload":{"n":1e308,"m":1e-400,"s":"\ud83d\ude00"}}"#;
+        let mut out = BytesMut::new();
+        build_envelope("a", fine.as_bytes(), &mut out).unwrap();
+        assert!(std::str::from_utf8(&out).unwrap().contains(r#""payload":{"n":1e308,"m":1e-400,"s":"\ud83d\ude00"}}"#));
     }
 
     /// The length announced before writing is the length written, for

@@ -19,19 +19,10 @@ use std::fmt;
 
 /// Longest header line accepted, including the terminating LF.
 pub const MAX_HEADER_LEN: usize = 4096;
-/// Largest body a client may send (1 MiB): the limit of SPEC §2 applies
-/// to what a publisher writes, the PUB body.
+/// Largest body of any frame, in either direction (1 MiB, SPEC §2): every
+/// client enforces it on what it receives, so the daemon never sends an
+/// EVT whose envelope is larger (the PUB is refused instead).
 pub const MAX_BODY_LEN: usize = 1_048_576;
-/// What the server adds around a PUB body to make the EVT envelope: the
-/// fixed keys, a 32-hex id, a timestamp and the topic, JSON-escaped (at
-/// most twice its length, and a topic is under [`MAX_HEADER_LEN`]). The
-/// `type` and `payload` values are copied out of the body, so together
-/// they are never longer than it. 16 KiB covers the worst case with room.
-pub const MAX_ENVELOPE_OVERHEAD: usize = 16 * 1024;
-/// Largest EVT body: a maximum PUB body plus its envelope. Without this
-/// allowance a publisher sending exactly the documented maximum would get
-/// an event no subscriber could receive.
-pub const MAX_EVT_BODY_LEN: usize = MAX_BODY_LEN + MAX_ENVELOPE_OVERHEAD;
 
 /// The verbs of the protocol. Anything else on the wire is hostile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,18 +59,25 @@ impl Verb {
         })
     }
 
-    /// Largest body this verb may carry: only the server's EVT may exceed
-    /// [`MAX_BODY_LEN`], by the envelope it wraps around a PUB body.
+    /// Largest body this verb may carry: [`MAX_BODY_LEN`] for every verb,
+    /// the server's EVT included.
     pub fn max_body_len(self) -> usize {
-        match self {
-            Verb::Evt => MAX_EVT_BODY_LEN,
-            _ => MAX_BODY_LEN,
-        }
+        MAX_BODY_LEN
     }
 
     /// Verbs whose argument (a topic or pattern) is mandatory.
     pub fn requires_arg(self) -> bool {
         matches!(self, Verb::Pub | Verb::Sub | Verb::Unsub | Verb::Evt)
+    }
+}
+
+impl FrameError {
+    /// A PUB the daemon refuses although it is well-formed: valid JSON that
+    /// subscribers could not read, or an envelope over the frame limit.
+    /// The publisher may be a well-meaning worker (Python's `json.dumps`
+    /// writes `10**400` as digits), so it is told why in its BYE.
+    pub fn is_refused_publish(&self) -> bool {
+        matches!(self, FrameError::Unportable(_) | FrameError::EnvelopeTooLarge(_))
     }
 }
 
@@ -111,6 +109,10 @@ pub enum FrameError {
     BodyNotObject,
     #[error("\"payload\" is not a JSON object")]
     PayloadNotObject,
+    #[error("body is JSON that DECNET's Python clients cannot parse: {0}")]
+    Unportable(#[from] crate::json_portable::Unportable),
+    #[error("the event envelope would be {0} bytes, over the {MAX_BODY_LEN}-byte frame limit every client enforces")]
+    EnvelopeTooLarge(usize),
     #[error("line break inside a header argument")]
     LineBreakInHeader,
     #[error("connection closed mid-frame")]
@@ -407,17 +409,18 @@ mod tests {
     }
 
     #[test]
-    fn evt_may_carry_a_maximum_pub_body_plus_its_envelope() {
-        // An EVT over 1 MiB is what the server sends for a maximum PUB body.
-        let body = vec![b' '; MAX_BODY_LEN + 100];
+    fn evt_bodies_have_the_same_limit() {
+        // SPEC §2: every frame, the server's EVT included, is at most 1 MiB.
         let mut buf = BytesMut::new();
-        encode_frame(Verb::Evt, "a", &body, &mut buf).unwrap();
-        assert_eq!(parse_all(&buf).unwrap().unwrap().body.len(), MAX_BODY_LEN + 100);
-        // ...but no more than that, and never for a client verb.
-        let mut b = b"EVT a\n".to_vec();
-        b.extend_from_slice(&((MAX_EVT_BODY_LEN as u32) + 1).to_be_bytes());
-        assert_eq!(parse_all(&b), Err(FrameError::BodyTooLarge(MAX_EVT_BODY_LEN + 1, MAX_EVT_BODY_LEN)));
-        for verb in ["PUB a", "SUB a", "HELLO x"] {
+        encode_frame(Verb::Evt, "a", &vec![b' '; MAX_BODY_LEN], &mut buf).unwrap();
+        assert_eq!(parse_all(&buf).unwrap().unwrap().body.len(), MAX_BODY_LEN);
+        let mut buf = BytesMut::new();
+        let over = vec![b' '; MAX_BODY_LEN + 1];
+        assert_eq!(
+            encode_frame(Verb::Evt, "a", &over, &mut buf),
+            Err(FrameError::BodyTooLarge(MAX_BODY_LEN + 1, MAX_BODY_LEN))
+        );
+        for verb in ["EVT a", "PUB a", "SUB a", "HELLO x"] {
             let mut b = format!("{verb}\n").into_bytes();
             b.extend_from_slice(&((MAX_BODY_LEN as u32) + 1).to_be_bytes());
             assert!(matches!(parse_all(&b), Err(FrameError::BodyTooLarge(_, MAX_BODY_LEN))), "{verb}");

@@ -237,6 +237,9 @@ impl<K: Copy + Eq> Node<K> {
 pub struct SubscriptionIndex<K> {
     root: Node<K>,
     patterns: HashMap<K, HashSet<Box<str>>>,
+    /// Pattern tokens each key holds: what its patterns may cost in trie
+    /// nodes, the measure of its fair share (see the daemon's limits).
+    tokens: HashMap<K, usize>,
     count: usize,
     nodes: usize,
     cache: RwLock<HashMap<Box<str>, Arc<[K]>>>,
@@ -273,6 +276,7 @@ impl<K: Copy + Eq + Hash + Ord> SubscriptionIndex<K> {
         SubscriptionIndex {
             root: Node::default(),
             patterns: HashMap::new(),
+            tokens: HashMap::new(),
             count: 0,
             nodes: 0,
             cache: RwLock::new(HashMap::new()),
@@ -299,6 +303,7 @@ impl<K: Copy + Eq + Hash + Ord> SubscriptionIndex<K> {
         let tokens: Vec<&str> = pattern.split('.').collect();
         self.nodes += self.root.insert(&tokens, key);
         self.count += 1;
+        *self.tokens.entry(key).or_default() += tokens.len();
         // Selective update: the topics this pattern matches gain the key.
         let cache = self.cache_mut();
         let examined = cache.len();
@@ -330,6 +335,12 @@ impl<K: Copy + Eq + Hash + Ord> SubscriptionIndex<K> {
             self.patterns.remove(&key);
         }
         let tokens: Vec<&str> = pattern.split('.').collect();
+        if let Some(held) = self.tokens.get_mut(&key) {
+            *held -= tokens.len();
+            if *held == 0 {
+                self.tokens.remove(&key);
+            }
+        }
         self.nodes -= self.root.remove(&tokens, key);
         self.count -= 1;
         // The key may still match these topics through another pattern:
@@ -363,6 +374,7 @@ impl<K: Copy + Eq + Hash + Ord> SubscriptionIndex<K> {
     /// trie, so they reach their final values together.
     pub fn retire(&mut self, key: K) -> Retiring<K> {
         let patterns = self.patterns.remove(&key).map(|set| set.into_iter().collect()).unwrap_or_default();
+        self.tokens.remove(&key);
         self.evict_key(key);
         Retiring { key, patterns }
     }
@@ -442,6 +454,11 @@ impl<K: Copy + Eq + Hash + Ord> SubscriptionIndex<K> {
     /// Patterns `key` holds.
     pub fn len_of(&self, key: K) -> usize {
         self.patterns.get(&key).map_or(0, HashSet::len)
+    }
+
+    /// Pattern tokens `key` holds (the sum over its patterns).
+    pub fn tokens_of(&self, key: K) -> usize {
+        self.tokens.get(&key).copied().unwrap_or(0)
     }
 
     /// Whether `key` already holds `pattern`.

@@ -11,13 +11,17 @@
 //!
 //! It is deliberately *one-sided*: [`scan`] answers `Some` only for input
 //! it is sure serde_json accepts, with the same value spans serde_json's
-//! `RawValue` would give, and `None` for anything else — invalid JSON, but
-//! also whatever it does not bother to decide (escaped top-level keys, a
-//! repeated `type` or `payload`, `\u` surrogates, nesting deeper than
-//! [`MAX_DEPTH`]). The caller then asks serde_json, whose verdict and error
-//! message stand. So this module can make the daemon faster but can never
-//! make it accept or refuse anything serde_json would not; the property
-//! test below checks exactly that against serde_json.
+//! `RawValue` would give, **and** that DECNET's orjson-based clients can
+//! read ([`crate::json_portable`]: every number certainly finite as an
+//! f64, no surrogate escapes at all, nesting well under orjson's limit);
+//! `None` for anything else — invalid JSON, but also whatever it does not
+//! bother to decide (escaped top-level keys, a repeated `type` or
+//! `payload`, `\u` surrogates, a number that might overflow, nesting
+//! deeper than [`MAX_DEPTH`]). The caller then asks serde_json and
+//! [`crate::json_portable::check`], whose verdicts and error messages
+//! stand. So this module can make the daemon faster but can never make it
+//! accept or refuse anything the stricter rule would not; the property
+//! tests below check exactly that against serde_json and `check`.
 
 use std::ops::Range;
 
@@ -221,28 +225,52 @@ impl Scanner<'_> {
         Some(contents)
     }
 
-    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`, and certainly
+    /// finite as an f64 by its digit counts (the orjson rule, see
+    /// [`crate::json_portable::finite_by_digits`], which this inlines: the
+    /// scanner already holds the counts). A number that might overflow is
+    /// left to the fallback, which parses it.
     fn number(&mut self) -> Option<()> {
         if self.peek() == Some(b'-') {
             self.i += 1;
         }
+        let int_start = self.i;
         match self.next()? {
             b'0' => {}
             b'1'..=b'9' => self.digits(),
             _ => return None,
         }
+        let int_digits = self.i - int_start;
         if self.peek() == Some(b'.') {
             self.i += 1;
             self.some_digits()?;
         }
+        let mut magnitude = int_digits;
         if let Some(b'e' | b'E') = self.peek() {
             self.i += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.i += 1;
-            }
+            let negative = match self.peek() {
+                Some(b'-') => {
+                    self.i += 1;
+                    true
+                }
+                Some(b'+') => {
+                    self.i += 1;
+                    false
+                }
+                _ => false,
+            };
+            let exp_start = self.i;
             self.some_digits()?;
+            let exp = &self.b[exp_start..self.i];
+            if exp.len() > 3 {
+                return None;
+            }
+            if !negative {
+                magnitude += exp.iter().fold(0usize, |v, d| v * 10 + usize::from(d - b'0'));
+            }
         }
-        Some(())
+        // Below 10^308, so below f64::MAX.
+        (magnitude <= 308).then_some(())
     }
 
     fn digits(&mut self) {
@@ -362,10 +390,15 @@ mod tests {
     }
 
     /// The one rule: whatever the scanner accepts, serde_json accepts with
-    /// the same two values.
+    /// the same two values, and orjson's stricter rules accept too.
     fn check(body: &str) {
         if let Some(fast) = fast_verdict(body) {
             assert_eq!(serde_verdict(body), Some(fast), "scanner accepted {body:?}");
+            assert_eq!(
+                crate::json_portable::check(body.as_bytes()),
+                Ok(()),
+                "scanner accepted what DECNET's clients refuse: {body:?}"
+            );
         }
     }
 
@@ -421,9 +454,19 @@ mod tests {
             "{\"type\":1,\"type\":2}",
             "{\"ty\\u0070e\":\"x\"}",
             "{\"a\":NaN}",
+            // Not certainly finite: the fallback parses these.
+            "{\"a\":1e400}",
+            "{\"a\":1e308}",
+            "{\"a\":-1E+1000}",
+            "{\"a\":0.5e-1000}",
         ] {
             assert_eq!(fast_verdict(body), None, "{body:?}");
         }
+        let big_int = format!("{{\"a\":[1{}]}}", "0".repeat(308));
+        assert_eq!(fast_verdict(&big_int), None);
+        let just_finite = format!("{{\"a\":[1{},1e307,-12e296,7e-999]}}", "0".repeat(307));
+        assert!(fast_verdict(&just_finite).is_some());
+        check(&just_finite);
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(MAX_DEPTH as usize + 1), "]".repeat(MAX_DEPTH as usize + 1));
         assert_eq!(fast_verdict(&deep), None);
         let ok = format!("{{\"a\":{}{}}}", "[".repeat(MAX_DEPTH as usize), "]".repeat(MAX_DEPTH as usize));
@@ -522,6 +565,36 @@ mod tests {
             // serde_json writes U+0001 as \u0001 and never a surrogate, and
             // a Map has no repeated keys: nothing here needs the fallback.
             prop_assert!(fast_verdict(&body).is_some(), "fast path refused {body:?}");
+        }
+
+        /// Numbers near and past f64's range, in every JSON spelling: the
+        /// scanner never accepts one orjson refuses.
+        #[test]
+        fn numbers_never_pass_where_orjson_fails(
+            numbers in prop::collection::vec(
+                "-?(0|[1-9][0-9]{0,5}|[1-9][0-9]{300,312})(\\.[0-9]{1,4})?([eE][+-]?(0{0,3}[0-9]{1,3}|[0-9]{4}))?",
+                1..4,
+            ),
+        ) {
+            let body = format!(r#"{{"type":"t","payload":{{"n":[{}]}}}}"#, numbers.join(","));
+            check(&body);
+            if numbers.iter().any(|n| !crate::json_portable::finite_number(n.as_bytes())) {
+                prop_assert!(fast_verdict(&body).is_none(), "{body}");
+            }
+        }
+
+        /// `\u` escapes of surrogates, paired or not, anywhere in a string.
+        #[test]
+        fn surrogate_escapes_never_pass_where_orjson_fails(
+            parts in prop::collection::vec(prop_oneof![
+                Just("x".to_string()),
+                "\\\\u[dD][89abAB][0-9a-f]{2}",
+                "\\\\u[dD][c-fC-F][0-9a-f]{2}",
+                "\\\\u00[2-7][0-9a-f]",
+            ], 0..6),
+        ) {
+            let body = format!(r#"{{"type":"t","payload":{{"s":"{}"}}}}"#, parts.concat());
+            check(&body);
         }
 
         /// Damaged objects (bytes inserted, removed or replaced by JSON's

@@ -23,6 +23,7 @@ pub mod fingerprint;
 pub mod frame;
 pub mod identity;
 pub mod index;
+pub mod json_portable;
 pub mod json_scan;
 pub mod null;
 pub mod paths;

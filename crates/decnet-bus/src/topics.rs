@@ -19,6 +19,7 @@
 //! topology.<id>.status              pending | deploying | active | degraded | failed
 //! attacker.observed | attacker.scored | attacker.session.started | attacker.session.ended
 //! attacker.fingerprinted            type = probe family, payload {attacker_ip, port, hash, ...}
+//! attacker.artifact                 a captured upload or download {attacker_ip, decky, sid, source, url?, path, sha256, size, mime}
 //! identity.formed | identity.observation.linked | identity.merged | identity.unmerged
 //! ```
 
@@ -40,6 +41,9 @@ pub const ATTACKER_SESSION_STARTED: &str = "attacker.session.started";
 pub const ATTACKER_SESSION_ENDED: &str = "attacker.session.ended";
 /// One event per successful JARM / HASSH / TCPfp probe; event type is the family.
 pub const ATTACKER_FINGERPRINTED: &str = "attacker.fingerprinted";
+/// A file an attacker brought, captured by a decky (SPEC §11):
+/// `{attacker_ip, decky, sid, source, url?, path, sha256, size, mime}`.
+pub const ATTACKER_ARTIFACT: &str = "attacker.artifact";
 
 pub const IDENTITY_FORMED: &str = "identity.formed";
 pub const IDENTITY_OBSERVATION_LINKED: &str = "identity.observation.linked";
@@ -390,6 +394,7 @@ mod tests {
             ATTACKER_SESSION_STARTED,
             ATTACKER_SESSION_ENDED,
             ATTACKER_FINGERPRINTED,
+            ATTACKER_ARTIFACT,
             IDENTITY_FORMED,
             IDENTITY_OBSERVATION_LINKED,
             IDENTITY_MERGED,

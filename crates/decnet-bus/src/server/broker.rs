@@ -32,7 +32,7 @@ use super::cost;
 use super::limits::{Limits, SubLimitError};
 use super::logging::{escape, hostile_limiter, Admit, LogLimiter};
 use crate::envelope::{EnvelopeParts, Stamp};
-use crate::frame::{FrameError, MAX_EVT_BODY_LEN};
+use crate::frame::{FrameError, MAX_BODY_LEN};
 use crate::index::{Retiring, SubscriptionIndex};
 use crate::queue::{ByteBudget, EventQueue, PushOutcome};
 
@@ -266,11 +266,11 @@ impl Broker {
         if held >= self.limits.max_subs_per_conn {
             return Err(SubLimitError::TooManySubs(held));
         }
-        // At most one new node per token: refuse before building any.
+        // At most one new node per token: refuse before building any. One
+        // connection gets a fair share, and the last share of the index
+        // is kept for small subscribers (see `limits`).
         let tokens = pattern.split('.').count();
-        if index.node_count() + tokens > self.limits.max_index_nodes {
-            return Err(SubLimitError::IndexFull(index.node_count()));
-        }
+        self.limits.check_index_room(index.tokens_of(id), tokens, index.node_count())?;
         let (added, walked) = index.insert_counted(id, pattern);
         drop(index);
         self.bump_generation();
@@ -366,13 +366,12 @@ impl Broker {
     /// of `topic`, never to `from`. The bridge passes its own connection,
     /// which is what keeps an import from being exported again.
     ///
-    /// The caller has validated `topic` and `envelope` (a JSON object); this
-    /// only refuses what would break the frame: an oversize envelope.
+    /// The caller has validated `topic` and `envelope` (a JSON object that
+    /// DECNET's clients can parse); this only refuses what would break the
+    /// frame: an envelope over the 1 MiB every client enforces.
     pub fn publish_envelope(&self, from: Option<ConnId>, topic: &str, envelope: &[u8]) -> Result<(), FrameError> {
-        // An imported envelope is what an EVT carries: the body limit plus
-        // the envelope's own overhead, as for locally routed events.
-        if envelope.len() > crate::frame::MAX_EVT_BODY_LEN {
-            return Err(FrameError::BodyTooLarge(envelope.len(), crate::frame::MAX_EVT_BODY_LEN));
+        if envelope.len() > MAX_BODY_LEN {
+            return Err(FrameError::EnvelopeTooLarge(envelope.len()));
         }
         let mut frame = BytesMut::with_capacity(10 + topic.len() + envelope.len());
         frame.put_slice(b"EVT ");
@@ -440,11 +439,11 @@ pub fn build_evt_frame(topic: &str, body: &[u8]) -> Result<Bytes, FrameError> {
 pub fn build_evt_frame_at(topic: &str, body: &[u8], stamp: &Stamp) -> Result<Bytes, FrameError> {
     let parts = EnvelopeParts::new(topic, body)?;
     let envelope_len = parts.encoded_len(stamp);
-    // Cannot happen for a PUB body within its limit (see
-    // `MAX_ENVELOPE_OVERHEAD`); checked so a frame we send is always one a
-    // client accepts.
-    if envelope_len > MAX_EVT_BODY_LEN {
-        return Err(FrameError::BodyTooLarge(envelope_len, MAX_EVT_BODY_LEN));
+    // SPEC §2: a PUB body near 1 MiB plus the envelope's keys, id, ts and
+    // topic can exceed the frame limit every client enforces on what it
+    // receives. Such an event is never sent; its PUB is refused.
+    if envelope_len > MAX_BODY_LEN {
+        return Err(FrameError::EnvelopeTooLarge(envelope_len));
     }
     // The topic was validated (ASCII, no line break, no longer than the PUB
     // header it came in), so the EVT header is valid by construction. The
@@ -540,6 +539,39 @@ mod tests {
         assert_eq!(b.subscribe(t.id, "a.b"), Ok(true), "shared nodes are free");
     }
 
+    /// Issue 25: one connection subscribing as much as it may leaves room
+    /// for new subscribers (before, it could fill the whole index, and
+    /// every later SUB was refused with "index full").
+    #[test]
+    fn one_connection_cannot_take_the_whole_index() {
+        let limits = Limits { max_index_nodes: 80_000, ..Limits::default() };
+        let b = Broker::with_limits(4, limits);
+        let hog = |name: &str| {
+            let c = b.connect(name);
+            let mut refused = None;
+            for i in 0..1000 {
+                let pattern: Vec<String> = (0..100).map(|t| format!("{name}{i}t{t}")).collect();
+                if let Err(e) = b.subscribe(c.id, &pattern.join(".")) {
+                    refused = Some(e);
+                    break;
+                }
+            }
+            refused.expect("a hog is stopped")
+        };
+        assert!(matches!(hog("a"), SubLimitError::OverFairShare(_, 10_000)));
+        assert!(b.stats().index_nodes <= 10_000);
+        // Greedy connections stop at the reserve...
+        for name in ["b", "c", "d", "e", "f", "g"] {
+            hog(name);
+        }
+        assert!(matches!(hog("h"), SubLimitError::IndexReserved(_)));
+        // ...and a newcomer with a worker's patterns still gets in.
+        let worker = b.connect("worker");
+        for p in ["system.*.health", "decky.>", "topology.*.status", "attacker.>"] {
+            assert_eq!(b.subscribe(worker.id, p), Ok(true), "{p}");
+        }
+    }
+
     #[test]
     fn queues_are_bounded_by_bytes_too() {
         let limits = Limits { queue_bytes: 4096, ..Limits::default() };
@@ -574,9 +606,8 @@ mod tests {
         let frame = crate::frame::Frame::parse(&mut buf).unwrap().unwrap();
         assert_eq!(&frame.body[..], &env[..], "the envelope is delivered byte for byte");
         assert_eq!(bridge.queue.capacity(), 2);
-        let max = crate::frame::MAX_EVT_BODY_LEN;
-        let huge = vec![b' '; max + 1];
-        assert_eq!(b.publish_envelope(None, "x.y", &huge), Err(FrameError::BodyTooLarge(max + 1, max)));
+        let huge = vec![b' '; MAX_BODY_LEN + 1];
+        assert_eq!(b.publish_envelope(None, "x.y", &huge), Err(FrameError::EnvelopeTooLarge(MAX_BODY_LEN + 1)));
     }
 
     #[test]
@@ -637,6 +668,33 @@ mod tests {
         let body = format!(r#"{{"payload":{{"pad":"{}"}}}}"#, "x".repeat(100_000));
         let large = b.publish_from(&p, &mut routes, "t", body.as_bytes(), &Stamp::now()).unwrap();
         assert!(large >= 100_000 / cost::BODY_BYTES_PER_UNIT && small < 100, "{large} vs {small}");
+    }
+
+    /// SPEC §2: a PUB body within the 1 MiB limit whose envelope would not
+    /// be is refused, and nothing is published; one a few bytes smaller
+    /// goes out as an EVT of at most 1 MiB.
+    #[test]
+    fn an_envelope_over_the_frame_limit_is_never_built() {
+        let b = Broker::new(4);
+        let s = b.connect("s");
+        b.subscribe(s.id, ">").unwrap();
+        let body = |len: usize| {
+            let mut body = br#"{"type":"big","payload":{"pad":""#.to_vec();
+            body.resize(len - 3, b'x');
+            body.extend_from_slice(br#""}}"#);
+            body
+        };
+        let at_limit = body(MAX_BODY_LEN);
+        assert!(matches!(b.publish(None, "t", &at_limit), Err(FrameError::EnvelopeTooLarge(n)) if n > MAX_BODY_LEN));
+        assert_eq!(b.stats().published, 0);
+        assert!(drain(&s).is_empty());
+        // The envelope adds about 110 bytes for a one-letter topic.
+        let fits = body(MAX_BODY_LEN - 200);
+        b.publish(None, "t", &fits).unwrap();
+        let got = drain(&s);
+        let mut buf = BytesMut::from(&got[0][..]);
+        let frame = crate::frame::Frame::parse(&mut buf).unwrap().unwrap();
+        assert!(frame.body.len() <= MAX_BODY_LEN);
     }
 
     #[test]

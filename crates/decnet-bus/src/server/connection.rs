@@ -4,6 +4,10 @@
 //! Any malformed frame (SPEC §2) makes the connection hostile: it is closed,
 //! one log line names the peer and the reason, and nobody else notices.
 //! A client over one of its [limits](super::limits) is closed the same way.
+//! A well-formed PUB the daemon will not forward (JSON DECNET's clients
+//! cannot parse, an envelope over the frame limit) is dropped and its
+//! publisher closed the same way too, but first sent `BYE` with body
+//! `{"error": "<reason>"}`: such a publisher may be an honest worker.
 //!
 //! Fairness: every connection shares one routing thread, so nothing one
 //! client sends may hold it for long.
@@ -58,6 +62,10 @@ enum Ending {
     Hostile(String),
     /// Over a resource limit: the limit is logged.
     OverLimit(String),
+    /// A well-formed PUB the daemon will not forward (JSON subscribers
+    /// cannot parse, an envelope over the frame limit): the publisher is
+    /// told why in a BYE body, then closed like a hostile peer.
+    Refused(String),
     /// Socket error (reset, etc.).
     Io(std::io::Error),
 }
@@ -81,6 +89,9 @@ const MAX_IOVECS: usize = 1024;
 const WRITE_YIELD_BYTES: usize = 64 * 1024;
 /// How often a reader waiting for read-budget room tries again.
 const BUDGET_RETRY: Duration = Duration::from_millis(5);
+/// How long a refused publisher's BYE may take to be written; a peer that
+/// does not read is simply closed after it.
+const REFUSAL_BYE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub async fn serve_connection(broker: Arc<Broker>, stream: UnixStream, shutdown: CancellationToken) {
     let peer = match stream.peer_cred() {
@@ -112,6 +123,7 @@ pub async fn serve_connection(broker: Arc<Broker>, stream: UnixStream, shutdown:
     match &ending {
         Ending::Hostile(reason) => broker.log_hostile(&who, reason, "malformed frame"),
         Ending::OverLimit(reason) => broker.log_hostile(&who, reason, "over a limit"),
+        Ending::Refused(reason) => broker.log_hostile(&who, reason, "publish refused"),
         Ending::Io(e) => tracing::info!(peer = %escape(&who), error = %e, "connection lost"),
         Ending::ClientClosed => tracing::debug!(peer = %escape(&who), "client disconnected"),
         Ending::Shutdown => tracing::debug!(peer = %escape(&who), "closing connection for shutdown"),
@@ -122,15 +134,50 @@ pub async fn serve_connection(broker: Arc<Broker>, stream: UnixStream, shutdown:
         let _ = encode_frame(Verb::Bye, "", b"", &mut bye);
         conn.queue.push(bye.freeze());
     }
+    if let Ending::Refused(reason) = &ending {
+        // Events still queued for it are dropped: it is closed as any peer
+        // whose frame was refused, only told why first.
+        conn.queue.clear();
+        conn.queue.push(refusal_bye(reason));
+    }
     conn.queue.close();
     if matches!(ending, Ending::Hostile(_) | Ending::OverLimit(_) | Ending::Io(_)) {
         // No point flushing to a hostile or broken peer.
         writer_task.abort();
     }
-    let _ = writer_task.await;
+    if matches!(ending, Ending::Refused(_)) {
+        let abort = writer_task.abort_handle();
+        if tokio::time::timeout(REFUSAL_BYE_TIMEOUT, writer_task).await.is_err() {
+            abort.abort();
+        }
+    } else {
+        let _ = writer_task.await;
+    }
     // Publishers' route caches may still hold this handle for a while:
     // do not let it pin undelivered frames too.
     conn.queue.clear();
+}
+
+/// `BYE` with body `{"error": "<reason>"}`: the frame grammar allows a
+/// JSON object body on any verb, and a client that ignores BYE bodies
+/// still sees a plain BYE.
+fn refusal_bye(reason: &str) -> Bytes {
+    let body = serde_json::to_vec(&serde_json::json!({ "error": reason })).unwrap_or_default();
+    let mut bye = BytesMut::new();
+    // The reason is a few hundred bytes at most (an error message with a
+    // number truncated to 40 characters), so encoding cannot fail.
+    let _ = encode_frame(Verb::Bye, "", &body, &mut bye);
+    bye.freeze()
+}
+
+/// The connection's ending for a PUB `broker` refused: well-formed but
+/// unforwardable, or hostile.
+fn publish_refused(e: FrameError) -> Ending {
+    if e.is_refused_publish() {
+        Ending::Refused(e.to_string())
+    } else {
+        Ending::Hostile(e.to_string())
+    }
 }
 
 /// Read-budget bytes this connection's buffer holds beyond its base chunk;
@@ -324,7 +371,7 @@ async fn publish_large(
     }
     match built {
         Ok(Ok(evt)) => Ok(broker.route_built(conn, routes, &topic, evt, body_len)),
-        Ok(Err(e)) => Err(Ending::Hostile(e.to_string())),
+        Ok(Err(e)) => Err(publish_refused(e)),
         Err(e) => Err(Ending::Io(std::io::Error::other(format!("validating a large body failed: {e}")))),
     }
 }
@@ -359,7 +406,7 @@ fn handle_frame(
             if let Err(e) = validate_topic(arg) {
                 return hostile(format!("PUB to invalid topic: {e}"));
             }
-            return broker.publish_from(conn, routes, arg, body, stamp).map_err(|e| Ending::Hostile(e.to_string()));
+            return broker.publish_from(conn, routes, arg, body, stamp).map_err(publish_refused);
         }
         Verb::Sub | Verb::Unsub => {
             if let Err(e) = validate_pattern(arg) {

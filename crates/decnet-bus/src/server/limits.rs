@@ -71,9 +71,57 @@ pub enum SubLimitError {
     TooManySubs(usize),
     #[error("the subscription index is full ({0} nodes, --max-index-nodes)")]
     IndexFull(usize),
+    #[error(
+        "connection's patterns would hold {0} tokens, over its fair share of {1} (1/{FAIR_SHARES} of --max-index-nodes)"
+    )]
+    OverFairShare(usize, usize),
+    #[error(
+        "the subscription index is nearly full ({0} nodes): its last 1/{FAIR_SHARES} is kept for connections \
+         holding at most {SMALL_CLIENT_TOKENS} pattern tokens"
+    )]
+    IndexReserved(usize),
 }
 
+/// No connection may hold more than this fraction of `max_index_nodes` in
+/// pattern tokens, and the last such fraction of the index is kept for
+/// small subscribers: one client filling the index must not leave every
+/// new subscriber refused (issue 25).
+pub const FAIR_SHARES: usize = 8;
+
+/// A connection holding at most this many pattern tokens may still
+/// subscribe in the reserved last share of the index. DECNET's workers
+/// hold a few dozen patterns of a few tokens each: a few hundred.
+pub const SMALL_CLIENT_TOKENS: usize = 1024;
+
 impl Limits {
+    /// Pattern tokens one connection may hold: its fair share of the index
+    /// (never below what a small subscriber may hold).
+    pub fn conn_token_budget(&self) -> usize {
+        (self.max_index_nodes / FAIR_SHARES).max(SMALL_CLIENT_TOKENS)
+    }
+
+    /// Index nodes beyond which only small subscribers may add patterns.
+    pub fn reserved_from(&self) -> usize {
+        self.max_index_nodes - self.max_index_nodes / FAIR_SHARES
+    }
+
+    /// Whether a connection holding `held` pattern tokens may add a pattern
+    /// of `tokens` to an index of `nodes` nodes: its fair share, the
+    /// reserve for small subscribers, then the index's own bound.
+    pub fn check_index_room(&self, held: usize, tokens: usize, nodes: usize) -> Result<(), SubLimitError> {
+        let after = held + tokens;
+        if after > self.conn_token_budget() {
+            return Err(SubLimitError::OverFairShare(after, self.conn_token_budget()));
+        }
+        if nodes + tokens > self.max_index_nodes {
+            return Err(SubLimitError::IndexFull(nodes));
+        }
+        if nodes + tokens > self.reserved_from() && after > SMALL_CLIENT_TOKENS {
+            return Err(SubLimitError::IndexReserved(nodes));
+        }
+        Ok(())
+    }
+
     /// Check one pattern's own size (before touching the index).
     pub fn check_pattern(&self, pattern: &str) -> Result<(), SubLimitError> {
         if pattern.len() > self.max_pattern_len {
@@ -98,5 +146,20 @@ mod tests {
         assert_eq!(l.check_pattern("a.b.c.d"), Err(SubLimitError::TooManyTokens(4, 3)));
         assert_eq!(l.check_pattern(&"x".repeat(17)), Err(SubLimitError::PatternTooLong(17, 16)));
         assert!(l.check_pattern(&"x".repeat(16)).is_ok());
+    }
+
+    #[test]
+    fn index_room_is_shared_fairly() {
+        let l = Limits { max_index_nodes: 80_000, ..Limits::default() };
+        assert_eq!(l.conn_token_budget(), 10_000);
+        assert_eq!(l.check_index_room(9_900, 100, 0), Ok(()));
+        assert_eq!(l.check_index_room(9_901, 100, 0), Err(SubLimitError::OverFairShare(10_001, 10_000)));
+        // The last eighth: small subscribers only.
+        assert_eq!(l.check_index_room(2_000, 100, 69_950), Err(SubLimitError::IndexReserved(69_950)));
+        assert_eq!(l.check_index_room(900, 100, 69_950), Ok(()));
+        assert_eq!(l.check_index_room(0, 100, 79_950), Err(SubLimitError::IndexFull(79_950)));
+        // A tiny index still lets one small subscriber in.
+        let tiny = Limits { max_index_nodes: 100, ..Limits::default() };
+        assert_eq!(tiny.check_index_room(0, 50, 0), Ok(()));
     }
 }
