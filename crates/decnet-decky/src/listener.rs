@@ -1,0 +1,392 @@
+//! One service of one decky listening on its address: the accept loop,
+//! the per-decky session slots, and the per-session limits that do not
+//! belong to any protocol (total duration, service shutdown). A service
+//! served over UDP gets a UDP socket on the same port, served by
+//! [`crate::udp`]'s receive loop; one [`ServiceListener`] holds every
+//! transport of its service and closes them together.
+//!
+//! Slots are shared per source address: one address holds at most
+//! [`crate::Limits::max_sessions_per_source`] of a decky's sessions, so a
+//! slow client opening connection after connection cannot take every slot
+//! and leave other attackers refused and unseen. A refused connection is
+//! logged as a `connection_refused` line (reason `decky busy` or `source
+//! limit`), at most once per [`REFUSED_LOG_EVERY`] per address; the ones
+//! in between are counted in the next line's `refused_unlogged`.
+//!
+//! Closing a listener cancels its accept loop, which drops the socket, so
+//! the port refuses connections as soon as [`ServiceListener::close`]
+//! returns; sessions still open on it are ended with reason `service closed`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use std::path::Path;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+use crate::event::{self, Session, SharedSession};
+use crate::io::Metered;
+use crate::services::{self, Protocol, Transport};
+use crate::DeckyContext;
+
+/// Why a listener could not be opened, naming the address and the cause.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} for {service}: {source}{hint}")]
+pub struct BindError {
+    pub service: String,
+    pub addr: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+    pub hint: &'static str,
+}
+
+/// The error for a socket of `service` that could not be made at `addr`.
+fn bind_error(service: &str, addr: SocketAddr, source: std::io::Error) -> BindError {
+    let hint = match source.kind() {
+        std::io::ErrorKind::PermissionDenied if addr.port() < 1024 => {
+            " (ports below 1024 need root or CAP_NET_BIND_SERVICE; see --native-port-offset)"
+        }
+        std::io::ErrorKind::AddrInUse => " (another process listens there)",
+        std::io::ErrorKind::AddrNotAvailable => " (the address is not on this host)",
+        _ if source.raw_os_error() == Some(libc::EMFILE) => {
+            " (out of file descriptors: raise the open-file limit, LimitNOFILE in the unit or `ulimit -n`)"
+        }
+        _ => "",
+    };
+    BindError { service: service.to_string(), addr, source, hint }
+}
+
+/// Bind a listening socket, inside the network namespace `netns` when
+/// given (see [`crate::netns`]). SO_REUSEADDR so a port closed by a
+/// mutation can be reopened at once despite TIME_WAIT connections.
+pub fn bind(service: &str, addr: SocketAddr, netns: Option<&Path>) -> Result<TcpListener, BindError> {
+    let std_listener = crate::netns::run_in(netns, move || {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(256)?;
+        Ok(std::net::TcpListener::from(socket))
+    })
+    .map_err(|e| bind_error(service, addr, e))?;
+    TcpListener::from_std(std_listener).map_err(|e| bind_error(service, addr, e))
+}
+
+/// Bind a UDP socket, inside `netns` when given, as [`bind`] does for TCP.
+pub fn bind_udp(service: &str, addr: SocketAddr, netns: Option<&Path>) -> Result<UdpSocket, BindError> {
+    let std_socket = crate::netns::run_in(netns, move || {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        Ok(std::net::UdpSocket::from(socket))
+    })
+    .map_err(|e| bind_error(service, addr, e))?;
+    UdpSocket::from_std(std_socket).map_err(|e| bind_error(service, addr, e))
+}
+
+/// Connections turned away because the decky had no free session slot.
+pub static REFUSED_BUSY: AtomicU64 = AtomicU64::new(0);
+/// Connections turned away because their address held its share of slots.
+pub static REFUSED_SOURCE: AtomicU64 = AtomicU64::new(0);
+/// Refused connections not logged as a line (rate limit, or too many
+/// addresses being refused at once to remember them all).
+pub static REFUSED_UNLOGGED: AtomicU64 = AtomicU64::new(0);
+
+/// At most one `connection_refused` line per address this often.
+pub const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Addresses remembered for the refusal rate limit (per decky).
+const MAX_REFUSED_TRACKED: usize = 1024;
+
+/// Per-decky bookkeeping by source address.
+#[derive(Debug, Default)]
+pub struct SourceSlots {
+    open: HashMap<IpAddr, usize>,
+    /// When a refusal from the address was last logged, and how many were
+    /// refused since without a line.
+    refused: HashMap<IpAddr, (Instant, u64)>,
+}
+
+impl SourceSlots {
+    /// Sessions open now from `source`.
+    pub fn open_from(&self, source: IpAddr) -> usize {
+        self.open.get(&source).copied().unwrap_or(0)
+    }
+
+    /// Whether a refusal from `source` should be logged now, and how many
+    /// went unlogged before it.
+    fn refusal_to_log(&mut self, source: IpAddr, now: Instant) -> Option<u64> {
+        if let Some((last, unlogged)) = self.refused.get_mut(&source) {
+            if now.duration_since(*last) < REFUSED_LOG_EVERY {
+                *unlogged += 1;
+                return None;
+            }
+            let before = *unlogged;
+            *last = now;
+            *unlogged = 0;
+            return Some(before);
+        }
+        if self.refused.len() >= MAX_REFUSED_TRACKED {
+            self.refused.retain(|_, (last, _)| now.duration_since(*last) < REFUSED_LOG_EVERY);
+            if self.refused.len() >= MAX_REFUSED_TRACKED {
+                return None;
+            }
+        }
+        self.refused.insert(source, (now, 0));
+        Some(0)
+    }
+}
+
+/// One session's hold on its address's share; released on drop.
+struct SourceHold {
+    ctx: Arc<DeckyContext>,
+    source: IpAddr,
+}
+
+impl Drop for SourceHold {
+    fn drop(&mut self) {
+        let mut s = self.ctx.sources.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = s.open.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                s.open.remove(&self.source);
+            }
+        }
+    }
+}
+
+/// Take a slot for `source`: its share first, then the decky's.
+fn admit(
+    ctx: &Arc<DeckyContext>,
+    source: IpAddr,
+) -> Result<(SourceHold, tokio::sync::OwnedSemaphorePermit), &'static str> {
+    {
+        let mut s = ctx.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = s.open.entry(source).or_default();
+        if *mine >= ctx.limits.max_sessions_per_source.max(1) {
+            if *mine == 0 {
+                s.open.remove(&source);
+            }
+            REFUSED_SOURCE.fetch_add(1, Ordering::Relaxed);
+            return Err("source limit");
+        }
+        *mine += 1;
+    }
+    let hold = SourceHold { ctx: ctx.clone(), source };
+    match ctx.slots.clone().try_acquire_owned() {
+        Ok(permit) => Ok((hold, permit)),
+        Err(_) => {
+            REFUSED_BUSY.fetch_add(1, Ordering::Relaxed);
+            Err("decky busy")
+        }
+    }
+}
+
+/// A session slot held by something that is not a TCP session (a TFTP
+/// transfer): released on drop.
+pub(crate) struct SessionSlot {
+    _hold: SourceHold,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Take a session slot for `source`, as a TCP connection would; the
+/// refusal's reason otherwise.
+pub(crate) fn take_slot(ctx: &Arc<DeckyContext>, source: IpAddr) -> Result<SessionSlot, &'static str> {
+    admit(ctx, source).map(|(hold, permit)| SessionSlot { _hold: hold, _permit: permit })
+}
+
+/// Log a refused connection (or datagram), rate-limited per address.
+pub(crate) fn refused(ctx: &DeckyContext, service: &str, peer: SocketAddr, reason: &str) {
+    let before = {
+        let mut s = ctx.sources.lock().unwrap_or_else(|e| e.into_inner());
+        s.refusal_to_log(peer.ip().to_canonical(), Instant::now())
+    };
+    match before {
+        Some(unlogged) => event::connection_refused(ctx, service, peer, reason, unlogged),
+        None => {
+            let n = REFUSED_UNLOGGED.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(decky = %ctx.name, service, %peer, reason, unlogged = n, "connections refused (rate-limited lines)");
+            }
+        }
+    }
+}
+
+pub struct ServiceListener {
+    pub service: String,
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+    /// One task per transport (a TCP accept loop, a UDP receive loop).
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ServiceListener {
+    /// Bind `service` on `addr` and start accepting.
+    pub fn open(ctx: Arc<DeckyContext>, service: &str, addr: SocketAddr) -> Result<ServiceListener, BindError> {
+        Self::open_in(ctx, service, addr, None)
+    }
+
+    /// As [`ServiceListener::open`], with the socket made inside the
+    /// network namespace `netns` (the decky's own, on a real LAN).
+    pub fn open_in(
+        ctx: Arc<DeckyContext>,
+        service: &str,
+        addr: SocketAddr,
+        netns: Option<&Path>,
+    ) -> Result<ServiceListener, BindError> {
+        let fail = |source: std::io::Error| BindError { service: service.to_string(), addr, source, hint: "" };
+        let protocol = services::protocol(service)
+            .ok_or_else(|| fail(std::io::Error::other("no native honeypot for this service")))?;
+        protocol.prepare(&ctx).map_err(|e| fail(std::io::Error::other(e)))?;
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+        let mut bound = addr;
+        for transport in protocol.transports() {
+            // Every transport on the same port: the first one bound fixes
+            // it when the caller asked for any (port 0).
+            let opened = match transport {
+                Transport::Tcp => bind(service, bound, netns).map(|l| {
+                    bound = l.local_addr().unwrap_or(bound);
+                    tokio::spawn(accept_loop(ctx.clone(), protocol, l, stop.clone()))
+                }),
+                Transport::Udp => bind_udp(service, bound, netns).map(|s| {
+                    bound = s.local_addr().unwrap_or(bound);
+                    let netns = netns.map(Path::to_path_buf);
+                    tokio::spawn(crate::udp::receive_loop(ctx.clone(), protocol, s, netns, stop.clone()))
+                }),
+            };
+            match opened {
+                Ok(task) => tasks.push(task),
+                Err(e) => {
+                    // The transports opened so far close with their tasks.
+                    stop.cancel();
+                    for task in tasks {
+                        task.abort();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(ServiceListener { service: service.to_string(), addr: bound, stop, tasks })
+    }
+
+    /// Stop accepting (the port refuses from now on) and end its sessions.
+    pub async fn close(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn accept_loop(
+    ctx: Arc<DeckyContext>,
+    protocol: &'static dyn Protocol,
+    listener: TcpListener,
+    stop: CancellationToken,
+) {
+    let service = protocol.name();
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of descriptors and the like: back off instead of spinning.
+                tracing::warn!(decky = %ctx.name, service, error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let (hold, permit) = match admit(&ctx, peer.ip().to_canonical()) {
+            Ok(a) => a,
+            Err(reason) => {
+                drop(stream);
+                refused(&ctx, service, peer, reason);
+                continue;
+            }
+        };
+        let (ctx, stop) = (ctx.clone(), stop.child_token());
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let session = Session::open(ctx.clone(), service, peer);
+            let bytes = session.bytes.clone();
+            let shared: SharedSession = Arc::new(std::sync::Mutex::new(session));
+            let io = Metered::new(stream, bytes, ctx.limits.max_bytes);
+            let reason = tokio::select! {
+                _ = stop.cancelled() => "service closed".to_string(),
+                _ = tokio::time::sleep(ctx.limits.max_session) => "session time limit".to_string(),
+                end = protocol.serve(shared.clone(), io) => end.reason(),
+            };
+            // The slot is free before the session's last lines go out, so
+            // whoever saw its `disconnect` can connect again at once.
+            drop(permit);
+            drop(hold);
+            event::with(&shared, |s| s.finish(&reason));
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_once_per_window_per_address() {
+        let mut s = SourceSlots::default();
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let t0 = Instant::now();
+        assert_eq!(s.refusal_to_log(a, t0), Some(0));
+        assert_eq!(s.refusal_to_log(a, t0 + Duration::from_secs(1)), None);
+        assert_eq!(s.refusal_to_log(a, t0 + Duration::from_secs(2)), None);
+        // Another address has its own window.
+        assert_eq!(s.refusal_to_log(b, t0 + Duration::from_secs(2)), Some(0));
+        assert_eq!(s.refusal_to_log(a, t0 + REFUSED_LOG_EVERY), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_transport_that_cannot_bind_fails_the_service_and_closes_the_others() {
+        // dns is UDP then TCP on one port: take the TCP side first.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let sink =
+            crate::sink::LineSink::start("127.0.0.1:9".parse::<SocketAddr>().unwrap(), 1024, CancellationToken::new());
+        let persona = crate::Persona::derive("bind-01", None, None, 1_764_000_000);
+        let ctx = DeckyContext::new("bind-01", persona, sink, crate::Limits::default(), b"seed");
+        let err = ServiceListener::open(ctx, "dns", addr).err().expect("the TCP side is taken");
+        assert_eq!(err.source.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+        // The UDP socket it had opened is closed again.
+        let mut freed = false;
+        for _ in 0..50 {
+            if std::net::UdpSocket::bind(addr).is_ok() {
+                freed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(freed, "the UDP side of {addr} stayed bound");
+    }
+
+    #[test]
+    fn the_refusal_memory_is_bounded() {
+        let mut s = SourceSlots::default();
+        let t0 = Instant::now();
+        for i in 0..MAX_REFUSED_TRACKED as u32 {
+            assert_eq!(s.refusal_to_log(IpAddr::from(i.to_be_bytes()), t0), Some(0));
+        }
+        // Full of fresh entries: a new address is refused without a line.
+        assert_eq!(s.refusal_to_log("192.0.2.1".parse().unwrap(), t0), None);
+        assert_eq!(s.refused.len(), MAX_REFUSED_TRACKED);
+        // Once they are stale, they make room.
+        assert_eq!(s.refusal_to_log("192.0.2.1".parse().unwrap(), t0 + REFUSED_LOG_EVERY), Some(0));
+        assert_eq!(s.refused.len(), 1);
+    }
+}

@@ -1,0 +1,337 @@
+//! The SSH decky's KEXINIT is the named release's: compared field by
+//! field with the real sshd of Debian 12 (the openssh-server package
+//! scripts/test.sh installs), equal to the generated lists for every
+//! release, negotiated by the real OpenSSH client for every algorithm it
+//! advertises, and reported by ssh-audit (PyPI) as the release itself.
+//!
+//! Everything runs on loopback ports the test opens.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use decnet_decky::listener::ServiceListener;
+use decnet_decky::persona::releases::{SshProduct, RELEASES};
+use decnet_decky::persona::Persona;
+use decnet_decky::services::ssh::algorithms;
+use decnet_decky::sink::LineSink;
+use decnet_decky::{DeckyContext, Limits};
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+/// A decky of `release` serving ssh on a loopback port, its host keys made.
+struct Decky {
+    rt: tokio::runtime::Runtime,
+    listener: Option<ServiceListener>,
+    port: u16,
+}
+
+impl Decky {
+    fn start(release: &str) -> Decky {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let name = format!("kex-{release}");
+        let persona = Persona::derive(&name, None, None, 1_700_000_000)
+            // The password the tests log in with works at once (the default
+            // policy wants a few attempts first, root not at all).
+            .with_overrides(&serde_json::json!({
+                "release": release,
+                "auth": { "accept_after": [1, 1], "credentials": [["root", "hunter2"]] },
+            }))
+            .unwrap();
+        let (listener, port) = rt.block_on(async {
+            let ctx: Arc<DeckyContext> =
+                DeckyContext::new(&name, persona, LineSink::detached(1024), Limits::default(), b"kexinit-test-seed");
+            ctx.host_keys.get().await.unwrap();
+            let l = ServiceListener::open(ctx, "ssh", "127.0.0.1:0".parse::<SocketAddr>().unwrap()).unwrap();
+            let port = l.addr.port();
+            (l, port)
+        });
+        Decky { rt, listener: Some(listener), port }
+    }
+}
+
+impl Drop for Decky {
+    fn drop(&mut self) {
+        if let Some(l) = self.listener.take() {
+            self.rt.block_on(l.close());
+        }
+    }
+}
+
+/// The real sshd of this machine on a loopback port, with the host keys
+/// a default install has (RSA, ECDSA, Ed25519, in sshd's load order).
+struct RealSshd {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RealSshd {
+    fn start() -> RealSshd {
+        assert!(Path::new(SSHD).exists(), "{SSHD} missing: scripts/test.sh installs openssh-server");
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut config = format!("Port {port}\nListenAddress 127.0.0.1\nUsePAM no\nPidFile none\n");
+        for t in ["rsa", "ecdsa", "ed25519"] {
+            let key = dir.path().join(format!("host_{t}"));
+            let ok = Command::new("ssh-keygen").args(["-q", "-t", t, "-N", "", "-f"]).arg(&key).status().unwrap();
+            assert!(ok.success());
+            config.push_str(&format!("HostKey {}\n", key.display()));
+        }
+        let cfg = dir.path().join("sshd_config");
+        std::fs::write(&cfg, config).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let child = Command::new(SSHD).arg("-D").arg("-f").arg(&cfg).stderr(Stdio::null()).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        RealSshd { child, port, _dir: dir }
+    }
+}
+
+impl Drop for RealSshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The banner and the ten name-lists of the server's KEXINIT, read raw.
+fn kexinit(port: u16) -> (String, Vec<String>) {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let banner = loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "closed before the banner");
+        if line.starts_with("SSH-") {
+            break line.trim_end().to_string();
+        }
+    };
+    (&stream).write_all(b"SSH-2.0-OpenSSH_9.2p1 kexinit-test\r\n").unwrap();
+    let mut head = [0u8; 5];
+    reader.read_exact(&mut head).unwrap();
+    let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let mut packet = vec![0u8; len - 1];
+    reader.read_exact(&mut packet).unwrap();
+    let payload = &packet[..len - 1 - head[4] as usize];
+    assert_eq!(payload[0], 20, "first packet is KEXINIT");
+    let mut off = 17;
+    let mut lists = Vec::new();
+    for _ in 0..10 {
+        let n = u32::from_be_bytes(payload[off..off + 4].try_into().unwrap()) as usize;
+        off += 4;
+        lists.push(String::from_utf8(payload[off..off + n].to_vec()).unwrap());
+        off += n;
+    }
+    (banner, lists)
+}
+
+/// HASSH of a server: MD5 of `kex;ciphers;macs;compression` (server to client).
+fn hassh_server(lists: &[String]) -> String {
+    let s = format!("{};{};{};{}", lists[0], lists[3], lists[5], lists[7]);
+    let out = Command::new("md5sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(s.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn debian_12_kexinit_is_the_real_sshd_s_field_by_field() {
+    let real = RealSshd::start();
+    let decky = Decky::start("debian-12");
+    let (real_banner, real_lists) = kexinit(real.port);
+    let (banner, lists) = kexinit(decky.port);
+    let fields = [
+        "kex",
+        "host key",
+        "cipher c2s",
+        "cipher s2c",
+        "mac c2s",
+        "mac s2c",
+        "comp c2s",
+        "comp s2c",
+        "lang c2s",
+        "lang s2c",
+    ];
+    for (i, field) in fields.iter().enumerate() {
+        assert_eq!(
+            lists[i], real_lists[i],
+            "{field}: decky vs real sshd (regenerate with scripts/gen-ssh-algorithms if the package moved)"
+        );
+    }
+    assert_eq!(banner, real_banner);
+    assert_eq!(hassh_server(&lists), hassh_server(&real_lists));
+}
+
+#[test]
+fn every_release_sends_its_generated_lists_and_so_its_own_hassh() {
+    let mut hasshes = std::collections::HashSet::new();
+    for r in RELEASES.iter().filter(|r| r.ssh == SshProduct::OpenSsh) {
+        let want = algorithms::lists(r.id).unwrap();
+        let decky = Decky::start(r.id);
+        let (banner, lists) = kexinit(decky.port);
+        assert_eq!(banner, r.ssh_banner);
+        assert_eq!(lists[0], want.kex.join(","), "{}", r.id);
+        assert_eq!(lists[1], want.host_key.join(","), "{}", r.id);
+        for (i, list) in [(2, &want.cipher), (3, &want.cipher), (4, &want.mac), (5, &want.mac)] {
+            assert_eq!(&lists[i], &list.join(","), "{} field {i}", r.id);
+        }
+        assert_eq!(lists[6], want.compression.join(","), "{}", r.id);
+        hasshes.insert(hassh_server(&lists));
+    }
+    // Releases of different OpenSSH lines differ, as real hosts do (no fleet-wide HASSH).
+    assert!(hasshes.len() >= 3, "{hasshes:?}");
+}
+
+/// Connect with the OpenSSH client forcing one algorithm; true when the
+/// key exchange finished and encrypted packets went both ways
+/// (`SERVICE_ACCEPT` is the server's first encrypted, MAC'd answer).
+fn client_negotiates(port: u16, option: &[&str], name: &str) -> (bool, String) {
+    let out = Command::new("ssh")
+        .args(["-vv", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+        .args(["-o", "ConnectTimeout=20", "-o", "PreferredAuthentications=none,password", "-p", &port.to_string()])
+        .args(option)
+        .args(["probe@127.0.0.1", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    let ok = log.contains("SSH2_MSG_SERVICE_ACCEPT received") && log.contains(name);
+    (ok, log)
+}
+
+#[test]
+fn the_openssh_client_negotiates_every_advertised_algorithm_when_forced() {
+    let mut done = std::collections::HashSet::new();
+    for r in RELEASES.iter().filter(|r| r.ssh == SshProduct::OpenSsh) {
+        let want = algorithms::lists(r.id).unwrap();
+        let mut todo: Vec<(&str, String)> = Vec::new();
+        for k in &want.kex {
+            if !k.starts_with("kex-strict-") && !k.starts_with("ext-info-") {
+                todo.push(("KexAlgorithms", k.clone()));
+            }
+        }
+        for k in &want.host_key {
+            todo.push(("HostKeyAlgorithms", k.clone()));
+        }
+        for c in &want.cipher {
+            todo.push(("Ciphers", c.clone()));
+        }
+        for m in &want.mac {
+            todo.push(("MACs", m.clone()));
+        }
+        todo.retain(|t| done.insert(t.clone()));
+        if todo.is_empty() {
+            continue;
+        }
+        let decky = Decky::start(r.id);
+        for (option, name) in todo {
+            // AEAD ciphers carry their own MAC, so a MAC is forced with a CTR cipher.
+            let mut args = vec!["-o".to_string(), format!("{option}={name}")];
+            if option == "MACs" {
+                args.extend(["-o".to_string(), "Ciphers=aes128-ctr".to_string()]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (ok, log) = client_negotiates(decky.port, &args, &name);
+            assert!(ok, "{}: {option}={name} did not negotiate:\n{log}", r.id);
+        }
+    }
+}
+
+#[test]
+fn zlib_at_openssh_com_compresses_an_authenticated_session() {
+    let decky = Decky::start("debian-12");
+    let out = Command::new("sshpass")
+        .args(["-p", "hunter2", "ssh", "-v", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+        .args(["-o", "Compression=yes", "-o", "PubkeyAuthentication=no", "-p", &decky.port.to_string()])
+        .args(["root@127.0.0.1", "echo compressed"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("sshpass is installed by scripts/test.sh");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("compression: zlib@openssh.com"), "{log}");
+    assert!(log.contains("Enabling compression"), "{log}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "compressed", "{log}");
+}
+
+fn ssh_audit(port: u16) -> serde_json::Value {
+    let out = Command::new("ssh-audit")
+        .args(["-j", "-p", &port.to_string(), "127.0.0.1"])
+        .output()
+        .expect("ssh-audit is installed from PyPI by scripts/test.sh");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("ssh-audit JSON: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// What ssh-audit says of a server, less what differs between two hosts
+/// of one release (the target, the key fingerprints) and the timings in
+/// its connection-rate note (it measures both as unthrottled; the rates
+/// vary from run to run).
+fn verdict(mut v: serde_json::Value) -> serde_json::Value {
+    let o = v.as_object_mut().unwrap();
+    o.remove("target");
+    o.remove("fingerprints");
+    if let Some(notes) = o.get_mut("additional_notes").and_then(|n| n.as_array_mut()) {
+        for note in notes {
+            let mut text: String =
+                note.as_str().unwrap().chars().map(|c| if c.is_ascii_digit() { '#' } else { c }).collect();
+            while text.contains("##") || text.contains("#.#") {
+                text = text.replace("#.#", "#").replace("##", "#");
+            }
+            *note = serde_json::Value::String(text);
+        }
+    }
+    v
+}
+
+#[test]
+fn ssh_audit_sees_the_debian_12_decky_exactly_as_the_real_sshd() {
+    let real = RealSshd::start();
+    let decky = Decky::start("debian-12");
+    let want = verdict(ssh_audit(real.port));
+    let got = verdict(ssh_audit(decky.port));
+    assert_eq!(got, want, "ssh-audit: decky\n{got:#}\nreal sshd\n{want:#}");
+}
+
+#[test]
+fn ssh_audit_names_each_release_and_lists_only_its_algorithms() {
+    for r in RELEASES.iter().filter(|r| r.ssh == SshProduct::OpenSsh) {
+        let want = algorithms::lists(r.id).unwrap();
+        let decky = Decky::start(r.id);
+        let report = ssh_audit(decky.port);
+        let software = r.ssh_banner.trim_start_matches("SSH-2.0-").split(' ').next().unwrap();
+        assert_eq!(report["banner"]["software"], software, "{}", r.id);
+        assert_eq!(report["banner"]["raw"], r.ssh_banner, "{}", r.id);
+        let names = |key: &str| -> Vec<String> {
+            report[key].as_array().unwrap().iter().map(|a| a["algorithm"].as_str().unwrap().to_string()).collect()
+        };
+        assert_eq!(names("kex"), want.kex, "{}", r.id);
+        assert_eq!(names("enc"), want.cipher, "{}", r.id);
+        assert_eq!(names("mac"), want.mac, "{}", r.id);
+        // Host keys: the RSA key is listed under each of its signature names.
+        assert_eq!(names("key"), want.host_key, "{}", r.id);
+        for key in report["key"].as_array().unwrap() {
+            if key["algorithm"].as_str().unwrap().contains("rsa") {
+                // ssh-keygen's RSA default became 3072 bits in OpenSSH 8.0.
+                let bits = if r.ssh_release.starts_with('7') { 2048 } else { 3072 };
+                assert_eq!(key["keysize"], bits, "{}: a default install's RSA host key", r.id);
+            }
+        }
+    }
+}
