@@ -199,6 +199,9 @@ pub struct AuthUser {
     /// Unix time the presented token expires (long-lived responses such
     /// as SSE streams end then, instead of outliving their credential).
     pub token_expires_at: i64,
+    /// Unix time the token was issued (an SSE stream ends when the
+    /// password changes after it; see `api::revocation`).
+    pub token_issued_at: i64,
 }
 
 impl AuthUser {
@@ -230,7 +233,12 @@ impl AuthUser {
         if user.password_changed_at.is_some_and(|changed| (claims.iat as f64) < changed.floor()) {
             return Err(ApiError::unauthorized("token predates a password change; log in again"));
         }
-        Ok(AuthUser { username: user.username, role: user.role, token_expires_at: claims.exp })
+        Ok(AuthUser {
+            username: user.username,
+            role: user.role,
+            token_expires_at: claims.exp,
+            token_issued_at: claims.iat,
+        })
     }
 }
 

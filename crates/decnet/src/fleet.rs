@@ -12,6 +12,10 @@
 //! services = ["mysql", "ssh"]   # explicit first shape
 //! interval = 10                 # overrides the default
 //! address = "127.1.0.2"         # where the native driver's listeners bind
+//!
+//! [decky.persona]               # any persona field, over the derived one
+//! release = "centos-7"
+//! cpu_count = 8
 //! ```
 //!
 //! The whole file is checked before anything is deployed: an unknown
@@ -39,6 +43,9 @@ pub struct DeckySpec {
     /// The decky's own IP address (native driver); `None` lets the driver
     /// assign one.
     pub address: Option<std::net::IpAddr>,
+    /// Persona fields that replace the derived ones (`[decky.persona]`),
+    /// as a JSON object; checked against a derived persona at load.
+    pub persona: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +82,7 @@ struct RawDecky {
     services: Option<Vec<Spanned<String>>>,
     interval: Option<Spanned<u32>>,
     address: Option<Spanned<String>>,
+    persona: Option<Spanned<toml::Table>>,
 }
 
 impl Fleet {
@@ -178,13 +186,22 @@ impl Fleet {
                     Some(ip)
                 }
             };
-            deckies.push(DeckySpec {
-                name,
-                archetype: d.archetype.map(Spanned::into_inner),
-                services,
-                interval_minutes,
-                address,
-            });
+            let archetype = d.archetype.map(Spanned::into_inner);
+            let persona = match d.persona {
+                None => None,
+                Some(table) => {
+                    let at = table.span().start;
+                    let value = serde_json::to_value(table.into_inner())
+                        .map_err(|e| invalid(at, format!("persona of decky {name:?}: {e}")))?;
+                    // Applied to a derived persona now, so a typo in a field
+                    // name or a wrong type is refused before anything deploys.
+                    crate::decky::Persona::derive(&name, archetype.as_deref(), address, 0)
+                        .with_overrides(&value)
+                        .map_err(|e| invalid(at, e.to_string()))?;
+                    Some(value)
+                }
+            };
+            deckies.push(DeckySpec { name, archetype, services, interval_minutes, address, persona });
         }
         Ok(Fleet { default_interval_minutes: default_interval, deckies })
     }

@@ -4,12 +4,10 @@
 
 pub mod api;
 pub mod auth;
-pub mod catalogue;
 pub mod cli;
 pub mod clusterer;
 pub mod collector;
 pub mod correlate;
-pub mod decky;
 pub mod events;
 pub mod federation;
 pub mod fleet;
@@ -20,6 +18,7 @@ pub mod mutator;
 pub mod prober;
 pub mod profiler;
 pub mod registry;
+pub mod rlimit;
 pub mod sniffer;
 pub mod state_dir;
 pub mod store;
@@ -29,3 +28,6 @@ pub mod topology;
 pub mod topology_events;
 
 pub use decnet_bus::paths as home;
+/// The attacker-facing side (personas, protocols, shell, line format) is
+/// its own crate so it can be fuzzed and reviewed without the server.
+pub use decnet_decky::{self as decky, catalogue};

@@ -9,7 +9,8 @@
 //! `{topic, type, ts, payload}`. The first event is `ready`, sent once the
 //! subscription is in place (or after a short grace when the bus is slow),
 //! so a client knows from when on it misses nothing. When the token the
-//! stream was opened with expires it sends `token_expired` and ends, like
+//! stream was opened with expires it sends `token_expired` and ends, and
+//! `revoked` when its user is deleted or changes role or password, like
 //! every stream ([`super::events::TokenExpiry`]).
 
 use std::convert::Infallible;
@@ -97,7 +98,7 @@ fn event_of(envelope: Envelope) -> Event {
     get, path = "/api/v1/attackers/stream", tag = "attackers", security(("bearer" = [])),
     params(("token" = Option<String>, Query, description = "Bearer token, for EventSource")),
     responses(
-        (status = 200, description = "text/event-stream: `ready`, then `attacker.*` events, `: keepalive` comments; `token_expired` and the end of the stream when the token expires", content_type = "text/event-stream", body = String),
+        (status = 200, description = "text/event-stream: `ready`, then `attacker.*` events, `: keepalive` comments; `token_expired` and the end of the stream when the token expires, `revoked` and the end when the user is deleted or changes role or password", content_type = "text/event-stream", body = String),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 429, description = "Too many open streams for this user", body = ErrorBody),
         (status = 500, description = "Database error", body = ErrorBody),
@@ -130,7 +131,7 @@ pub async fn stream(
         pattern,
         keepalive,
         shutdown: state.shutdown.clone(),
-        expiry: TokenExpiry::at(user.token_expires_at),
+        expiry: state.event_streams.credential_end(&user, &state.pool, &state.shutdown),
         _slot: slot,
     };
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {

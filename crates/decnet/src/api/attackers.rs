@@ -231,7 +231,7 @@ pub async fn list(
 }
 
 /// The path's IP in canonical form, or 400.
-fn parse_ip(raw: &str) -> Result<String, ApiError> {
+pub(crate) fn parse_ip(raw: &str) -> Result<String, ApiError> {
     raw.parse::<std::net::IpAddr>()
         .map(|ip| ip.to_string())
         .map_err(|_| ApiError::bad_request(format!("{raw:?} is not an IP address")))
@@ -286,7 +286,7 @@ pub async fn show(
     body["timeline"] = Value::Array(timeline);
 
     let credentials = sqlx::query(
-        "SELECT decky, service, username, secret_b64, attempts, first_seen, last_seen FROM credentials
+        "SELECT decky, service, username, secret_b64, secret_kind, attempts, first_seen, last_seen FROM credentials
          WHERE attacker_ip = ? ORDER BY first_seen LIMIT 1000",
     )
     .bind(&ip)
@@ -299,6 +299,7 @@ pub async fn show(
             "service": r.try_get::<String, _>("service")?,
             "username": r.try_get::<String, _>("username")?,
             "secret_b64": r.try_get::<String, _>("secret_b64")?,
+            "secret_kind": r.try_get::<String, _>("secret_kind")?,
             "attempts": r.try_get::<i64, _>("attempts")?,
             "first_seen": r.try_get::<f64, _>("first_seen")?,
             "last_seen": r.try_get::<f64, _>("last_seen")?,

@@ -13,9 +13,12 @@ pub async fn page() -> impl IntoResponse {
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
             // The page loads nothing from elsewhere; say so to the browser.
+            // 'self' scripts and styles are the vendored session player
+            // (api::assets), whose terminal emulator is WebAssembly.
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+                "default-src 'self'; script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval'; \
+                 style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
             ),
         ],
         PAGE,

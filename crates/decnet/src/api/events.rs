@@ -17,9 +17,11 @@
 //!    `status`, ...) with data `{topic, type, ts, payload}`;
 //! 4. sends a `: keepalive` comment every `keepalive` (15 s by default);
 //! 5. when the token it was opened with expires, sends `event: token_expired`
-//!    and ends: a stream must not keep delivering to a credential that
-//!    would be refused on any new request (the client logs in again and
-//!    reconnects).
+//!    and ends; when its user is deleted or changes role or password (say
+//!    `decnet user del` in another process), sends `event: revoked` and
+//!    ends within [`super::revocation::POLL`]: a stream must not keep
+//!    delivering to a credential that would be refused on any new request
+//!    (the client logs in again and reconnects).
 //!
 //! The bus never echoes an event to the connection that published it, and
 //! the API publishes on one shared connection, so the events the API itself
@@ -54,8 +56,9 @@ use tokio::sync::{broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::error::{ApiError, ApiPath, ErrorBody};
+use super::revocation::{Revocation, UserWatch};
 use super::state::AppState;
-use crate::auth::ViewerFromQuery;
+use crate::auth::{AuthUser, ViewerFromQuery};
 use crate::store::topology as store;
 use crate::topology_events::TopologyEvent;
 use decnet_bus::sdk::AppBus;
@@ -94,6 +97,8 @@ pub struct EventStreams {
     config: EventsConfig,
     open: Mutex<HashMap<String, usize>>,
     local: broadcast::Sender<Arc<Envelope>>,
+    /// Ends streams whose user is deleted or changes role or password.
+    users: UserWatch,
 }
 
 impl Default for EventStreams {
@@ -105,7 +110,7 @@ impl Default for EventStreams {
 impl EventStreams {
     pub fn new(config: EventsConfig) -> Self {
         let (local, _) = broadcast::channel(LOCAL_ECHO_CAPACITY);
-        EventStreams { config, open: Mutex::new(HashMap::new()), local }
+        EventStreams { config, open: Mutex::new(HashMap::new()), local, users: UserWatch::default() }
     }
 
     /// Deliver an event this process publishes to its own open streams
@@ -125,6 +130,17 @@ impl EventStreams {
 
     pub fn config(&self) -> &EventsConfig {
         &self.config
+    }
+
+    /// The end of `user`'s stream: when its token expires, or when the
+    /// user is deleted or changes role or password (whichever comes first).
+    pub(crate) fn credential_end(
+        &self,
+        user: &AuthUser,
+        pool: &SqlitePool,
+        shutdown: &CancellationToken,
+    ) -> TokenExpiry {
+        TokenExpiry::new(user.token_expires_at, self.users.revocation(user, pool, shutdown))
     }
 
     /// Streams `user` holds open right now.
@@ -223,12 +239,14 @@ struct Feed {
 
 /// The end of a stream's credential. Every SSE stream holds one: a stream
 /// must not keep delivering to a token that any new request would refuse,
-/// so when it fires the stream sends `event: token_expired` and ends (the
-/// client logs in again and reconnects). One type for every stream, so no
-/// stream can forget it.
+/// so when the token expires the stream sends `event: token_expired`, and
+/// when its user is deleted or changes role or password `event: revoked`,
+/// and ends (the client logs in again and reconnects). One type for every
+/// stream, so no stream can forget it.
 pub(crate) struct TokenExpiry {
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
-    /// The `token_expired` event went out; the stream ends next.
+    revocation: Revocation,
+    /// The closing event went out; the stream ends next.
     fired: bool,
 }
 
@@ -236,23 +254,30 @@ impl TokenExpiry {
     /// For a token valid until `expires_at` (unix seconds). The token was
     /// valid a moment ago, so this is in the future; the clamp only guards
     /// against a clock step.
-    pub(crate) fn at(expires_at: i64) -> TokenExpiry {
+    fn new(expires_at: i64, revocation: Revocation) -> TokenExpiry {
         let left = Duration::from_secs(expires_at.saturating_sub(crate::auth::unix_now()).max(0) as u64);
-        TokenExpiry { deadline: Box::pin(tokio::time::sleep(left)), fired: false }
+        TokenExpiry { deadline: Box::pin(tokio::time::sleep(left)), revocation, fired: false }
     }
 
-    /// Whether the stream already said `token_expired` and must end now.
+    /// Whether the stream already sent its closing event and must end now.
     pub(crate) fn has_fired(&self) -> bool {
         self.fired
     }
 
-    /// Waits for the expiry and gives the `token_expired` event to send.
-    /// Cancel-safe: the deadline lives in `self`, so a `select!` that picks
-    /// another branch loses nothing.
+    /// Waits for the expiry or the revocation and gives the event to send.
+    /// Cancel-safe: the deadline and the revocation's view live in `self`,
+    /// so a `select!` that picks another branch loses nothing.
     pub(crate) async fn expired(&mut self) -> Event {
-        self.deadline.as_mut().await;
+        let event = tokio::select! {
+            _ = self.deadline.as_mut() => {
+                Event::default().event("token_expired").data(r#"{"error":"token expired; log in again"}"#)
+            }
+            reason = self.revocation.revoked() => {
+                Event::default().event("revoked").data(json!({ "error": reason }).to_string())
+            }
+        };
         self.fired = true;
-        Event::default().event("token_expired").data(r#"{"error":"token expired; log in again"}"#)
+        event
     }
 }
 
@@ -377,7 +402,7 @@ pub(crate) async fn next_envelope(subscription: &mut Option<Subscription>) -> Op
         ("token" = Option<String>, Query, description = "Bearer token, for clients that cannot send headers (EventSource)"),
     ),
     responses(
-        (status = 200, description = "text/event-stream: `snapshot`, then every topology.<id>.> event named by its tail, `: keepalive` comments; `token_expired` and the end of the stream when the token expires", content_type = "text/event-stream", body = String),
+        (status = 200, description = "text/event-stream: `snapshot`, then every topology.<id>.> event named by its tail, `: keepalive` comments; `token_expired` and the end of the stream when the token expires, `revoked` and the end when the user is deleted or changes role or password", content_type = "text/event-stream", body = String),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 404, description = "No such topology", body = ErrorBody),
         (status = 429, description = "This user already holds the maximum of open event streams", body = ErrorBody),
@@ -423,7 +448,7 @@ pub async fn events(
         pattern,
         keepalive,
         shutdown: state.shutdown.clone(),
-        expiry: TokenExpiry::at(user.token_expires_at),
+        expiry: state.event_streams.credential_end(&user, &state.pool, &state.shutdown),
         _slot: slot,
     };
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {

@@ -28,7 +28,7 @@ pub async fn list(
     RequireViewer(_viewer): RequireViewer,
 ) -> Result<Json<Value>, ApiError> {
     let rows = sqlx::query(
-        "SELECT name, archetype, services, interval_minutes, last_mutated, deployed, address
+        "SELECT name, archetype, services, interval_minutes, last_mutated, deployed, address, serving
          FROM fleet_deckies ORDER BY deployed DESC, name",
     )
     .fetch_all(&state.pool)
@@ -57,6 +57,8 @@ pub async fn list(
             "last_mutated": r.try_get::<Option<f64>, _>("last_mutated")?,
             "interval_minutes": r.try_get::<i64, _>("interval_minutes")?,
             "mutations": mutations,
+            // null: the mutator has not opened it yet; "ok"; or why it cannot.
+            "serving": r.try_get::<Option<String>, _>("serving")?,
         }));
     }
     Ok(Json(json!({ "deckies": deckies })))

@@ -10,6 +10,16 @@
 //! address), per address and per user in fixed one-minute windows; past a
 //! threshold the answer is a cheap 429 with `Retry-After`, without hashing.
 //!
+//! Whose lockout each count is: the per-(user, address) and per-address
+//! counts only ever hold back the address that failed. The per-user count
+//! (distributed guessing: many addresses, a few tries each) would, on its
+//! own, let anyone lock the real admin out by failing 20 times from 20
+//! addresses. So it never applies to an address this user has logged in
+//! from successfully (kept in a bounded map for [`TRUST_FOR`]): the
+//! attacker's fresh addresses are held back, the operator's own is not.
+//! An operator at an address with no successful login since the API
+//! started waits out the window like anyone else.
+//!
 //! The throttle's maps are bounded: when full, expired windows are dropped
 //! first and then the oldest one, so a flood of distinct addresses costs a
 //! bounded amount of memory (at worst it forgets the oldest offender).
@@ -20,6 +30,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// How long a successful login exempts its (user, address) from the
+/// per-user count.
+pub const TRUST_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Settings fixed at start (`decnet api` flags).
 #[derive(Debug, Clone)]
@@ -57,7 +71,8 @@ pub struct ThrottleConfig {
     pub per_user_addr: u32,
     /// Failures from one address, any user names (password spraying).
     pub per_addr: u32,
-    /// Failures for one user name, any addresses (distributed guessing).
+    /// Failures for one user name, any addresses (distributed guessing);
+    /// never applied to an address the user has logged in from.
     pub per_user: u32,
     /// Entries each map may hold.
     pub max_tracked: usize,
@@ -129,6 +144,29 @@ struct Counters {
     user_addr: Counter<(String, IpAddr)>,
     addr: Counter<IpAddr>,
     user: Counter<String>,
+    /// (user, address) pairs with a successful login, and when it was.
+    trusted: HashMap<(String, IpAddr), Instant>,
+}
+
+impl Counters {
+    fn is_trusted(&self, user: &str, addr: Option<IpAddr>, now: Instant) -> bool {
+        addr.and_then(|a| self.trusted.get(&(user.to_owned(), a))).is_some_and(|at| *at + TRUST_FOR > now)
+    }
+
+    fn trust(&mut self, user: &str, addr: IpAddr, now: Instant, max: usize) {
+        let key = (user.to_owned(), addr);
+        if !self.trusted.contains_key(&key) && self.trusted.len() >= max {
+            self.trusted.retain(|_, at| *at + TRUST_FOR > now);
+            if self.trusted.len() >= max {
+                // Only successful logins land here, so this is a map of
+                // real operators: forgetting the least recent is harmless.
+                if let Some(oldest) = self.trusted.iter().min_by_key(|(_, at)| **at).map(|(k, _)| k.clone()) {
+                    self.trusted.remove(&oldest);
+                }
+            }
+        }
+        self.trusted.insert(key, now);
+    }
 }
 
 /// The failed-login throttle.
@@ -144,6 +182,7 @@ impl LoginThrottle {
             user_addr: Counter::new(config.per_user_addr),
             addr: Counter::new(config.per_addr),
             user: Counter::new(config.per_user),
+            trusted: HashMap::new(),
         };
         LoginThrottle { config, counters: Mutex::new(counters) }
     }
@@ -155,7 +194,8 @@ impl LoginThrottle {
         let now = Instant::now();
         let window = self.config.window;
         let c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        let by_user = c.user.blocked_for(&user.to_owned(), now, window);
+        let by_user =
+            if c.is_trusted(user, addr, now) { None } else { c.user.blocked_for(&user.to_owned(), now, window) };
         let by_addr = addr.and_then(|a| {
             let pair = c.user_addr.blocked_for(&(user.to_owned(), a), now, window);
             let any = c.addr.blocked_for(&a, now, window);
@@ -177,20 +217,21 @@ impl LoginThrottle {
     }
 
     /// A successful login forgets that pair's failures (a user who mistyped
-    /// twice and then got it right starts afresh). The per-address and
-    /// per-user windows stay: success on one account does not excuse
-    /// spraying others.
+    /// twice and then got it right starts afresh) and exempts the pair from
+    /// the per-user count from now on. The per-address and per-user windows
+    /// stay: success on one account does not excuse spraying others.
     pub fn succeed(&self, user: &str, addr: Option<IpAddr>) {
         if let Some(a) = addr {
             let mut c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
             c.user_addr.map.remove(&(user.to_owned(), a));
+            c.trust(user, a, Instant::now(), self.config.max_tracked);
         }
     }
 
     /// Entries held across the three maps (for tests of the bound).
     pub fn tracked(&self) -> usize {
         let c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        c.user_addr.len() + c.addr.len() + c.user.len()
+        c.user_addr.len() + c.addr.len() + c.user.len() + c.trusted.len()
     }
 }
 
@@ -275,6 +316,32 @@ mod tests {
         }
         assert!(t.check("fresh", ip("10.0.0.9")).is_some());
         assert!(t.check("fresh", ip("10.0.0.8")).is_none());
+    }
+
+    #[test]
+    fn failures_from_many_addresses_never_lock_out_an_address_that_logged_in() {
+        let t = LoginThrottle::new(ThrottleConfig::default());
+        t.succeed("admin", ip("10.9.9.9"));
+        for i in 0..40 {
+            t.fail("admin", Some(IpAddr::from(std::net::Ipv4Addr::from(0x0a01_0000 + i))));
+        }
+        assert!(t.check("admin", ip("10.9.9.9")).is_none(), "the admin's own address is not held back");
+        assert!(t.check("admin", ip("10.2.0.1")).is_some(), "a fresh address is");
+        // The address's own failures still count against it.
+        for _ in 0..5 {
+            t.fail("admin", ip("10.9.9.9"));
+        }
+        assert!(t.check("admin", ip("10.9.9.9")).is_some());
+    }
+
+    #[test]
+    fn trusted_pairs_stay_bounded() {
+        let cfg = ThrottleConfig { max_tracked: 50, ..ThrottleConfig::default() };
+        let t = LoginThrottle::new(cfg);
+        for i in 0..1_000u32 {
+            t.succeed("admin", Some(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i))));
+        }
+        assert!(t.tracked() <= 50, "{}", t.tracked());
     }
 
     #[test]

@@ -9,7 +9,10 @@
 //! throttled per (user, address), per address and per user (see
 //! [`super::limits`]): a throttled attempt is a 429 with `Retry-After`,
 //! answered before any hashing, so guessing costs the attacker time and
-//! the server almost nothing.
+//! the server almost nothing. Throttling never holds back an address the
+//! user has logged in from because of failures from other addresses.
+//!
+//! The token answer carries `Cache-Control: no-store`.
 
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
@@ -64,7 +67,7 @@ pub async fn login(
     State(state): State<AppState>,
     PeerIp(peer): PeerIp,
     ApiJson(req): ApiJson<LoginRequest>,
-) -> Result<Json<LoginResponse>, Response> {
+) -> Result<(NoStore, Json<LoginResponse>), Response> {
     let guard = &state.login_guard;
     if let Some(wait) = guard.throttle.check(&req.username, peer) {
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
@@ -100,12 +103,26 @@ pub async fn login(
     let (token, claims) =
         state.jwt.issue(&user.username, user.role).map_err(|e| ApiError::internal(e.to_string()).into_response())?;
     tracing::info!(username = %user.username, role = %user.role, "login");
-    Ok(Json(LoginResponse {
-        access_token: token,
-        token_type: "bearer".into(),
-        role: user.role,
-        expires_at: claims.exp,
-    }))
+    let body =
+        LoginResponse { access_token: token, token_type: "bearer".into(), role: user.role, expires_at: claims.exp };
+    Ok((NoStore, Json(body)))
+}
+
+/// `Cache-Control: no-store` (and HTTP/1.0's `Pragma: no-cache`): a bearer
+/// token must not be kept by a browser cache or a proxy (RFC 6749 §5.1).
+pub struct NoStore;
+
+impl axum::response::IntoResponseParts for NoStore {
+    type Error = std::convert::Infallible;
+
+    fn into_response_parts(
+        self,
+        mut res: axum::response::ResponseParts,
+    ) -> Result<axum::response::ResponseParts, Self::Error> {
+        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        Ok(res)
+    }
 }
 
 fn retry_after(err: ApiError, secs: u64) -> Response {

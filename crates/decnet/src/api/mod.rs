@@ -7,6 +7,8 @@
 //! is tested is what runs. Each route group lives in its own file and
 //! contributes its OpenAPI fragment to [`openapi`].
 
+pub mod artifacts;
+pub mod assets;
 pub mod attacker_events;
 pub mod attackers;
 pub mod dashboard;
@@ -16,7 +18,9 @@ pub mod fleet;
 pub mod limits;
 pub mod login;
 pub mod logs;
+pub mod recordings;
 pub mod redact;
+pub mod revocation;
 pub mod serve;
 pub mod state;
 pub mod topologies;
@@ -34,7 +38,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
 pub use error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
-pub use state::{ApiConfig, AppState};
+pub use state::{ApiConfig, AppState, EvidenceDirs};
 
 /// Largest request body accepted; the API takes small JSON documents only.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -48,6 +52,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(dashboard::page))
+        .route("/static/asciinema-player.js", get(assets::player_js))
+        .route("/static/asciinema-player.css", get(assets::player_css))
         .route("/api/v1/health", get(health))
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/api/v1/auth/login", post(login::login))
@@ -63,6 +69,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/attackers", get(attackers::list))
         .route("/api/v1/attackers/stream", get(attacker_events::stream))
         .route("/api/v1/attackers/{ip}", get(attackers::show))
+        .route("/api/v1/attackers/{ip}/artifacts", get(artifacts::for_attacker))
+        .route("/api/v1/attackers/{ip}/sessions", get(recordings::for_attacker))
+        .route("/api/v1/artifacts/{sha256}", get(artifacts::download))
+        .route("/api/v1/recordings/{sid}", get(recordings::cast))
         .route("/api/v1/identities", get(attackers::identities))
         .route("/api/v1/logs", get(logs::list))
         .route("/api/v1/fleet", get(fleet::list))
@@ -189,6 +199,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(events::EventsDoc::openapi());
     doc.merge(attackers::AttackersDoc::openapi());
     doc.merge(attacker_events::AttackerEventsDoc::openapi());
+    doc.merge(artifacts::ArtifactsDoc::openapi());
+    doc.merge(recordings::RecordingsDoc::openapi());
     doc.merge(logs::LogsDoc::openapi());
     doc.merge(fleet::FleetDoc::openapi());
     doc

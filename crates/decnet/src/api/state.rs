@@ -5,6 +5,7 @@
 //! request. Later route groups (topologies, SSE) use the same state.
 
 use sqlx::SqlitePool;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +30,25 @@ impl Default for ApiConfig {
     }
 }
 
+/// Where the deckies keep what they captured: the API serves artifacts
+/// and session recordings from these folders only.
+#[derive(Debug, Clone)]
+pub struct EvidenceDirs {
+    /// Quarantined files, one per SHA-256 (`<dir>/<sha256>`).
+    pub artifacts: PathBuf,
+    /// Session recordings (`<dir>/<decky>/<sid>.cast`).
+    pub recordings: PathBuf,
+}
+
+impl EvidenceDirs {
+    /// `$DECNET_HOME/artifacts` and `$DECNET_HOME/recordings`, where the
+    /// deckies put them by default.
+    pub fn in_home() -> Self {
+        let home = decnet_bus::paths::decnet_home();
+        EvidenceDirs { artifacts: home.join("artifacts"), recordings: home.join("recordings") }
+    }
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub pool: SqlitePool,
@@ -49,6 +69,8 @@ pub struct AppState {
     pub limits: Arc<ApiLimits>,
     /// The hashing semaphore and failed-login throttle built from `limits`.
     pub login_guard: Arc<LoginGuard>,
+    /// The artifacts and recordings folders.
+    pub evidence: Arc<EvidenceDirs>,
 }
 
 impl AppState {
@@ -71,7 +93,14 @@ impl AppState {
             event_streams: Arc::new(EventStreams::default()),
             limits: Arc::new(ApiLimits::default()),
             login_guard: Arc::new(LoginGuard::new(&ApiLimits::default())),
+            evidence: Arc::new(EvidenceDirs::in_home()),
         }
+    }
+
+    /// The same state serving artifacts and recordings from `dirs`.
+    pub fn with_evidence(mut self, dirs: EvidenceDirs) -> Self {
+        self.evidence = Arc::new(dirs);
+        self
     }
 
     /// The same state with `limits` instead of the defaults.

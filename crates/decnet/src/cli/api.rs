@@ -52,6 +52,14 @@ pub struct ApiArgs {
     /// Do not run the ingester in this process (e.g. `decnet ingest` runs apart).
     #[arg(long)]
     pub no_ingest: bool,
+    /// The deckies' quarantine folder, whose files admins download
+    /// (default: `$DECNET_HOME/artifacts`).
+    #[arg(long, env = "DECNET_ARTIFACTS_DIR")]
+    pub artifacts_dir: Option<PathBuf>,
+    /// The deckies' session recordings, which the dashboard replays; no
+    /// file outside it is served (default: `$DECNET_HOME/recordings`).
+    #[arg(long, env = "DECNET_RECORDINGS_DIR")]
+    pub recordings_dir: Option<PathBuf>,
     /// TCP connections served at once; one more gets a 503 and is closed.
     #[arg(long, env = "DECNET_API_MAX_CONNECTIONS", default_value_t = ApiLimits::default().max_connections)]
     pub max_connections: usize,
@@ -164,7 +172,11 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
         ApiConfig { heartbeat_interval },
     )
     .with_events(events)
-    .with_limits(limits);
+    .with_limits(limits)
+    .with_evidence(api::EvidenceDirs {
+        artifacts: args.artifacts_dir.clone().unwrap_or_else(|| home.join("artifacts")),
+        recordings: args.recordings_dir.clone().unwrap_or_else(|| home.join("recordings")),
+    });
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;

@@ -17,9 +17,26 @@ use crate::collector::{docker, Collector, CollectorConfig, DEFAULT_LISTEN, DEFAU
 #[derive(Debug, Clone, clap::Args)]
 pub struct CollectorArgs {
     /// Address for syslog over UDP and TCP (RFC 5424; TCP with RFC 6587
-    /// octet counting or LF framing).
+    /// octet counting or LF framing), for network sources.
     #[arg(long, env = "DECNET_COLLECTOR_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+    /// The deckies' UNIX socket (mode 0660; lines on it are trusted).
+    /// Default: `$DECNET_HOME/collector.sock`.
+    #[arg(long, env = "DECNET_COLLECTOR_SOCKET")]
+    pub unix_socket: Option<PathBuf>,
+    /// Do not open the UNIX socket.
+    #[arg(long)]
+    pub no_unix: bool,
+    /// Network senders the UDP/TCP listener accepts (CIDR or address,
+    /// comma-separated or repeated); others are refused and counted.
+    #[arg(long, env = "DECNET_COLLECTOR_ALLOW", value_delimiter = ',', default_values_t = ["127.0.0.0/8".to_string(), "::1/128".to_string()])]
+    pub allow: Vec<String>,
+    /// Network senders trusted to speak for deckies (CIDR or address);
+    /// lines from other network senders are stored with
+    /// `ingest_trusted=false` and make no attackers. Default: none (the
+    /// deckies of this host use the UNIX socket).
+    #[arg(long, env = "DECNET_COLLECTOR_TRUST_NETWORK", value_delimiter = ',')]
+    pub trust_network: Vec<String>,
     /// Raw ingest log (default: `$DECNET_HOME/ingest.log`); parsed records
     /// go to the same path plus `.json`.
     #[arg(long = "ingest-log", env = "DECNET_INGEST_LOG_FILE")]
@@ -35,6 +52,19 @@ pub struct CollectorArgs {
     /// Lines buffered between the receivers and the writer.
     #[arg(long, env = "DECNET_COLLECTOR_QUEUE", default_value_t = 8192)]
     pub queue: usize,
+    /// Bytes buffered between the receivers and the writer, in total.
+    #[arg(long, env = "DECNET_COLLECTOR_QUEUE_BYTES", default_value_t = crate::collector::budget::DEFAULT_QUEUE_BYTES)]
+    pub queue_bytes: usize,
+    /// Bytes of that one sender may hold (its fair share).
+    #[arg(long, env = "DECNET_COLLECTOR_QUEUE_BYTES_PER_SOURCE",
+          default_value_t = crate::collector::budget::DEFAULT_QUEUE_BYTES_PER_SOURCE)]
+    pub queue_bytes_per_source: usize,
+    /// Size at which the raw ingest log is rotated (`<log>.1`, …).
+    #[arg(long, env = "DECNET_COLLECTOR_RAW_LOG_MAX_BYTES", default_value_t = crate::collector::raw_budget::DEFAULT_MAX_BYTES)]
+    pub raw_log_max_bytes: u64,
+    /// Rotated raw logs kept (the oldest is deleted).
+    #[arg(long, env = "DECNET_COLLECTOR_RAW_LOG_KEEP", default_value_t = crate::collector::raw_budget::DEFAULT_KEEP)]
+    pub raw_log_keep: usize,
     /// Open TCP connections allowed in total.
     #[arg(long, env = "DECNET_COLLECTOR_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
@@ -77,6 +107,29 @@ impl CollectorArgs {
         let log = self.ingest_log.clone().unwrap_or_else(crate::events::default_ingest_log_path);
         let mut c = CollectorConfig::new(self.listen, log);
         c.udp = !self.no_udp;
+        c.unix_socket = match self.no_unix {
+            true => None,
+            false => Some(self.unix_socket.clone().unwrap_or_else(crate::collector::default_socket_path)),
+        };
+        let networks = |flag: &str, values: &[String]| -> anyhow::Result<crate::collector::Networks> {
+            let nets = values
+                .iter()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| crate::collector::access::parse_network(v))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+            Ok(crate::collector::Networks(nets))
+        };
+        c.allow = networks("--allow", &self.allow)?;
+        c.trust_networks = networks("--trust-network", &self.trust_network)?;
+        c.queue_bytes = self.queue_bytes;
+        c.queue_bytes_per_source = self.queue_bytes_per_source;
+        anyhow::ensure!(
+            self.raw_log_max_bytes > 0 && self.raw_log_keep > 0,
+            "--raw-log-max-bytes and --raw-log-keep must be positive"
+        );
+        c.raw_log_max_bytes = self.raw_log_max_bytes;
+        c.raw_log_keep = self.raw_log_keep;
         c.noise_apps = self.noise_apps.clone();
         c.max_line = self.max_line_bytes;
         c.queue = self.queue;

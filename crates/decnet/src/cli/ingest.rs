@@ -48,9 +48,12 @@ pub fn ingest_extra(s: &IngestStats) -> serde_json::Map<String, serde_json::Valu
     for (k, v) in [
         ("rows", &s.rows),
         ("credentials_new", &s.credentials_new),
+        ("artifacts_new", &s.artifacts_new),
+        ("recordings_new", &s.recordings_new),
         ("bad_lines", &s.bad_lines),
         ("batches", &s.batches),
         ("conflicts", &s.conflicts),
+        ("gaps", &*s.gaps),
     ] {
         m.insert(k.into(), v.load(Relaxed).into());
     }

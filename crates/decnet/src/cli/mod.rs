@@ -28,6 +28,7 @@ pub mod profiler;
 pub mod pubsub;
 pub mod sniffer;
 pub mod teardown;
+pub mod terminal;
 pub mod up;
 pub mod user;
 pub mod workers;
@@ -100,10 +101,17 @@ pub enum Command {
     Forwarder(logship::ForwarderArgs),
 }
 
-/// Log to stderr; `RUST_LOG` (e.g. `debug`, `decnet_bus=trace`) overrides the default `info`.
+/// Log to stderr; `RUST_LOG` (e.g. `debug`, `decnet_bus=trace`) overrides
+/// the default `info`. async-nats is held to warnings unless `RUST_LOG`
+/// names it: it logs every client event at info, one line per message a
+/// full subscription drops (56,798 lines in one overload run, issue 25);
+/// the NATS bridge logs connects, disconnects and one line per burst of
+/// losses itself.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let spec = if spec.contains("async_nats") { spec } else { format!("{spec},async_nats=warn") };
+    let filter = tracing_subscriber::EnvFilter::try_new(&spec)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
     use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

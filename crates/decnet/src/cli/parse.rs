@@ -1,8 +1,10 @@
 //! `decnet parse`: syslog lines on stdin → the collector's parsed records
 //! as JSON lines on stdout, so an operator can check what decnet will make
 //! of their own services' logs before pointing them at the collector.
-//! Lines that are not RFC 5424 are reported on stderr with their number;
-//! the exit status is non-zero when there was any.
+//! Lines that are neither RFC 5424 nor BSD syslog (RFC 3164) are reported
+//! on stderr with their number; the exit status is non-zero when there was
+//! any. Control and bidi characters in the output are JSON escapes (see
+//! [`super::terminal`]).
 
 use std::io::{BufRead, Write};
 
@@ -26,7 +28,7 @@ fn parse_stdin() -> anyhow::Result<()> {
         total += 1;
         match crate::collector::parse_record(&line, now) {
             Ok(record) => {
-                serde_json::to_writer(&mut out, &record)?;
+                out.write_all(super::terminal::json_line(&record)?.as_bytes())?;
                 out.write_all(b"\n")?;
             }
             Err(e) => {
@@ -38,7 +40,7 @@ fn parse_stdin() -> anyhow::Result<()> {
     }
     out.flush()?;
     if bad > 0 {
-        anyhow::bail!("{bad} of {total} lines are not RFC 5424");
+        anyhow::bail!("{bad} of {total} lines are not syslog (RFC 5424 or RFC 3164)");
     }
     Ok(())
 }

@@ -93,7 +93,9 @@ pub async fn run_sub(args: SubArgs) -> anyhow::Result<()> {
         let Some(env) = next else {
             anyhow::bail!("the bus closed the subscription");
         };
-        let line = serde_json::to_string(&env)?;
+        // Attacker text (usernames, SNI, …) arrives in payloads: nothing in
+        // it may act on the terminal.
+        let line = super::terminal::json_line(&env)?;
         if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
             break; // stdout closed (e.g. piped into `head`)
         }

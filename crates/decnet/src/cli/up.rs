@@ -23,7 +23,10 @@ use crate::supervisor::{supervise, ChildSpec};
 pub const DEMO_FLEET: &str = r#"# decnet demo fleet, deployed by `decnet up` on first start.
 # Each decky has its own loopback address (the native driver's listeners
 # bind there), starts with the services listed and then rotates through its
-# archetype's pool every `interval` minutes.
+# archetype's pool every `interval` minutes, one service at a time and only
+# among the services decnet serves natively (each persona, the host a decky
+# claims to be, is derived from its name and archetype; override any of its
+# fields in a [decky.persona] table).
 interval = 5
 
 [[decky]]
@@ -35,13 +38,13 @@ address = "127.1.0.1"
 [[decky]]
 name = "ws-finance"
 archetype = "windows-workstation"
-services = ["http", "smb", "rdp"]
+services = ["http"]
 address = "127.1.0.2"
 
 [[decky]]
 name = "db-02"
 archetype = "database-host"
-services = ["ssh", "mysql"]
+services = ["ssh"]
 address = "127.1.0.3"
 
 [[decky]]
@@ -92,11 +95,27 @@ pub struct UpArgs {
     /// reads every packet on the interface.
     #[arg(long, env = "DECNET_UP_SNIFFER")]
     pub sniffer: bool,
+    /// Native driver: folder of the shell sessions' asciicast recordings
+    /// (default: $DECNET_HOME/recordings).
+    #[arg(long, env = "DECNET_RECORDINGS_DIR")]
+    pub recordings_dir: Option<PathBuf>,
+    /// Native driver: do not record shell sessions.
+    #[arg(long, env = "DECNET_NO_RECORDINGS")]
+    pub no_recordings: bool,
+    /// Deckies on a real LAN (each its own namespace, MAC and address;
+    /// needs CAP_NET_ADMIN). The demo fleet then takes its addresses from
+    /// --lan-range.
+    #[command(flatten)]
+    pub lan: super::mutator::LanArgs,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // Children get the driver back as its command-line name.
     let driver = clap::ValueEnum::to_possible_value(&args.driver).map(|v| v.get_name().to_string()).unwrap_or_default();
+    let lan = args.lan.lan()?;
+    if lan.is_some() && args.lan.lan_range.is_none() && !args.no_demo {
+        anyhow::bail!("--lan-parent needs --lan-range for the demo fleet's addresses (or --no-demo)");
+    }
     let home = crate::state_dir::prepare_home()?;
     // Held for the whole run: a second `up`, `mutator` or `api` on this
     // home is refused; our own children find them held by their parent.
@@ -128,17 +147,56 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         _ => 0,
     };
     let port_offset_text = port_offset.to_string();
-    // One address for both ends: the collector listens where the deckies send.
+    // The deckies ship over the collector's UNIX socket (the trusted path,
+    // see docs/collector.md); its UDP/TCP listener is for network sources.
     let collector_addr =
         std::env::var("DECNET_COLLECTOR_LISTEN").unwrap_or_else(|_| crate::collector::DEFAULT_LISTEN.into());
+    let collector_socket = std::env::var_os("DECNET_COLLECTOR_SOCKET")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| home.join(crate::collector::SOCKET_NAME));
+    let recordings = args.recordings_dir.clone().unwrap_or_else(|| home.join("recordings"));
+    let no_recordings = args.no_recordings.to_string();
+    // The LAN placement reaches the mutator and one-shot commands as the
+    // environment their flags read.
+    let lan_env: Vec<(&str, String)> = match &args.lan.lan_parent {
+        Some(parent) => {
+            let mut v = vec![
+                ("DECNET_LAN_PARENT", parent.clone()),
+                ("DECNET_LAN_PREFIX", args.lan.lan_prefix.to_string()),
+                (
+                    "DECNET_LAN_MODE",
+                    clap::ValueEnum::to_possible_value(&args.lan.lan_mode)
+                        .map(|v| v.get_name().to_string())
+                        .unwrap_or_default(),
+                ),
+            ];
+            if let Some((first, last)) = args.lan.lan_range {
+                v.push(("DECNET_LAN_RANGE", format!("{first}-{last}")));
+            }
+            if let Some(gw) = args.lan.lan_gateway {
+                v.push(("DECNET_LAN_GATEWAY", gw.to_string()));
+            }
+            v
+        }
+        None => Vec::new(),
+    };
+    let artifacts = home.join("artifacts");
     let env = |spec: ChildSpec| {
+        let spec = lan_env.iter().fold(spec, |spec, (k, v)| spec.env(k, v));
         spec.env("DECNET_HOME", &home)
+            // The quarantine under the home, and fetching off: what an
+            // attacker downloads is only recorded unless an operator runs
+            // the mutator with --fetch and a policy.
+            .env("DECNET_ARTIFACTS_DIR", &artifacts)
+            .env("DECNET_FETCH", "false")
+            .env("DECNET_RECORDINGS_DIR", &recordings)
+            .env("DECNET_NO_RECORDINGS", &no_recordings)
             .env("DECNET_NATIVE_PORT_OFFSET", &port_offset_text)
             .env("DECNET_BUS_SOCKET", &socket)
             .env("DECNET_DB", &db)
             .env("DECNET_INGEST_LOG_FILE", &ingest)
             .env("DECNET_COLLECTOR_LISTEN", &collector_addr)
-            .env("DECNET_COLLECTOR_ADDR", &collector_addr)
+            .env("DECNET_COLLECTOR_SOCKET", &collector_socket)
     };
     // The API starts after the bus and so misses its first heartbeat: a
     // 2 s period shows the bus `ok` on the dashboard at once instead of
@@ -148,8 +206,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // A shorter heartbeat than production's 30 s, so the dashboard shows a
     // restarted mutator within seconds in development.
     let mutator = env(ChildSpec::this_binary("mutator", &["mutator", "--driver", &driver, "--heartbeat-secs", "10"])?);
-    // The syslog collector the deckies send to (DECNET_COLLECTOR_LISTEN,
-    // default 127.0.0.1:5514); the API's ingester stores what it writes.
+    // The syslog collector the deckies send to (its UNIX socket; network
+    // syslog on DECNET_COLLECTOR_LISTEN, default 127.0.0.1:5514); the API's
+    // ingester stores what it writes.
     let collector = env(ChildSpec::this_binary("collector", &["collector", "--heartbeat-secs", "10"])?);
     // The profiler and clusterer turn collected logs into attackers and
     // identities for the dashboard (same short heartbeat, for the same reason).
@@ -178,18 +237,27 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     if first_start && !args.no_demo {
         let fleet_file = home.join("demo-fleet.toml");
-        std::fs::write(&fleet_file, DEMO_FLEET)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", fleet_file.display()))?;
+        // On a LAN the demo deckies take addresses from its range.
+        let demo: String = if lan.is_some() {
+            DEMO_FLEET.lines().filter(|l| !l.starts_with("address =")).map(|l| format!("{l}\n")).collect()
+        } else {
+            DEMO_FLEET.to_string()
+        };
+        std::fs::write(&fleet_file, demo).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", fleet_file.display()))?;
         let status = tokio::process::Command::new(std::env::current_exe()?)
             .arg("deploy")
             .arg("--config")
             .arg(&fleet_file)
+            // `up` starts its mutator after this deploy: nothing to wait for.
+            .arg("--wait-secs")
+            .arg("0")
             .arg("--driver")
             .arg(&driver)
             .env("DECNET_HOME", &home)
             .env("DECNET_BUS_SOCKET", &socket)
             .env("DECNET_DB", &db)
             .env("DECNET_INGEST_LOG_FILE", &ingest)
+            .envs(lan_env.iter().map(|(k, v)| (*k, v.as_str())))
             .status()
             .await?;
         if !status.success() {
@@ -224,7 +292,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     println!("  bus socket:        {}   (try: decnet sub 'decky.>')", socket.display());
     println!("  ingest log:        {}", ingest.display());
-    println!("  syslog collector:  udp+tcp {collector_addr}");
+    println!(
+        "  syslog collector:  {} (deckies), udp+tcp {collector_addr} (network, untrusted)",
+        collector_socket.display()
+    );
     if !sense_names.is_empty() {
         println!(
             "  fingerprinting:    {}   (try: decnet sub 'decky.*.traffic' 'attacker.fingerprinted')",

@@ -1,11 +1,12 @@
 //! `decnet user`: manage the control plane's users (directly in the
 //! database, so the first admin can be created before the API runs).
 //!
-//! `add`, `list`, `passwd` and `del`. Every password set here must have at
+//! `add`, `list`, `passwd`, `role` and `del`. Every password set here must have at
 //! least `--min-password-length` characters (12 by default): the API
 //! throttles online guessing, but a short password falls quickly offline
 //! to anyone who gets a copy of the database. `passwd` also revokes the
-//! user's existing tokens; `del` refuses to remove the last admin unless
+//! user's existing tokens; `role` and `del` end the user's open event
+//! streams in a running API within a fraction of a second; `del` refuses to remove the last admin unless
 //! forced, since nobody could then stop or start workers.
 
 use std::io::{IsTerminal, Read};
@@ -29,6 +30,8 @@ pub enum UserCommand {
     List(DbArgs),
     /// Set a user's password (read like `add`'s) and revoke their tokens.
     Passwd(UserPasswdArgs),
+    /// Change a user's role; their open event streams end.
+    Role(UserRoleArgs),
     /// Delete a user; their tokens stop working at once.
     Del(UserDelArgs),
 }
@@ -68,6 +71,18 @@ pub struct UserPasswdArgs {
     pub db: DbArgs,
     #[command(flatten)]
     pub policy: PolicyArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UserRoleArgs {
+    pub name: String,
+    #[arg(long, value_parser = parse_role)]
+    pub role: Role,
+    /// Demote even the last admin.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -145,6 +160,7 @@ pub async fn run(args: UserArgs) -> anyhow::Result<()> {
         UserCommand::Add(add) => add_user(add).await,
         UserCommand::List(db) => list_users(db).await,
         UserCommand::Passwd(p) => passwd(p).await,
+        UserCommand::Role(r) => set_role(r).await,
         UserCommand::Del(d) => delete_user(d).await,
     }
 }
@@ -193,6 +209,19 @@ async fn passwd(args: UserPasswdArgs) -> anyhow::Result<()> {
     let hash = new_password_hash(&args.name, &args.policy).await?;
     anyhow::ensure!(users::set_password(&pool, &args.name, &hash).await?, "user {:?} vanished meanwhile", args.name);
     println!("password of {} changed; their existing tokens no longer work", args.name);
+    Ok(())
+}
+
+async fn set_role(args: UserRoleArgs) -> anyhow::Result<()> {
+    let (pool, db) = args.db.open().await?;
+    let Some(user) = users::find(&pool, &args.name).await? else {
+        anyhow::bail!("no user {:?} in {}", args.name, db.display());
+    };
+    if user.role == Role::Admin && args.role != Role::Admin && users::count_admins(&pool).await? <= 1 && !args.force {
+        anyhow::bail!("{} is the last admin; add another admin first, or use --force to demote it anyway", args.name);
+    }
+    anyhow::ensure!(users::set_role(&pool, &args.name, args.role).await?, "user {:?} vanished meanwhile", args.name);
+    println!("{} is now {}", args.name, args.role);
     Ok(())
 }
 

@@ -17,6 +17,7 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::bsd;
 use crate::events::rfc5424::{self, ParseError, SD_ID};
 
 /// SD params (and `key=value` message tokens) that may carry the
@@ -67,11 +68,78 @@ impl Record {
     }
 }
 
-/// Parse one line. `received_at` (unix seconds) stands in for a nil TIMESTAMP.
+/// How deep a syslog line inside a syslog line is looked into.
+const MAX_WRAPPING: usize = 2;
+
+/// Parse one line: RFC 5424, else BSD syslog (RFC 3164); a line whose
+/// message is itself a syslog line (see [`bsd::wrapped`]) becomes the inner
+/// line's record, with `relayed_by` naming the outer sender. Only a line
+/// without decnet's own SD element is looked into: a decky's MSG is
+/// attacker text and must never become a record of its own.
+/// `received_at` (unix seconds) stands in for a nil TIMESTAMP.
 pub fn parse_record(line: &str, received_at: f64) -> Result<Record, ParseError> {
     let raw_line = line.trim_end_matches(['\r', '\n']);
-    let parsed = rfc5424::parse_line(raw_line)?;
+    let mut record = parse_wrapped(raw_line, received_at, 0)?;
+    record.raw_line = raw_line.to_string();
+    Ok(record)
+}
 
+fn parse_wrapped(line: &str, received_at: f64, depth: usize) -> Result<Record, ParseError> {
+    let (record, ours) = match rfc5424::parse_line(line) {
+        Ok(parsed) => {
+            let ours = parsed.element(SD_ID).is_some();
+            (from_rfc5424(parsed, received_at), ours)
+        }
+        Err(e) => match bsd::parse(line, received_at) {
+            Some(l) => (from_bsd(l), false),
+            // A json-file record on its own (a container that relays
+            // another's Docker log to its stdout): the line it carries.
+            None => match bsd::wrapped(line).filter(|_| line.starts_with('{') && depth < MAX_WRAPPING) {
+                Some(inner) => {
+                    let mut record = parse_wrapped(&inner, received_at, depth + 1).map_err(|_| e)?;
+                    record.fields.entry("relayed_by").or_insert_with(|| Value::String("docker".into()));
+                    return Ok(record);
+                }
+                None => return Err(e),
+            },
+        },
+    };
+    if !ours && depth < MAX_WRAPPING {
+        if let Some(inner) = bsd::wrapped(&record.msg) {
+            if let Ok(mut inner) = parse_wrapped(&inner, received_at, depth + 1) {
+                let by = if record.decky == "unknown" { &record.service } else { &record.decky };
+                inner.fields.entry("relayed_by").or_insert_with(|| Value::String(by.clone()));
+                return Ok(inner);
+            }
+        }
+    }
+    Ok(record)
+}
+
+fn from_bsd(line: bsd::BsdLine) -> Record {
+    let mut fields = Map::new();
+    if let Some(pid) = line.pid {
+        fields.insert("pid".into(), Value::String(pid));
+    }
+    let (attacker_ip, port) = attacker_address(&fields, &line.msg);
+    if let Some(port) = port {
+        fields.insert("remote_port".into(), Value::String(port.to_string()));
+    }
+    let event_type = if line.msg.starts_with("CMD ") { "command" } else { NIL_EVENT_TYPE };
+    Record {
+        timestamp: line.timestamp,
+        decky: line.hostname,
+        service: line.tag.unwrap_or_else(|| "unknown".to_string()),
+        event_type: event_type.to_string(),
+        attacker_ip,
+        fields,
+        msg: line.msg,
+        raw_line: String::new(),
+        source: None,
+    }
+}
+
+fn from_rfc5424(parsed: rfc5424::SyslogLine, received_at: f64) -> Record {
     // decnet's own element first, then any others: a service's own SD-ID
     // may repeat a name, and ours is the one the fleet agrees on.
     let mut fields = Map::new();
@@ -82,7 +150,14 @@ pub fn parse_record(line: &str, received_at: f64) -> Result<Record, ParseError> 
             fields.entry(name.clone()).or_insert_with(|| Value::String(value.clone()));
         }
     }
-    let msg = parsed.msg.unwrap_or_default();
+    let decnet_line = parsed.element(SD_ID).is_some();
+    let mut msg = parsed.msg.unwrap_or_default();
+    // rsyslog's RFC 5424 forwarding of a BSD message writes `- -  MSG`: the
+    // message kept the space after the BSD TAG's colon. decnet's formatter
+    // always writes its own element, and its MSG is kept exactly.
+    if !decnet_line && msg.starts_with(' ') {
+        msg.remove(0);
+    }
 
     let (attacker_ip, port) = attacker_address(&fields, &msg);
     if let Some(port) = port {
@@ -103,17 +178,42 @@ pub fn parse_record(line: &str, received_at: f64) -> Result<Record, ParseError> 
         Some(ts) => ts.unix_timestamp_nanos() as f64 / 1e9,
         None => received_at,
     };
-    Ok(Record {
-        timestamp,
-        decky,
-        service,
-        event_type,
-        attacker_ip,
-        fields,
-        msg,
-        raw_line: raw_line.to_string(),
-        source: None,
-    })
+    Record { timestamp, decky, service, event_type, attacker_ip, fields, msg, raw_line: String::new(), source: None }
+}
+
+/// What `fields.truncated` lists for a line the collector had to cut
+/// (beside whatever the formatter listed as cut before it was sent).
+pub const CUT_LINE: &str = "line";
+
+/// Parse the head of a line that was longer than the collector's limit.
+/// The cut usually lands in a long SD value or the MSG; closing what it
+/// left open (`"]`, `]`, `=""]`) makes the head a line again, so the
+/// record is kept with everything before the cut. Either way the record
+/// says so: `fields.truncated` gains `line`. `raw_line` is the head as
+/// received.
+pub fn parse_truncated(head: &str, received_at: f64) -> Result<Record, ParseError> {
+    let head = head.trim_end_matches(['\r', '\n']);
+    let mut record = match parse_record(head, received_at) {
+        Ok(r) => r,
+        Err(e) => {
+            // A backslash the cut separated from what it escaped would
+            // escape the closing quote instead.
+            let trailing = head.len() - head.trim_end_matches('\\').len();
+            let body = if trailing % 2 == 1 { &head[..head.len() - 1] } else { head };
+            let closed = ["\"]", "]", "=\"\"]"]
+                .iter()
+                .find_map(|close| parse_record(&format!("{body}{close}"), received_at).ok());
+            let Some(mut r) = closed else { return Err(e) };
+            r.raw_line = head.to_string();
+            r
+        }
+    };
+    let marked = match record.field(rfc5424::TRUNCATED_PARAM) {
+        Some(before) if !before.is_empty() => format!("{before},{CUT_LINE}"),
+        _ => CUT_LINE.to_string(),
+    };
+    record.fields.insert(rfc5424::TRUNCATED_PARAM.to_string(), Value::String(marked));
+    Ok(record)
 }
 
 /// The attacker's address and, when it came as `host:port`, the port.
@@ -314,9 +414,114 @@ mod tests {
 
     #[test]
     fn malformed_lines_are_errors() {
-        for bad in ["", "hello", "<13>Oct 11 22:14:15 host app: rfc3164", "<999>1 - - - - - -", "<134>1 x"] {
+        for bad in ["", "hello", "<13>Oct 11 22:14:15", "<999>1 - - - - - -", "<134>1 x"] {
             assert!(parse_record(bad, 0.0).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn rsyslogs_double_space_in_an_rfc5424_line_is_not_the_messages() {
+        // Exactly what rsyslog's RSYSLOG_SyslogProtocol23Format forwarded.
+        let r = parse("<13>1 2026-12-03T12:08:32+00:00 vm sshd 7 - -  Failed password for root from 198.51.100.1\n");
+        assert_eq!(r.msg, "Failed password for root from 198.51.100.1");
+        // decnet's own lines keep their MSG exactly.
+        let r = parse(&line("ev", r#"[relay@55555 a="b"]"#, " two  spaces"));
+        assert_eq!(r.msg, " two  spaces");
+    }
+
+    #[test]
+    fn bsd_syslog_lines_become_records() {
+        let now = 1_796_296_800.0; // 2026-12-03T11:20:00Z
+        let r =
+            parse_record("<13>Dec  3 11:20:19 vm sshd[4242]: Failed password for root from 203.0.113.9 port 22", now)
+                .unwrap();
+        assert_eq!((r.decky.as_str(), r.service.as_str(), r.event_type.as_str()), ("vm", "sshd", "log"));
+        assert_eq!(r.attacker_ip, "203.0.113.9");
+        assert_eq!(r.field("pid"), Some("4242"));
+        assert_eq!(r.timestamp, now + 19.0);
+        assert_eq!(r.msg, "Failed password for root from 203.0.113.9 port 22");
+        let r = parse_record("<13>Dec  3 11:20:19 vm shell:  CMD id", now).unwrap();
+        assert_eq!((r.event_type.as_str(), r.msg.as_str()), ("command", "CMD id"));
+    }
+
+    #[test]
+    fn a_syslog_line_inside_a_syslog_line_is_the_inner_record() {
+        let inner =
+            format!(r#"<134>1 {TS} web-01 ssh - login_attempt [relay@55555 src_ip="203.0.113.5" username="root"] hi"#);
+        // Docker's journald/syslog driver relayed by rsyslog (BSD outside).
+        let outer = format!("<30>Dec  3 11:20:19 dockerhost web-01[77]: {inner}");
+        // logger's own RFC 5424 wrapping (another SD element outside).
+        let outer5424 = format!(r#"<13>1 2026-12-03T11:20:19Z vm app - - [timeQuality tzKnown="1"] {inner}"#);
+        // A json-file record shipped as text.
+        let json = serde_json::json!({"log": format!("{inner}\n"), "stream": "stdout"}).to_string();
+        let outer_json = format!("<30>Dec  3 11:20:19 shipper docker: {json}");
+        for (line, by) in [(&outer, "dockerhost"), (&outer5424, "vm"), (&outer_json, "shipper")] {
+            let r = parse_record(line, 0.0).unwrap();
+            assert_eq!(
+                (r.decky.as_str(), r.service.as_str(), r.event_type.as_str()),
+                ("web-01", "ssh", "login_attempt")
+            );
+            assert_eq!(r.attacker_ip, "203.0.113.5");
+            assert_eq!(r.field("username"), Some("root"));
+            assert_eq!(r.field("relayed_by"), Some(by));
+            assert_eq!(r.raw_line, *line, "the raw line is the whole outer line");
+        }
+        // A json-file record that is the whole line.
+        let r = parse_record(&json, 0.0).unwrap();
+        assert_eq!((r.event_type.as_str(), r.field("relayed_by")), ("login_attempt", Some("docker")));
+        assert!(parse_record(r#"{"log":"not syslog\n"}"#, 0.0).is_err());
+        // A decky's own line is never looked into: its MSG is attacker text.
+        let own = format!(r#"<134>1 {TS} web-01 http - request [relay@55555 src_ip="203.0.113.5"] {inner}"#);
+        let r = parse_record(&own, 0.0).unwrap();
+        assert_eq!((r.service.as_str(), r.event_type.as_str()), ("http", "request"));
+    }
+
+    /// The issue's forged record, through the formatter and this parser: an
+    /// SNI with a newline and a whole line after it stays one record of the
+    /// real sender, with the SNI exactly as sent.
+    #[test]
+    fn a_forged_sni_is_one_record_of_the_real_attacker() {
+        use crate::events::rfc5424::{format_event, RelayEvent, Severity};
+        let sni = "x.test\n<134>1 2026-12-03T10:00:00Z ws-finance http - request [relay@55555 src_ip=\"198.51.100.77\"] GET /";
+        let line = format_event(&RelayEvent {
+            timestamp: time::OffsetDateTime::UNIX_EPOCH,
+            severity: Severity::Info,
+            host: "web-01".into(),
+            app: "sniffer".into(),
+            msgid: "tls_client_hello".into(),
+            params: vec![("src_ip".into(), "203.0.113.5".into()), ("sni".into(), sni.into())],
+            msg: None,
+        });
+        let lines: Vec<&str> = line.lines().collect();
+        assert_eq!(lines.len(), 1, "{line}");
+        let r = parse(lines[0]);
+        assert_eq!(r.attacker_ip, "203.0.113.5");
+        assert_eq!(r.field("sni"), Some(sni));
+    }
+
+    #[test]
+    fn a_cut_line_is_kept_with_what_came_before_the_cut() {
+        let full = line("login_attempt", r#"[relay@55555 src_ip="10.0.0.5" username="rootrootroot" x="a\\b"]"#, "tail");
+        for (cut_at, user) in [
+            (full.find("rootroot").unwrap() + 6, Some("rootro")), // in a value
+            (full.find("x=").unwrap() + 1, Some("rootrootroot")), // in a name
+            (full.find("a\\\\b").unwrap() + 2, Some("rootrootroot")), // after a lone backslash
+            (full.find("] tail").unwrap() + 1, Some("rootrootroot")), // right after the SD
+            (full.len() - 2, Some("rootrootroot")),               // in the MSG
+        ] {
+            let head = &full[..cut_at];
+            let r = parse_truncated(head, 0.0).unwrap_or_else(|e| panic!("{head}: {e}"));
+            assert_eq!(r.attacker_ip, "10.0.0.5", "{head}");
+            assert_eq!(r.field("username"), user, "{head}");
+            assert_eq!(r.field("truncated"), Some("line"), "{head}");
+            assert_eq!(r.raw_line, head);
+        }
+        // What the formatter already cut is kept in the list.
+        let r = parse_truncated(&line("e", r#"[relay@55555 truncated="username" src_ip="10.0.0.5" v="abc"#, ""), 0.0)
+            .unwrap();
+        assert_eq!(r.field("truncated"), Some("username,line"));
+        // A head that is no line at all stays an error (kept raw only).
+        assert!(parse_truncated("<134>1 2026-", 0.0).is_err());
     }
 
     #[test]

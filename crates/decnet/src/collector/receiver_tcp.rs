@@ -6,26 +6,43 @@
 //!
 //! Every connection is hostile until proven otherwise, so each one is
 //! bounded: its buffer never holds more than one line of at most
-//! `max_line` bytes (a longer frame is skipped as it streams in and
-//! counted, never buffered); it is closed after `idle` without data; the
-//! number of connections is capped in total and per source address. Lines
-//! go to the pipeline through the shared bounded queue with `send().await`:
-//! a flooding connection waits its turn in tokio's FIFO queue of senders,
+//! `max_line` bytes (of a longer frame the first `max_line` bytes are kept,
+//! marked truncated, and the rest skipped as it streams in, never
+//! buffered); it is closed after `idle` without data; the
+//! number of connections is capped in total and per source address. Only
+//! senders in `--allow` are accepted at all (see [`super::access`]). Each
+//! line first waits for room in its source's share of the queue's memory
+//! budget ([`super::budget`]), then goes to the pipeline through the shared
+//! bounded queue with `send().await`: a flooding connection waits its turn,
 //! and TCP backpressure slows the flooder, not the others.
+//!
+//! The connection handling ([`serve`]) is shared with the UNIX socket.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::access::{Networks, Transport};
+use super::budget::ByteBudget;
 use super::stats::Stats;
 use super::Incoming;
+
+/// What every receiver task shares: the queue, its memory budget, the
+/// counters and the shutdown signal.
+#[derive(Clone)]
+pub struct Shared {
+    pub queue: mpsc::Sender<Incoming>,
+    pub budget: Arc<ByteBudget>,
+    pub stats: Arc<Stats>,
+    pub shutdown: CancellationToken,
+}
 
 /// Longest length prefix accepted as octet counting (9 digits, < 1 GB).
 const MAX_LEN_DIGITS: usize = 9;
@@ -36,8 +53,8 @@ const READ_CHUNK: usize = 16 * 1024;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame {
     Line(Bytes),
-    /// A frame over the line limit, skipped.
-    Oversize,
+    /// The first `max_line` bytes of a longer frame (the rest is skipped).
+    Truncated(Bytes),
 }
 
 #[derive(Debug)]
@@ -118,9 +135,13 @@ impl FrameDecoder {
                             .and_then(|s| s.parse().ok())
                             .expect("ASCII digits, at most 9");
                         if len > self.max_line {
+                            if self.buf.len() < digits + 1 + self.max_line {
+                                return None;
+                            }
                             self.buf.advance(digits + 1);
-                            self.skip = Skip::Octets(len);
-                            return Some(Frame::Oversize);
+                            let head = self.buf.split_to(self.max_line).freeze();
+                            self.skip = Skip::Octets(len - self.max_line);
+                            return Some(Frame::Truncated(head));
                         }
                         if self.buf.len() < digits + 1 + len {
                             return None;
@@ -147,18 +168,20 @@ impl FrameDecoder {
                         line.truncate(line.len() - 1);
                     }
                     if line.len() > self.max_line {
-                        return Some(Frame::Oversize);
+                        return Some(Frame::Truncated(line.slice(..self.max_line)));
                     }
                     return Some(Frame::Line(line));
                 }
                 Some(i) => {
-                    self.buf.advance(i + 1);
-                    return Some(Frame::Oversize);
+                    let head = self.buf.split_to(self.max_line).freeze();
+                    self.buf.advance(i + 1 - self.max_line);
+                    return Some(Frame::Truncated(head));
                 }
                 None if self.buf.len() > self.max_line + 1 => {
+                    let head = self.buf.split_to(self.max_line).freeze();
                     self.buf.clear();
                     self.skip = Skip::ToLf;
-                    return Some(Frame::Oversize);
+                    return Some(Frame::Truncated(head));
                 }
                 None => return None,
             }
@@ -226,14 +249,9 @@ impl Drop for SlotGuard {
     }
 }
 
-/// Accept connections until `shutdown`; each runs in its own task.
-pub async fn run(
-    listener: TcpListener,
-    limits: TcpLimits,
-    queue: mpsc::Sender<Incoming>,
-    stats: Arc<Stats>,
-    shutdown: CancellationToken,
-) {
+/// Accept connections from `allow` until `shutdown`; each runs in its own task.
+pub async fn run(listener: TcpListener, limits: TcpLimits, allow: Networks, ctx: Shared) {
+    let Shared { stats, shutdown, .. } = ctx.clone();
     let slots = Arc::new(Mutex::new(Slots::default()));
     let tasks = tokio_util::task::TaskTracker::new();
     loop {
@@ -251,6 +269,14 @@ pub async fn run(
             }
         };
         let source = peer.ip().to_canonical();
+        if !allow.contains(source) {
+            let n = stats.not_allowed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(%peer, refused = n, "collector: sender not in --allow; connection closed");
+            }
+            drop(stream);
+            continue;
+        }
         let admitted = {
             let mut s = slots.lock().unwrap_or_else(|e| e.into_inner());
             let mine = s.per_source.get(&source).copied().unwrap_or(0);
@@ -272,10 +298,11 @@ pub async fn run(
         }
         Stats::inc(&stats.connections);
         let guard = SlotGuard { slots: slots.clone(), source, stats: stats.clone() };
-        let (limits, queue, stats, shutdown) = (limits.clone(), queue.clone(), stats.clone(), shutdown.clone());
+        let (limits, ctx) = (limits.clone(), ctx.clone());
         tasks.spawn(async move {
             let _guard = guard;
-            serve(stream, peer, &limits, &queue, &stats, &shutdown).await;
+            let _ = stream.set_nodelay(true);
+            serve(stream, Transport::Tcp, source, &peer.to_string(), &limits, &ctx).await;
         });
     }
     tasks.close();
@@ -283,15 +310,27 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(2), tasks.wait()).await;
 }
 
-async fn serve(
-    mut stream: TcpStream,
-    peer: SocketAddr,
+/// Hand one line to the pipeline once its source's share has room; false
+/// when shutting down.
+async fn hand_over(ctx: &Shared, transport: Transport, source: IpAddr, line: Bytes, cut: bool) -> bool {
+    let held = tokio::select! {
+        _ = ctx.shutdown.cancelled() => return false,
+        h = ctx.budget.hold(source, line.len()) => h,
+    };
+    let incoming = Incoming::new(transport, source, line, Some(held));
+    ctx.queue.send(if cut { incoming.cut() } else { incoming }).await.is_ok()
+}
+
+/// Read frames from one connection until it ends, idles out or shutdown.
+pub async fn serve<S: AsyncRead + Unpin>(
+    mut stream: S,
+    transport: Transport,
+    source: IpAddr,
+    peer: &str,
     limits: &TcpLimits,
-    queue: &mpsc::Sender<Incoming>,
-    stats: &Stats,
-    shutdown: &CancellationToken,
+    ctx: &Shared,
 ) {
-    let source = peer.ip().to_canonical();
+    let (stats, shutdown) = (&*ctx.stats, &ctx.shutdown);
     let mut decoder = FrameDecoder::new(limits.max_line);
     loop {
         let read = tokio::select! {
@@ -315,14 +354,16 @@ async fn serve(
             match frame {
                 Frame::Line(line) => {
                     Stats::inc(&stats.received);
-                    if queue.send(Incoming::new(source, line)).await.is_err() {
+                    if !hand_over(ctx, transport, source, line, false).await {
                         return; // the pipeline is gone: shutting down
                     }
                 }
-                Frame::Oversize => {
+                Frame::Truncated(head) => {
                     Stats::inc(&stats.received);
                     Stats::inc(&stats.oversize);
-                    stats.drop_from(source);
+                    if !hand_over(ctx, transport, source, head, true).await {
+                        return;
+                    }
                 }
             }
         }
@@ -330,7 +371,7 @@ async fn serve(
     match decoder.finish() {
         Ok(Some(line)) => {
             Stats::inc(&stats.received);
-            let _ = queue.send(Incoming::new(source, line)).await;
+            let _ = hand_over(ctx, transport, source, line, false).await;
         }
         Ok(None) => {}
         Err(bytes) => {
@@ -384,29 +425,34 @@ mod tests {
     }
 
     #[test]
-    fn oversize_frames_are_skipped_without_buffering() {
+    fn oversize_frames_keep_their_head_and_skip_the_rest_without_buffering() {
+        let cut = |s: &str| Frame::Truncated(Bytes::copy_from_slice(s.as_bytes()));
         let mut d = FrameDecoder::new(10);
         d.extend(b"20 ");
-        assert_eq!(frames(&mut d), vec![Frame::Oversize]);
-        d.extend(&[b'x'; 15]);
         assert_eq!(frames(&mut d), vec![]);
+        d.extend(&[b'x'; 15]);
+        assert_eq!(frames(&mut d), vec![cut("xxxxxxxxxx")]);
         assert_eq!(d.buffered(), 0);
         d.extend(b"xxxxx3 abc");
         assert_eq!(frames(&mut d), vec![line("abc")]);
 
         let mut d = FrameDecoder::new(10);
         d.extend(b"<1>1 this line is far too long");
-        assert_eq!(frames(&mut d), vec![Frame::Oversize]);
+        assert_eq!(frames(&mut d), vec![cut("<1>1 this ")]);
         d.extend(b" still going");
         assert_eq!(frames(&mut d), vec![]);
         assert_eq!(d.buffered(), 0);
         d.extend(b" end\nshort\n");
         assert_eq!(frames(&mut d), vec![line("short")]);
 
-        // Exactly at the limit is fine, in both framings.
+        // Exactly at the limit is whole, in both framings; one over is cut,
+        // and so is one whose LF arrives with it.
         let mut d = FrameDecoder::new(10);
-        d.extend(b"10 0123456789<123456789\n<1234567890\n");
-        assert_eq!(frames(&mut d), vec![line("0123456789"), line("<123456789"), Frame::Oversize]);
+        d.extend(b"10 0123456789<123456789\n<1234567890\n<123456789ABCDEF\nok\n");
+        assert_eq!(
+            frames(&mut d),
+            vec![line("0123456789"), line("<123456789"), cut("<123456789"), cut("<123456789"), line("ok")]
+        );
     }
 
     #[test]
@@ -431,9 +477,10 @@ mod tests {
             for c in chunks {
                 d.extend(&c);
                 while let Some(f) = d.next_frame() {
-                    if let Frame::Line(l) = f { proptest::prop_assert!(l.len() <= 32); }
+                    let (Frame::Line(l) | Frame::Truncated(l)) = f;
+                    proptest::prop_assert!(l.len() <= 32);
                 }
-                proptest::prop_assert!(d.buffered() <= 32 + 2 + 64);
+                proptest::prop_assert!(d.buffered() <= 32 + MAX_LEN_DIGITS + 1 + 64);
             }
             let _ = d.finish();
         }

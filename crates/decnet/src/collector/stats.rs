@@ -43,6 +43,14 @@ pub struct Stats {
     pub connections: AtomicU64,
     /// TCP connections refused by the total or per-source limit.
     pub connections_refused: AtomicU64,
+    /// TCP connections and UDP datagrams from senders outside `--allow`.
+    pub not_allowed: AtomicU64,
+    /// Records stored flagged untrusted (network senders not in `--trust-network`).
+    pub untrusted: AtomicU64,
+    /// Times the raw log was rotated for its disk budget.
+    pub raw_rotations: AtomicU64,
+    /// The UDP listener's port (0: none), to find its kernel drop counter.
+    pub udp_port: AtomicU64,
     /// TCP connections closed for being idle.
     pub idle_closed: AtomicU64,
     /// Lines waiting for the pipeline (updated by it each batch).
@@ -143,6 +151,9 @@ impl Stats {
             ("write_errors", &self.write_errors),
             ("connections", &self.connections),
             ("connections_refused", &self.connections_refused),
+            ("not_allowed", &self.not_allowed),
+            ("untrusted", &self.untrusted),
+            ("raw_rotations", &self.raw_rotations),
             ("idle_closed", &self.idle_closed),
             ("queue_depth", &self.queue_depth),
             ("publish_dropped", &self.publish_dropped),
@@ -156,6 +167,11 @@ impl Stats {
             per_source.insert("other".into(), Value::from(d.other));
         }
         m.insert("per_source_drops".into(), Value::Object(per_source));
+        drop(d);
+        let port = Self::get(&self.udp_port) as u16;
+        if port != 0 {
+            m.insert("udp_kernel_drops".into(), udp_kernel_drops(port).map(Value::from).unwrap_or(Value::Null));
+        }
         let mut docker = Map::new();
         docker.insert("state".into(), Value::from(self.docker_state().as_str()));
         for (name, counter) in [
@@ -172,9 +188,62 @@ impl Stats {
     }
 }
 
+/// Datagrams the kernel dropped for the UDP sockets bound to `port` (their
+/// receive buffer was full: the collector did not read fast enough), from
+/// the `drops` column of /proc/net/udp and udp6. `None` when unreadable.
+pub fn udp_kernel_drops(port: u16) -> Option<u64> {
+    let mut total = None;
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        for drops in kernel_drops_in(&text, port) {
+            *total.get_or_insert(0) += drops;
+        }
+    }
+    total
+}
+
+/// The `drops` (last column) of the rows of a /proc/net/udp table whose
+/// local address has `port`.
+fn kernel_drops_in(table: &str, port: u16) -> impl Iterator<Item = u64> + '_ {
+    let wanted = format!(":{port:04X}");
+    table.lines().skip(1).filter_map(move |row| {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        let local = cols.get(1)?;
+        if !local.ends_with(&wanted) {
+            return None;
+        }
+        cols.last()?.parse().ok()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_drops_are_read_from_the_proc_table() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+   12: 0100007F:158A 00000000:0000 07 00000000:00000000 00:00000000 00000000  1000        0 4242 2 0000000000000000 17\n\
+   13: 0100007F:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 99 2 0000000000000000 5\n";
+        assert_eq!(kernel_drops_in(table, 5514).collect::<Vec<_>>(), vec![17]);
+        assert_eq!(kernel_drops_in(table, 53).collect::<Vec<_>>(), vec![5]);
+        assert_eq!(kernel_drops_in(table, 1).count(), 0);
+    }
+
+    #[test]
+    fn a_real_socket_that_overflows_shows_kernel_drops() {
+        // A socket with the smallest receive buffer that nobody reads: the
+        // kernel drops most of a burst, and the count is found by port.
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        nix::sys::socket::setsockopt(&rx, nix::sys::socket::sockopt::RcvBuf, &1).unwrap();
+        let addr = rx.local_addr().unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..500 {
+            let _ = tx.send_to(&[b'x'; 512], addr);
+        }
+        let drops = udp_kernel_drops(addr.port()).expect("/proc/net/udp is readable");
+        assert!(drops > 0, "a 500-datagram burst into a full buffer dropped nothing");
+    }
 
     #[test]
     fn per_source_drops_are_bounded() {

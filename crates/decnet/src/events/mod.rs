@@ -7,7 +7,7 @@
 //! the live event, and a dead bus must not cost the record; neither ever
 //! fails the caller (the mutator keeps mutating).
 
-pub mod rfc5424;
+pub use decnet_decky::rfc5424;
 
 use decnet_bus::Bus;
 use std::io::Write;
@@ -36,7 +36,10 @@ pub fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Owner-only like every state file (it holds what attackers typed).
+    let mut file =
+        std::fs::OpenOptions::new().create(true).append(true).mode(crate::state_dir::FILE_MODE).open(path)?;
     let mut buf = String::with_capacity(line.len() + 1);
     buf.push_str(line);
     buf.push('\n');

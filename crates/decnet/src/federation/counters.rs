@@ -4,6 +4,10 @@
 //! synchronises on them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use super::burst::BurstLog;
+use super::sequence::GapCounter;
 
 #[derive(Debug, Default)]
 pub struct FederationCounters {
@@ -22,6 +26,19 @@ pub struct FederationCounters {
     pub rejected: AtomicU64,
     /// NATS messages that were our own exports coming back (dropped).
     pub own_origin: AtomicU64,
+    /// Imports NATS handed us faster than we took them: async-nats dropped
+    /// them (its slow-consumer notice; a lower bound under a flood, as
+    /// those notices can themselves overflow: `lost` counts exactly).
+    pub receive_overflow: AtomicU64,
+    /// Sequence gaps: messages other hosts sent that never arrived, in
+    /// total and per origin (see `sequence`).
+    pub gaps: GapCounter,
+    /// Why the bridge refused to federate (a duplicate host id), if it did.
+    pub error: Mutex<Option<String>>,
+    /// Warn once per burst of export-queue drops.
+    pub export_drops: BurstLog,
+    /// Warn once per burst of receive overflows.
+    pub receive_drops: BurstLog,
 }
 
 impl FederationCounters {
@@ -39,6 +56,10 @@ impl FederationCounters {
             "dropped": get(&self.dropped),
             "rejected": get(&self.rejected),
             "own_origin": get(&self.own_origin),
+            "receive_overflow": get(&self.receive_overflow),
+            "lost": get(&self.gaps.lost),
+            "origins": self.gaps.to_json(),
+            "error": self.error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         })
     }
 }

@@ -16,44 +16,54 @@ use std::time::Duration;
 use async_nats::connection::State;
 use bytes::Bytes;
 use decnet_bus::frame::{FrameSpan, Scan};
-use decnet_bus::server::broker::{Broker, ConnHandle};
+use decnet_bus::server::broker::ConnHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::counters::FederationCounters;
 use super::options::FederationConfig;
-use super::ORIGIN_HEADER;
+use super::presence::Identity;
+use super::sequence::Numbering;
+use super::{INSTANCE_HEADER, SEQ_HEADER};
 
 /// How often the exporter looks at the connection while NATS is away.
 const RECONNECT_POLL: Duration = Duration::from_millis(50);
 
 pub async fn run(
-    broker: Arc<Broker>,
     conn: Arc<ConnHandle>,
     client: async_nats::Client,
     config: Arc<FederationConfig>,
-    counters: Arc<FederationCounters>,
+    id: Arc<Identity>,
     shutdown: CancellationToken,
 ) {
-    let _ = broker; // the connection is taken down by the bridge's stop task
+    let counters = &id.counters;
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert(ORIGIN_HEADER, config.host_id.as_str());
+    headers.insert(super::ORIGIN_HEADER, config.host_id.as_str());
+    headers.insert(INSTANCE_HEADER, id.instance.as_str());
+    let mut numbering = Numbering::default();
+    let numbered = |headers: &async_nats::HeaderMap, numbering: &mut Numbering, topic: &str| {
+        let mut h = headers.clone();
+        h.insert(SEQ_HEADER, numbering.next(topic).to_string().as_str());
+        h
+    };
     let mut batch: VecDeque<Bytes> = VecDeque::new();
     let mut subject = String::with_capacity(64);
     loop {
         // NATS first: while it is away, events wait in the broker queue,
         // which is the one place that drops the oldest.
         while client.connection_state() != State::Connected {
-            note_queue_drops(&conn, &counters);
+            note_queue_drops(&conn, counters);
             tokio::select! {
                 _ = shutdown.cancelled() => return,
+                _ = id.halt.cancelled() => return,
                 _ = tokio::time::sleep(RECONNECT_POLL) => {}
             }
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = id.halt.cancelled() => return, // refused: nothing more goes out
             more = conn.queue.drain_into(&mut batch) => if !more { break },
         }
-        note_queue_drops(&conn, &counters);
+        note_queue_drops(&conn, counters);
         while let Some(frame) = batch.pop_front() {
             let Some((topic, envelope)) = split_evt(&frame) else {
                 // Built by our own broker, so this cannot happen; skip
@@ -64,7 +74,8 @@ pub async fn run(
             subject.push_str(&config.prefix);
             subject.push('.');
             subject.push_str(topic);
-            match client.publish_with_headers(subject.clone(), headers.clone(), envelope).await {
+            let headers = numbered(&headers, &mut numbering, topic);
+            match client.publish_with_headers(subject.clone(), headers, envelope).await {
                 Ok(()) => FederationCounters::add(&counters.exported, 1),
                 Err(e) => {
                     let n = FederationCounters::add(&counters.dropped, 1);
@@ -81,18 +92,27 @@ pub async fn run(
     for frame in batch {
         if let Some((topic, envelope)) = split_evt(&frame) {
             let subject = format!("{}.{topic}", config.prefix);
-            if client.publish_with_headers(subject, headers.clone(), envelope).await.is_ok() {
+            let headers = numbered(&headers, &mut numbering, topic);
+            if client.publish_with_headers(subject, headers, envelope).await.is_ok() {
                 FederationCounters::add(&counters.exported, 1);
             }
         }
     }
 }
 
+/// Count what the export queue dropped; warn at the start of a burst only
+/// (the bridge's ticker logs its end and total).
 fn note_queue_drops(conn: &ConnHandle, counters: &FederationCounters) {
     let n = conn.queue.take_unreported_drops();
     if n > 0 {
         let total = FederationCounters::add(&counters.dropped, n);
-        tracing::warn!(dropped_now = n, dropped_total = total, "NATS export queue full: oldest exports dropped");
+        if counters.export_drops.note(n) {
+            tracing::warn!(
+                dropped_total = total,
+                "NATS export queue full: oldest exports dropped (counted in federation.dropped; \
+                 one line per burst)"
+            );
+        }
     }
 }
 

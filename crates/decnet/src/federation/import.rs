@@ -24,7 +24,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::counters::FederationCounters;
 use super::options::FederationConfig;
-use super::ORIGIN_HEADER;
+use super::presence::Identity;
+use super::{INSTANCE_HEADER, ORIGIN_HEADER, SEQ_HEADER};
+
+/// Longest `Decnet-Instance` kept in the gap tables (ours are 32 hex).
+const MAX_INSTANCE_LEN: usize = 64;
 
 pub async fn run(
     broker: Arc<Broker>,
@@ -32,9 +36,10 @@ pub async fn run(
     client: async_nats::Client,
     config: Arc<FederationConfig>,
     index: usize,
-    counters: Arc<FederationCounters>,
+    id: Arc<Identity>,
     shutdown: CancellationToken,
 ) {
+    let counters = &id.counters;
     let pattern = &config.import[index];
     let subject = format!("{}.{pattern}", config.prefix);
     // Sent to the connection task now, replayed by async-nats after every
@@ -50,18 +55,29 @@ pub async fn run(
     loop {
         let msg = tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = id.halt.cancelled() => break, // refused: nothing more comes in
             msg = sub.next() => match msg { Some(msg) => msg, None => break },
         };
         let origin = origin_of(msg.headers.as_ref());
+        let sender = origin.as_ref().ok().copied();
+        let instance = header(msg.headers.as_ref(), INSTANCE_HEADER).filter(|i| i.len() <= MAX_INSTANCE_LEN);
         match check(&config, index, msg.subject.as_str(), origin, &msg.payload) {
             Verdict::Deliver { topic, envelope } => {
+                let seq = header(msg.headers.as_ref(), SEQ_HEADER).and_then(|s| s.parse::<u64>().ok());
+                if let (Some(sender), Some(instance), Some(seq)) = (sender, instance, seq) {
+                    counters.gaps.observe(sender, instance, &topic, seq);
+                }
                 if broker.publish_envelope(Some(bridge), &topic, &envelope).is_ok() {
                     FederationCounters::add(&counters.imported, 1);
                 }
             }
-            Verdict::OwnOrigin => {
-                FederationCounters::add(&counters.own_origin, 1);
-            }
+            Verdict::OwnOrigin => match instance {
+                // Our host id from another bus: two hosts share an id.
+                Some(other) if other != id.instance => id.duplicate(other),
+                _ => {
+                    FederationCounters::add(&counters.own_origin, 1);
+                }
+            },
             Verdict::EarlierPattern => {}
             Verdict::Reject(reason) => {
                 let n = FederationCounters::add(&counters.rejected, 1);
@@ -73,6 +89,11 @@ pub async fn run(
         }
     }
     let _ = sub.unsubscribe().await;
+}
+
+/// A header's first value.
+fn header<'a>(headers: Option<&'a async_nats::HeaderMap>, name: &str) -> Option<&'a str> {
+    headers?.get(name).map(|v| v.as_str())
 }
 
 /// The `Decnet-Origin` header: `Err` when it is missing or repeated.
@@ -111,6 +132,8 @@ pub enum Reject {
     BadTs,
     #[error("envelope payload is not a JSON object")]
     PayloadNotObject,
+    #[error("envelope is JSON DECNET's Python clients cannot parse: {0}")]
+    Unportable(decnet_bus::json_portable::Unportable),
 }
 
 #[derive(Debug, PartialEq)]
@@ -205,6 +228,9 @@ fn check_inner(
     if !env.payload.get().starts_with('{') {
         return Err(Reject::PayloadNotObject);
     }
+    // What reaches local subscribers must be readable by orjson, as for
+    // local publishes (SPEC §2); serde_json skipped the unknown keys.
+    decnet_bus::json_portable::check(body).map_err(Reject::Unportable)?;
     // The original fields, payload byte for byte, plus where it came from.
     let mut out = Vec::with_capacity(body.len() + 32 + origin.len());
     out.extend_from_slice(b"{\"v\":1,\"id\":");
@@ -309,6 +335,10 @@ mod tests {
         assert_eq!(rej(s, Ok("h"), bad_ts.as_bytes()), Reject::BadTs);
         let arr = String::from_utf8(body(t)).unwrap().replace(r#"{"k":[1,2]}"#, "[1]");
         assert_eq!(rej(s, Ok("h"), arr.as_bytes()), Reject::PayloadNotObject);
+        for unreadable in [r#"{"k":1e400}"#, r#"{"k":"\udc00"}"#] {
+            let b = String::from_utf8(body(t)).unwrap().replace(r#"{"k":[1,2]}"#, unreadable);
+            assert!(matches!(rej(s, Ok("h"), b.as_bytes()), Reject::Unportable(_)), "{unreadable}");
+        }
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! - [`export`]: local events matching `--export` → NATS subject `<prefix>.<topic>`.
 //! - [`import`]: NATS messages matching `--import` → local subscribers, validated as hostile.
 //! - [`counters`]: what the bridge reports in `system.bus.health`.
+//! - [`sequence`]: per-origin sequence numbers, so a receiver counts what it lost.
+//! - [`presence`]: bridges announce themselves; a duplicate host id is refused.
+//! - [`burst`]: one warning per burst of losses.
 //!
 //! Loop freedom rests on three rules, each enough on its own for the simple
 //! case and together for every topology: the bridge is one in-process
@@ -18,10 +21,13 @@
 //! bridge connection's drop-oldest queue, which simply fills and drops
 //! (counted) until async-nats has reconnected and resubscribed.
 
+pub mod burst;
 pub mod counters;
 pub mod export;
 pub mod import;
 pub mod options;
+pub mod presence;
+pub mod sequence;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +42,13 @@ pub use options::{FederationConfig, NatsArgs};
 
 /// NATS header naming the host an event comes from.
 pub const ORIGIN_HEADER: &str = "Decnet-Origin";
+/// NATS header naming the sending bridge's run (random per start).
+pub const INSTANCE_HEADER: &str = "Decnet-Instance";
+/// NATS header numbering an instance's exports per topic (see [`sequence`]).
+pub const SEQ_HEADER: &str = "Decnet-Seq";
+
+/// How often the end of a loss burst is looked for (see [`burst`]).
+const BURST_TICK: Duration = Duration::from_secs(1);
 
 /// Client name the bridge registers in the broker and announces to NATS.
 const BRIDGE_NAME: &str = "nats-bridge";
@@ -61,10 +74,18 @@ impl Bridge {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Bridge> {
         let counters = Arc::new(FederationCounters::default());
-        let client = options::connect(&config, counters.clone()).await?;
+        let announce = Arc::new(tokio::sync::Notify::new());
+        let client = options::connect(&config, counters.clone(), announce.clone()).await?;
+        let id = Arc::new(presence::Identity {
+            host: config.host_id.clone(),
+            instance: format!("{:032x}", rand::random::<u128>()),
+            halt: CancellationToken::new(),
+            counters: counters.clone(),
+        });
         tracing::info!(
             servers = %config.servers.join(","),
             host_id = %config.host_id,
+            instance = %id.instance,
             prefix = %config.prefix,
             export = %config.export.join(" "),
             import = %config.import.join(" "),
@@ -81,11 +102,10 @@ impl Bridge {
         let config = Arc::new(config);
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(export::run(
-            broker.clone(),
             conn.clone(),
             client.clone(),
             config.clone(),
-            counters.clone(),
+            id.clone(),
             shutdown.clone(),
         )));
         for index in 0..config.import.len() {
@@ -95,17 +115,33 @@ impl Bridge {
                 client.clone(),
                 config.clone(),
                 index,
-                counters.clone(),
+                id.clone(),
                 shutdown.clone(),
             )));
         }
+        tasks.push(tokio::spawn(presence::run(
+            client.clone(),
+            id.clone(),
+            config.prefix.clone(),
+            announce,
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(log_burst_ends(counters.clone(), shutdown.clone())));
         // Close the NATS connection after the exporter's last flush, and
-        // take the bridge's broker connection down with the daemon.
+        // take the bridge's broker connection down with the daemon; or,
+        // when the bridge refuses to federate, at once (nothing is queued
+        // for export any more).
         tasks.push(tokio::spawn(async move {
-            shutdown.cancelled().await;
-            let _ = tokio::time::timeout(FLUSH_ON_STOP, client.flush()).await;
+            let refused = tokio::select! {
+                _ = shutdown.cancelled() => false,
+                _ = id.halt.cancelled() => true,
+            };
+            if !refused {
+                let _ = tokio::time::timeout(FLUSH_ON_STOP, client.flush()).await;
+            }
             broker.disconnect(conn.id);
             conn.queue.close();
+            conn.queue.clear();
             drop(client);
         }));
         Ok(Bridge { counters, host_id: config.host_id.clone(), tasks })
@@ -128,6 +164,24 @@ impl Bridge {
         let all = futures_util::future::join_all(self.tasks);
         if tokio::time::timeout(FLUSH_ON_STOP + Duration::from_secs(1), all).await.is_err() {
             tracing::warn!("NATS bridge did not stop within its grace period");
+        }
+    }
+}
+
+/// Say once when a burst of losses is over, with its total.
+async fn log_burst_ends(counters: Arc<FederationCounters>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(BURST_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Some(n) = counters.export_drops.tick() {
+            tracing::warn!(dropped = n, "NATS export queue drained; {n} exports were dropped in that burst");
+        }
+        if let Some(n) = counters.receive_drops.tick() {
+            tracing::warn!(dropped = n, "NATS import caught up; {n} messages were dropped in that burst");
         }
     }
 }

@@ -21,6 +21,9 @@ use super::counters::FederationCounters;
 /// oldest are dropped. 8,192 × a typical 300-byte envelope ≈ 2.5 MiB.
 pub const DEFAULT_EXPORT_QUEUE: u32 = 8192;
 
+/// Default import buffer per pattern: async-nats's own default.
+pub const DEFAULT_IMPORT_BUFFER: u32 = 65_536;
+
 /// Longest pause between reconnect attempts. async-nats backs off to 4 s;
 /// 2 s halves the worst-case gap after a NATS restart for a cost of one
 /// TCP connect attempt per second per host.
@@ -50,6 +53,12 @@ pub struct NatsArgs {
     #[arg(long, env = "DECNET_NATS_QUEUE", default_value_t = DEFAULT_EXPORT_QUEUE,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub nats_queue: u32,
+    /// NATS messages held per import pattern while the bridge delivers them
+    /// locally; past it, async-nats drops the newest (counted as
+    /// receive_overflow, and as lost by the sequence numbers).
+    #[arg(long, env = "DECNET_NATS_IMPORT_BUFFER", default_value_t = DEFAULT_IMPORT_BUFFER,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub nats_import_buffer: u32,
     /// NATS auth token.
     #[arg(long, env = "DECNET_NATS_TOKEN", hide_env_values = true)]
     pub nats_token: Option<String>,
@@ -88,6 +97,7 @@ pub struct FederationConfig {
     pub host_id: String,
     pub prefix: String,
     pub queue: usize,
+    pub import_buffer: usize,
     pub auth: NatsArgs,
 }
 
@@ -134,6 +144,7 @@ impl NatsArgs {
             host_id: self.resolved_host_id()?,
             prefix: self.nats_prefix.clone(),
             queue: self.nats_queue as usize,
+            import_buffer: self.nats_import_buffer as usize,
             auth: self.clone(),
         }))
     }
@@ -155,6 +166,7 @@ fn clean(patterns: &[String]) -> Vec<String> {
 pub async fn connect(
     config: &FederationConfig,
     counters: Arc<FederationCounters>,
+    announce: Arc<tokio::sync::Notify>,
 ) -> anyhow::Result<async_nats::Client> {
     let a = &config.auth;
     let mut opts = match &a.nats_creds {
@@ -192,6 +204,7 @@ pub async fn connect(
         // Our own publishes never come back on this connection; the origin
         // check catches the rest (another connection of the same host).
         .no_echo()
+        .subscription_capacity(config.import_buffer)
         .retry_on_initial_connect()
         // The operator lists this host's nearest node first; async-nats
         // would otherwise shuffle and spread hosts at random.
@@ -203,12 +216,27 @@ pub async fn connect(
         })
         .event_callback(move |event| {
             let counters = events.clone();
+            let announce = announce.clone();
             async move {
                 match event {
                     async_nats::Event::Connected => {
                         counters.connected.store(true, Ordering::Relaxed);
                         FederationCounters::add(&counters.connects, 1);
+                        // Say who we are to the other bridges (see `presence`).
+                        announce.notify_one();
                         tracing::info!("NATS connected");
+                    }
+                    // One per message async-nats dropped because an import
+                    // subscription was full: counted, and one line a burst.
+                    async_nats::Event::SlowConsumer(_) => {
+                        let total = FederationCounters::add(&counters.receive_overflow, 1);
+                        if counters.receive_drops.note(1) {
+                            tracing::warn!(
+                                receive_overflow = total,
+                                "NATS import cannot keep up: messages dropped (counted in \
+                                 federation.receive_overflow and lost; one line per burst)"
+                            );
+                        }
                     }
                     async_nats::Event::Disconnected => {
                         counters.connected.store(false, Ordering::Relaxed);

@@ -4,14 +4,26 @@
 //! batch's `logs` rows, its `credentials` upserts and the cursor's move to
 //! the end of the batch. If the process dies before the commit, none of it
 //! happened and the next start reads the batch again; after the commit,
-//! all of it did and the next start begins after it. The cursor moves
-//! only if it is still where this ingester last left it, so two ingesters
-//! on one database (say `decnet api` and `decnet ingest`) cannot both store
-//! a batch: the loser rolls back and resumes from the winner's cursor.
+//! all of it did and the next start begins after it. Each file has its own
+//! cursor, keyed by path and inode ([`follow`]), so ingesters of different
+//! files (`decnet api` on the local log, `decnet ingest` on the listener's
+//! master.json) never touch each other's; a cursor moves only if it is
+//! still where this ingester last left it, so two ingesters of one file
+//! cannot both store a batch: the loser rolls back and resumes from the
+//! winner's cursor. Rotation (rename or copytruncate, also while no
+//! ingester runs) is followed without loss ([`follow`], [`rotation`]).
 //!
 //! `credential.captured` goes out after the commit, once per credential
 //! first seen (the upsert tells), never with the secret: only its SHA-256.
+//! The same batch stores the deckies' evidence from trusted lines:
+//! `artifact` lines become `artifacts` rows ([`artifacts`]; each new one
+//! publishes `attacker.artifact` after the commit) and `session_recorded`
+//! lines naming a recording become `recordings` rows ([`recordings`]).
 
+pub mod artifacts;
+pub mod follow;
+pub mod recordings;
+pub mod rotation;
 pub mod store;
 pub mod tail;
 
@@ -21,16 +33,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use decnet_bus::sdk::AppBus;
-use decnet_bus::topics::CREDENTIAL_CAPTURED;
+use decnet_bus::topics::{ATTACKER_ARTIFACT, CREDENTIAL_CAPTURED};
 use decnet_bus::Bus;
 use sqlx::SqlitePool;
 use tokio_util::sync::CancellationToken;
 
 use crate::collector::Record;
-use tail::Tail;
-
-/// The cursor row of the ingester in `cursors`.
-pub const CURSOR_NAME: &str = "ingester";
+use follow::Follower;
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
@@ -40,21 +49,15 @@ pub struct IngestConfig {
     pub poll: Duration,
     /// Most bytes read (and so stored) per transaction.
     pub max_batch_bytes: usize,
-    pub cursor_name: String,
 }
 
 impl IngestConfig {
     pub fn new(json_path: PathBuf) -> Self {
-        IngestConfig {
-            json_path,
-            poll: Duration::from_millis(100),
-            max_batch_bytes: 4 * 1024 * 1024,
-            cursor_name: CURSOR_NAME.to_string(),
-        }
+        IngestConfig { json_path, poll: Duration::from_millis(100), max_batch_bytes: 4 * 1024 * 1024 }
     }
 }
 
-/// Where `credential.captured` goes.
+/// Where `credential.captured` and `attacker.artifact` go.
 #[derive(Clone, Default)]
 pub enum IngestBus {
     #[default]
@@ -78,10 +81,15 @@ impl IngestBus {
 pub struct IngestStats {
     pub rows: AtomicU64,
     pub credentials_new: AtomicU64,
+    pub artifacts_new: AtomicU64,
+    pub recordings_new: AtomicU64,
     pub bad_lines: AtomicU64,
     pub batches: AtomicU64,
     /// Batches rolled back because another ingester moved the cursor.
     pub conflicts: AtomicU64,
+    /// Stretches of a log no reader could have (the cursor's file deleted,
+    /// a truncation with no copy); each logged at WARN.
+    pub gaps: Arc<AtomicU64>,
 }
 
 /// The ingester as a task of `decnet api`, publishing through the API's
@@ -109,16 +117,14 @@ pub async fn run(
     stats: Arc<IngestStats>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let file = config.json_path.display().to_string();
-    store::ensure_cursor(&pool, &config.cursor_name, &file).await?;
-    let mut committed = store::load_cursor(&pool, &config.cursor_name).await?;
-    let mut tail = Tail::new(&config.json_path, committed, config.max_batch_bytes);
-    tracing::info!(path = %file, resume = ?committed, "ingester started");
+    let file = follow::cursor_key(&config.json_path);
+    let mut follower = Follower::start(&pool, &config.json_path, config.max_batch_bytes, stats.gaps.clone()).await?;
+    tracing::info!(path = %file, "ingester started");
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
         }
-        let chunk = match tail.read() {
+        let chunk = match follower.next(&pool).await {
             Ok(Some(c)) => c,
             Ok(None) => {
                 tokio::select! {
@@ -127,7 +133,7 @@ pub async fn run(
                 }
             }
             Err(e) => {
-                tracing::warn!(path = %file, error = %e, "ingester cannot read; retrying");
+                tracing::warn!(path = %file, error = %format!("{e:#}"), "ingester cannot read; retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
@@ -148,28 +154,38 @@ pub async fn run(
                 }
             }
         }
-        let to = tail::Position { inode: chunk.inode, offset: chunk.end };
-        match store_batch(&pool, &config.cursor_name, &file, committed, to, &records).await {
-            Ok(Some(new_creds)) => {
-                committed = Some(to);
-                tail.advance(&chunk);
+        let Some(from) = follower.at() else { continue };
+        match store_batch(&pool, &from, &chunk, follower.modified(), &records).await {
+            Ok(Some(stored)) => {
+                follower.advance(&chunk);
                 stats.rows.fetch_add(records.len() as u64, Ordering::Relaxed);
                 stats.batches.fetch_add(1, Ordering::Relaxed);
-                stats.credentials_new.fetch_add(new_creds.len() as u64, Ordering::Relaxed);
-                if !new_creds.is_empty() {
+                stats.credentials_new.fetch_add(stored.credentials.len() as u64, Ordering::Relaxed);
+                stats.artifacts_new.fetch_add(stored.artifacts.len() as u64, Ordering::Relaxed);
+                stats.recordings_new.fetch_add(stored.recordings, Ordering::Relaxed);
+                if !stored.credentials.is_empty() || !stored.artifacts.is_empty() {
                     if let Some(bus) = bus.get().await {
-                        for payload in new_creds {
+                        for payload in stored.credentials {
                             decnet_bus::sdk::publish_safely(Some(&*bus), CREDENTIAL_CAPTURED, payload, "credential")
                                 .await;
+                        }
+                        for payload in stored.artifacts {
+                            decnet_bus::sdk::publish_safely(Some(&*bus), ATTACKER_ARTIFACT, payload, "artifact").await;
                         }
                     }
                 }
             }
             Ok(None) => {
                 stats.conflicts.fetch_add(1, Ordering::Relaxed);
-                committed = store::load_cursor(&pool, &config.cursor_name).await?;
-                tracing::info!(resume = ?committed, "another ingester moved the cursor; resuming from it");
-                tail.reset(committed);
+                if let Err(e) = follower.reload(&pool).await {
+                    // The stored cursor stays the truth: reading it again
+                    // next turn loses nothing.
+                    tracing::warn!(error = %format!("{e:#}"), "ingester cannot reload its cursor; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "ingester batch failed (rolled back); retrying");
@@ -182,28 +198,47 @@ pub async fn run(
     }
 }
 
-/// One transaction: cursor guard, rows, credentials. `None` when the
-/// cursor was not at `from` (nothing written); else the
-/// `credential.captured` payloads of first-seen credentials.
+/// What a committed batch added that the bus hears about.
+#[derive(Debug, Default)]
+struct Stored {
+    /// `credential.captured` payloads of first-seen credentials.
+    credentials: Vec<serde_json::Value>,
+    /// `attacker.artifact` payloads of first-seen artifacts.
+    artifacts: Vec<serde_json::Value>,
+    /// New `recordings` rows.
+    recordings: u64,
+}
+
+/// One transaction: cursor guard, rows, credentials, artifacts,
+/// recordings. `None` when the cursor was not at `from` (nothing written).
 async fn store_batch(
     pool: &SqlitePool,
-    cursor: &str,
-    file: &str,
-    from: Option<tail::Position>,
-    to: tail::Position,
+    from: &store::CursorAt,
+    chunk: &tail::Chunk,
+    modified: f64,
     records: &[Record],
-) -> anyhow::Result<Option<Vec<serde_json::Value>>> {
+) -> anyhow::Result<Option<Stored>> {
     let mut tx = pool.begin().await?;
-    if !store::advance_cursor(&mut tx, cursor, file, from, to).await? {
+    if !store::advance_cursor(&mut tx, from, chunk.end, &chunk.check, modified, chunk.finished).await? {
         tx.rollback().await?;
         return Ok(None);
     }
     store::insert_logs(&mut tx, records).await?;
-    let mut new_creds = Vec::new();
+    let mut stored = Stored::default();
     for r in records {
+        if let Some(artifact) = artifacts::artifact_of(r) {
+            if artifacts::insert(&mut tx, r, &artifact).await? {
+                stored.artifacts.push(artifacts::payload(r, &artifact));
+            }
+        }
+        if let Some(recording) = recordings::recording_of(r) {
+            if recordings::insert(&mut tx, r, &recording).await? {
+                stored.recordings += 1;
+            }
+        }
         if let Some(cred) = store::credential_of(r) {
             if store::upsert_credential(&mut tx, r, &cred).await? {
-                new_creds.push(serde_json::json!({
+                stored.credentials.push(serde_json::json!({
                     "attacker_ip": r.attacker_ip,
                     "decky": r.decky,
                     "service": r.service,
@@ -214,5 +249,5 @@ async fn store_batch(
         }
     }
     tx.commit().await?;
-    Ok(Some(new_creds))
+    Ok(Some(stored))
 }

@@ -1,67 +1,174 @@
-//! The ingester's SQL: its cursor, `logs` rows and `credentials` upserts,
+//! The ingester's SQL: its per-file cursors, `logs` rows and `credentials` upserts,
 //! all inside the one transaction per batch (see [`super`]).
 
 use sha2::{Digest, Sha256};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
 
-use super::tail::Position;
 use crate::collector::Record;
 
 /// Rows per multi-row INSERT (9 parameters each, well under SQLite's limit).
 const ROWS_PER_INSERT: usize = 400;
 
-/// The stored cursor, `None` before the first batch.
-pub async fn load_cursor(pool: &SqlitePool, name: &str) -> anyhow::Result<Option<Position>> {
-    let row: Option<(Option<i64>, i64)> =
-        sqlx::query_as("SELECT inode, position FROM cursors WHERE name = ?").bind(name).fetch_optional(pool).await?;
-    Ok(row.and_then(|(inode, position)| {
-        Some(Position { inode: inode? as u64, offset: u64::try_from(position).unwrap_or(0) })
-    }))
+/// One row of `file_cursors`: how far one generation of a followed path
+/// has been stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileCursor {
+    pub inode: u64,
+    pub seq: i64,
+    pub position: u64,
+    /// The bytes just before `position` (empty when unknown).
+    pub check: Vec<u8>,
+    /// The file's last write (unix seconds) when the cursor last moved.
+    pub modified: f64,
+    /// Read to its end after it was rotated away.
+    pub finished: bool,
 }
 
-/// Make sure the cursor row exists (position 0, no inode).
-pub async fn ensure_cursor(pool: &SqlitePool, name: &str, file: &str) -> anyhow::Result<()> {
-    sqlx::query("INSERT OR IGNORE INTO cursors (name, file, inode, position, updated_at) VALUES (?, ?, NULL, 0, ?)")
-        .bind(name)
-        .bind(file)
-        .bind(now())
-        .execute(pool)
+type CursorRow = (i64, i64, i64, Option<Vec<u8>>, f64, bool);
+
+fn cursor_of_row((inode, seq, position, check, modified, finished): CursorRow) -> FileCursor {
+    FileCursor {
+        inode: inode as u64,
+        seq,
+        position: u64::try_from(position).unwrap_or(0),
+        check: check.unwrap_or_default(),
+        modified,
+        finished,
+    }
+}
+
+/// Unix seconds of `t` (0 before the epoch).
+pub fn unix_secs(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
+}
+
+/// The cursor of the newest generation of `path` (highest seq).
+pub async fn latest_cursor(pool: &SqlitePool, path: &str) -> anyhow::Result<Option<FileCursor>> {
+    let row: Option<CursorRow> = sqlx::query_as(
+        "SELECT inode, seq, position, tail_check, modified, finished FROM file_cursors WHERE path = ? \
+         ORDER BY seq DESC, updated_at DESC LIMIT 1",
+    )
+    .bind(path)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(cursor_of_row))
+}
+
+/// The cursor of the file `inode` followed as `path`.
+pub async fn cursor_of(pool: &SqlitePool, path: &str, inode: u64) -> anyhow::Result<Option<FileCursor>> {
+    let row: Option<CursorRow> = sqlx::query_as(
+        "SELECT inode, seq, position, tail_check, modified, finished FROM file_cursors WHERE path = ? AND inode = ?",
+    )
+    .bind(path)
+    .bind(inode as i64)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(cursor_of_row))
+}
+
+/// Generations kept below the newest: a reader this far behind is long
+/// gone, and the rows only grow otherwise.
+const KEEP_GENERATIONS: i64 = 16;
+
+/// Start reading the file `inode` as generation `seq` of `path`, at
+/// `position` (0, or the copy's offset after a copytruncate). A row that
+/// already has this seq or a later one is another reader's progress and
+/// wins; a row with an earlier seq is a reused inode number (or the
+/// content before a truncation) and starts over. Returns the row as it now
+/// stands.
+pub async fn begin_generation(
+    pool: &SqlitePool,
+    path: &str,
+    inode: u64,
+    seq: i64,
+    position: u64,
+    check: &[u8],
+) -> anyhow::Result<FileCursor> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO file_cursors (path, inode, seq, position, tail_check, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (path, inode) DO UPDATE SET seq = excluded.seq, position = excluded.position, \
+           tail_check = excluded.tail_check, updated_at = excluded.updated_at \
+         WHERE file_cursors.seq < excluded.seq",
+    )
+    .bind(path)
+    .bind(inode as i64)
+    .bind(seq)
+    .bind(position as i64)
+    .bind(check)
+    .bind(now())
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM file_cursors WHERE path = ? AND seq < ?")
+        .bind(path)
+        .bind(seq - KEEP_GENERATIONS)
+        .execute(&mut *tx)
         .await?;
-    Ok(())
+    let row: CursorRow = sqlx::query_as(
+        "SELECT inode, seq, position, tail_check, modified, finished FROM file_cursors WHERE path = ? AND inode = ?",
+    )
+    .bind(path)
+    .bind(inode as i64)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(cursor_of_row(row))
 }
 
 fn now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
 }
 
-/// Move the cursor from `from` to `to`, only if it is still at `from`:
-/// the first statement of the batch's transaction, so it also takes the
-/// write lock. False when another ingester got there first.
+/// Where a batch starts: one generation of one path, at an offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorAt {
+    pub path: String,
+    pub inode: u64,
+    pub seq: i64,
+    pub offset: u64,
+}
+
+/// Move the cursor of `from`'s file to `to` (with the bytes before it and
+/// the file's last write time, and whether that ends it), only if it is still at `from`: the first
+/// statement of the batch's transaction, so it also takes the write lock.
+/// False when another ingester got there first.
 pub async fn advance_cursor(
     tx: &mut Transaction<'_, Sqlite>,
-    name: &str,
-    file: &str,
-    from: Option<Position>,
-    to: Position,
+    from: &CursorAt,
+    to: u64,
+    check: &[u8],
+    modified: f64,
+    finished: bool,
 ) -> anyhow::Result<bool> {
-    let (from_inode, from_offset) = match from {
-        Some(p) => (Some(p.inode as i64), p.offset as i64),
-        None => (None, 0),
-    };
     let done = sqlx::query(
-        "UPDATE cursors SET file = ?, inode = ?, position = ?, updated_at = ? \
-         WHERE name = ? AND inode IS ? AND position = ?",
+        "UPDATE file_cursors SET position = ?, tail_check = ?, modified = ?, finished = ?, updated_at = ? \
+         WHERE path = ? AND inode = ? AND seq = ? AND position = ?",
     )
-    .bind(file)
-    .bind(to.inode as i64)
-    .bind(to.offset as i64)
+    .bind(to as i64)
+    .bind(check)
+    .bind(modified)
+    .bind(finished)
     .bind(now())
-    .bind(name)
-    .bind(from_inode)
-    .bind(from_offset)
+    .bind(&from.path)
+    .bind(from.inode as i64)
+    .bind(from.seq)
+    .bind(from.offset as i64)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Record that the reader of `at` reached the end of its file after the
+/// file was rotated away (a restart then need not call its loss a gap).
+pub async fn mark_finished(pool: &SqlitePool, at: &CursorAt) -> anyhow::Result<()> {
+    sqlx::query("UPDATE file_cursors SET finished = 1 WHERE path = ? AND inode = ? AND seq = ? AND position = ?")
+        .bind(&at.path)
+        .bind(at.inode as i64)
+        .bind(at.seq)
+        .bind(at.offset as i64)
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
 pub async fn insert_logs(tx: &mut Transaction<'_, Sqlite>, records: &[Record]) -> anyhow::Result<()> {
@@ -85,21 +192,48 @@ pub async fn insert_logs(tx: &mut Transaction<'_, Sqlite>, records: &[Record]) -
     Ok(())
 }
 
-/// A credential a record carries: `username` plus `secret_b64`.
+/// A credential a record carries: `username` plus `secret_b64` (a
+/// password), or plus `hash` and `hash_type` (a challenge/response in an
+/// offline cracker's format, kept as the base64 of that text).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {
     pub username: String,
     pub secret_b64: String,
     /// Hex SHA-256 of the decoded secret.
     pub secret_sha256: String,
+    /// `password`, or `hash:<hash_type>`.
+    pub kind: String,
+}
+
+/// Longest `hash_type` kept (it names a format: `netntlmv2`, `mysql-sha2`…).
+const MAX_HASH_TYPE: usize = 32;
+
+/// Whether the collector trusts the line's sender to speak for a decky
+/// (collector::access): only such lines are evidence (credentials,
+/// artifacts, recordings); an untrusted one stays a `logs` row.
+pub fn is_trusted(record: &Record) -> bool {
+    record.fields.get("ingest_trusted") != Some(&serde_json::Value::Bool(false))
 }
 
 /// The credential in `record`, if it has one. A `secret_b64` that is not
 /// base64 is no credential (and the secret is not echoed in the warning).
 pub fn credential_of(record: &Record) -> Option<Credential> {
     use base64::Engine as _;
+    if !is_trusted(record) {
+        return None;
+    }
     let username = record.field("username")?;
-    let secret_b64 = record.field("secret_b64")?;
+    let Some(secret_b64) = record.field("secret_b64") else {
+        let hash = record.field("hash").filter(|h| !h.is_empty())?;
+        let hash_type: String = record.field("hash_type").unwrap_or("unknown").chars().take(MAX_HASH_TYPE).collect();
+        let secret_sha256 = Sha256::digest(hash.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        return Some(Credential {
+            username: username.to_string(),
+            secret_b64: base64::engine::general_purpose::STANDARD.encode(hash),
+            secret_sha256,
+            kind: format!("hash:{hash_type}"),
+        });
+    };
     let engine = base64::engine::general_purpose::GeneralPurpose::new(
         &base64::alphabet::STANDARD,
         base64::engine::GeneralPurposeConfig::new()
@@ -115,7 +249,12 @@ pub fn credential_of(record: &Record) -> Option<Credential> {
     };
     let digest = Sha256::digest(&secret);
     let secret_sha256 = digest.iter().map(|b| format!("{b:02x}")).collect();
-    Some(Credential { username: username.to_string(), secret_b64: secret_b64.to_string(), secret_sha256 })
+    Some(Credential {
+        username: username.to_string(),
+        secret_b64: secret_b64.to_string(),
+        secret_sha256,
+        kind: "password".to_string(),
+    })
 }
 
 /// Count an attempt; true when this (attacker, decky, service, user,
@@ -126,8 +265,8 @@ pub async fn upsert_credential(
     cred: &Credential,
 ) -> anyhow::Result<bool> {
     let (attempts,): (i64,) = sqlx::query_as(
-        "INSERT INTO credentials (attacker_ip, decky, service, username, secret_sha256, secret_b64, first_seen, last_seen, attempts) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) \
+        "INSERT INTO credentials (attacker_ip, decky, service, username, secret_sha256, secret_b64, secret_kind, first_seen, last_seen, attempts) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1) \
          ON CONFLICT (attacker_ip, decky, service, username, secret_sha256) DO UPDATE SET \
            attempts = attempts + 1, \
            first_seen = min(first_seen, excluded.first_seen), \
@@ -140,6 +279,7 @@ pub async fn upsert_credential(
     .bind(&cred.username)
     .bind(&cred.secret_sha256)
     .bind(&cred.secret_b64)
+    .bind(&cred.kind)
     .bind(record.timestamp)
     .bind(record.timestamp)
     .fetch_one(&mut **tx)
@@ -170,5 +310,24 @@ mod tests {
         assert!(credential_of(&r2).is_none());
         r2.fields.remove("secret_b64");
         assert!(credential_of(&r2).is_none());
+    }
+
+    #[test]
+    fn a_challenge_response_hash_is_a_credential_of_its_kind() {
+        let r = crate::collector::parse_record(
+            r#"<134>1 - db mysql - login_attempt [relay@55555 src_ip="1.2.3.4" username="root" hash="$mysqlna$1122*3344" hash_type="mysql-native"]"#,
+            0.0,
+        )
+        .unwrap();
+        let c = credential_of(&r).unwrap();
+        assert_eq!(c.kind, "hash:mysql-native");
+        use base64::Engine as _;
+        assert_eq!(base64::engine::general_purpose::STANDARD.decode(&c.secret_b64).unwrap(), b"$mysqlna$1122*3344");
+        // A password wins over a hash on the same line; an empty hash is none.
+        let mut r2 = r.clone();
+        r2.fields.insert("hash".into(), "".into());
+        assert!(credential_of(&r2).is_none());
+        r2.fields.insert("secret_b64".into(), "aHVudGVyMg==".into());
+        assert_eq!(credential_of(&r2).unwrap().kind, "password");
     }
 }

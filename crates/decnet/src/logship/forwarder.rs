@@ -3,25 +3,38 @@
 //!
 //! The cursor is (inode, offset). On every connection the listener says
 //! where its data for us ends (`RESUME`), which is where shipping starts:
-//! that file if it is still the ingest log, or the rotated `<log>.1` when
-//! the master was still on it. Only whole lines are shipped. When the
+//! that file wherever it is now (the ingest log, or `<log>.1`, `<log>.2`…
+//! after rotations while the forwarder was down; see
+//! [`crate::ingest::rotation`]). Only whole lines are shipped. When the
 //! ingest log is replaced (rotation), the old file is read to its end and
-//! then the new one from byte 0. The offset the master acknowledged is
-//! persisted in the state file (`--state`) for the operator and for
-//! tooling; it is never ahead of what the master holds.
+//! then every later generation in order, each from byte 0.
+//!
+//! Copytruncate: the file shrinks (or refills past the position) under the
+//! reader, which [`Tail`] notices before reading on, so no torn half-line
+//! is shipped. The lines the forwarder had not read yet are in logrotate's
+//! copy at the same offsets: it finds the copy, ships the rest of it under
+//! the truncated file's identity (the copy's bytes are that file's bytes,
+//! so the master's position stays true), then the truncated file from 0.
+//! Lines written between the copy and the truncation are in neither file;
+//! gaps like that, or a file gone before it was shipped, are logged at WARN
+//! with a running count. The offset the master acknowledged is persisted
+//! in the state file (`--state`, 0600) for the operator and for tooling;
+//! it is never ahead of what the master holds.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::io::{AsyncBufReadExt, AsyncSeekExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
 use super::frame;
+use crate::ingest::rotation::{self, Generation};
+use crate::ingest::tail::{self, Step, Tail};
 
 const RETRY: Duration = Duration::from_millis(500);
 const TAIL_POLL: Duration = Duration::from_millis(100);
@@ -40,8 +53,9 @@ pub async fn run(config: ForwarderConfig, shutdown: CancellationToken) -> anyhow
     let connector = TlsConnector::from(Arc::new(config.tls));
     let config = Arc::new((config.master, config.log, config.state));
     let mut logged = false;
+    let gaps = AtomicU64::new(0);
     while !shutdown.is_cancelled() {
-        let attempt = ship(&connector, server_name.clone(), &config.0, &config.1, &config.2, &shutdown);
+        let attempt = ship(&connector, server_name.clone(), &config.0, &config.1, &config.2, &gaps, &shutdown);
         match attempt.await {
             Ok(()) => return Ok(()),
             Err(e) => {
@@ -59,19 +73,51 @@ pub async fn run(config: ForwarderConfig, shutdown: CancellationToken) -> anyhow
     Ok(())
 }
 
-fn inode(path: &Path) -> Option<u64> {
-    std::fs::metadata(path).ok().map(|m| m.ino())
+/// A gap no reader could avoid: counted and logged at WARN.
+fn gap(gaps: &AtomicU64, what: &str) {
+    let total = gaps.fetch_add(1, Ordering::Relaxed) + 1;
+    tracing::warn!(gaps = total, "shipping gap: {what}");
 }
 
-fn rotated(log: &Path) -> PathBuf {
-    let mut p = log.as_os_str().to_owned();
-    p.push(".1");
-    PathBuf::from(p)
+/// A reader of `generation` from `offset`. The master acknowledges whole
+/// lines only, so a non-zero resume offset follows an LF: that is the
+/// check a file truncated and refilled meanwhile most likely fails.
+fn open_tail(log: &Path, generation: &Generation, offset: u64, check: Vec<u8>) -> std::io::Result<Tail> {
+    let check = if check.is_empty() && offset > 0 { b"\n".to_vec() } else { check };
+    Tail::new(log, std::fs::File::open(&generation.path)?, offset, check, frame::MAX_MSG)
+}
+
+/// Where shipping starts: the master's file wherever rotation moved it, or
+/// the ingest log from the start.
+fn start_tail(log: &Path, m_inode: u64, m_offset: u64, gaps: &AtomicU64) -> std::io::Result<Option<Tail>> {
+    if m_inode != 0 {
+        if let Some(g) = rotation::find(log, m_inode) {
+            return open_tail(log, &g, m_offset, Vec::new()).map(Some);
+        }
+    }
+    let Some(current) = rotation::chain(log).pop().filter(|g| g.path == log) else { return Ok(None) };
+    if m_inode != 0 {
+        gap(
+            gaps,
+            &format!("the file the master was on (inode {m_inode}) is gone; shipping the ingest log from the start"),
+        );
+    }
+    open_tail(log, &current, 0, Vec::new()).map(Some)
 }
 
 fn save_state(state: &Path, inode: u64, offset: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = state.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::json!({"inode": inode, "offset": offset}).to_string())?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(crate::state_dir::FILE_MODE)
+        .open(&tmp)?;
+    f.write_all(serde_json::json!({"inode": inode, "offset": offset}).to_string().as_bytes())?;
+    // A tmp file left 0644 by an older version keeps its mode through open.
+    crate::state_dir::tighten(&tmp, crate::state_dir::FILE_MODE)?;
     std::fs::rename(tmp, state)
 }
 
@@ -82,6 +128,7 @@ async fn ship(
     master: &str,
     log: &Path,
     state: &Path,
+    gaps: &AtomicU64,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let tcp = tokio::net::TcpStream::connect(master).await.with_context(|| format!("cannot reach {master}"))?;
@@ -103,76 +150,94 @@ async fn ship(
         }
     });
     let result: anyhow::Result<()> = async {
-        // Which file to start from.
-        while inode(log).is_none() {
+        let mut tail = loop {
+            if let Some(t) = start_tail(log, m_inode, m_offset, gaps)? {
+                break t;
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = tokio::time::sleep(TAIL_POLL) => {}
             }
-        }
-        let (mut path, mut offset) = if inode(log) == Some(m_inode) {
-            (log.to_path_buf(), m_offset)
-        } else if m_inode != 0 && inode(&rotated(log)) == Some(m_inode) {
-            (rotated(log), m_offset)
-        } else {
-            if m_inode != 0 {
-                tracing::warn!(
-                    inode = m_inode,
-                    "the file the master was on is gone; shipping the ingest log from the start"
-                );
-            }
-            (log.to_path_buf(), 0)
         };
+        // The identity shipped lines are filed under: the file's inode,
+        // except while shipping the rest of a copytruncate copy (then the
+        // truncated file's, whose bytes the copy holds).
+        let mut ident = tail.inode();
+        let mut out = Vec::new();
+        frame::encode(format!("{}{ident} {}", frame::POS_PREFIX, tail.position().offset).as_bytes(), &mut out);
+        wr.write_all(&out).await?;
+        wr.flush().await?;
         loop {
-            let file = tokio::fs::File::open(&path).await?;
-            let ino = file.metadata().await?.ino();
-            let mut reader = BufReader::new(file);
-            reader.seek(std::io::SeekFrom::Start(offset)).await?;
-            let mut out = Vec::new();
-            frame::encode(format!("{}{ino} {offset}", frame::POS_PREFIX).as_bytes(), &mut out);
-            wr.write_all(&out).await?;
-            wr.flush().await?;
-            let mut line = Vec::new();
-            let mut pending = Vec::new();
-            loop {
-                let n = reader.read_until(b'\n', &mut line).await?;
-                if n > 0 && line.last() == Some(&b'\n') {
-                    offset += line.len() as u64;
-                    let body = &line[..line.len() - 1];
-                    if body.is_empty() {
-                        // RFC 5425 has no empty message; mark the skip so
-                        // the master's position stays exact.
-                        frame::encode(format!("{}{ino} {offset}", frame::POS_PREFIX).as_bytes(), &mut pending);
-                    } else {
-                        frame::encode(body, &mut pending);
+            match tail.read()? {
+                Step::Lines(chunk) => {
+                    let mut pending = Vec::new();
+                    if chunk.skipped_overlong {
+                        gap(gaps, &format!("a line over {} bytes at offset {} was skipped", frame::MAX_MSG, chunk.start));
+                        frame::encode(format!("{}{ident} {}", frame::POS_PREFIX, chunk.end).as_bytes(), &mut pending);
                     }
-                    line.clear();
-                    if pending.len() < 64 * 1024 {
-                        continue;
+                    let mut offset = chunk.start;
+                    for line in chunk.data.split_inclusive(|b| *b == b'\n') {
+                        offset += line.len() as u64;
+                        let body = &line[..line.len() - 1];
+                        if body.is_empty() {
+                            // RFC 5425 has no empty message; mark the skip so
+                            // the master's position stays exact.
+                            frame::encode(format!("{}{ident} {offset}", frame::POS_PREFIX).as_bytes(), &mut pending);
+                        } else {
+                            frame::encode(body, &mut pending);
+                        }
                     }
-                }
-                if !pending.is_empty() {
+                    tail.advance(&chunk);
                     wr.write_all(&pending).await?;
                     wr.flush().await?;
-                    pending.clear();
                 }
-                if n > 0 {
-                    continue; // a partial line stays in `line` until its LF arrives
+                Step::Idle | Step::Rotated => {
+                    if acks.is_finished() {
+                        anyhow::bail!("the listener closed the connection");
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(TAIL_POLL) => {}
+                    }
                 }
-                // At the end of this file: rotated away (and read to the end)?
-                if line.is_empty() && inode(log).is_some_and(|now| now != ino) {
-                    // `log` was renamed to `log.1`: continue with the new `log`.
-                    path = log.to_path_buf();
-                    offset = 0;
-                    tracing::info!(file = %path.display(), "ingest log rotated; shipping the new file");
-                    break;
+                Step::Finished => {
+                    let Some(next) = rotation::successor(log, tail.inode(), tail.modified()) else {
+                        tokio::time::sleep(TAIL_POLL).await;
+                        continue;
+                    };
+                    tracing::info!(file = %next.path.display(), "ingest log rotated; shipping the next file");
+                    tail = open_tail(log, &next, 0, Vec::new())?;
+                    ident = tail.inode();
+                    let mut out = Vec::new();
+                    frame::encode(format!("{}{ident} 0", frame::POS_PREFIX).as_bytes(), &mut out);
+                    wr.write_all(&out).await?;
                 }
-                if acks.is_finished() {
-                    anyhow::bail!("the listener closed the connection");
-                }
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(TAIL_POLL) => {}
+                Step::Truncated => {
+                    let (inode, offset, check) = (tail.inode(), tail.position().offset, tail.check().to_vec());
+                    let copy = rotation::chain(log).into_iter().rev().find(|g| {
+                        g.inode != inode
+                            && g.len >= offset
+                            && std::fs::File::open(&g.path).and_then(|f| tail::holds(&f, offset, &check)).unwrap_or(false)
+                    });
+                    match copy {
+                        Some(copy) => {
+                            tracing::warn!(copy = %copy.path.display(), offset,
+                                "ingest log truncated in place (copytruncate); shipping the rest of its copy first");
+                            // Same identity and offset: the master sees no jump.
+                            tail = open_tail(log, &copy, offset, check)?;
+                        }
+                        None => {
+                            gap(gaps, &format!("the ingest log was truncated in place at byte {offset} and no rotated copy holds what followed"));
+                            let Some(current) = rotation::find(log, inode).or_else(|| rotation::chain(log).pop()) else {
+                                anyhow::bail!("the ingest log is gone");
+                            };
+                            tail = open_tail(log, &current, 0, Vec::new())?;
+                            ident = tail.inode();
+                            let mut out = Vec::new();
+                            frame::encode(format!("{}{ident} 0", frame::POS_PREFIX).as_bytes(), &mut out);
+                            wr.write_all(&out).await?;
+                        }
+                    }
                 }
             }
         }

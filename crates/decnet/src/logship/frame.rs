@@ -95,4 +95,69 @@ mod tests {
         assert_eq!(read_control(&mut r, "ACK").await.unwrap(), Some((5, 6)));
         assert!(read_control(&mut r, "ACK").await.is_err());
     }
+
+    /// Read frames off `input` until EOF or the first error: what the
+    /// listener does with one connection's bytes (`read_frame` never waits
+    /// on an in-memory reader, so each call completes at once).
+    fn drain(input: &[u8]) -> Vec<Vec<u8>> {
+        use futures_util::FutureExt as _;
+        let mut r = tokio::io::BufReader::new(input);
+        let mut frames = Vec::new();
+        // Each frame consumes at least two bytes: at most len/2 + 1 calls.
+        for _ in 0..=input.len() / 2 + 1 {
+            match read_frame(&mut r).now_or_never().expect("an in-memory read never waits") {
+                Ok(Some(f)) => frames.push(f),
+                Ok(None) | Err(_) => return frames,
+            }
+        }
+        panic!("read_frame made no progress on {input:?}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+        /// Fuzz target: any bytes → no panic, frames within the limit, never
+        /// more bytes out than in, and the loop ends.
+        #[test]
+        fn any_bytes_decode_without_panic_and_bounded(input in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let frames = drain(&input);
+            proptest::prop_assert!(frames.iter().map(|f| f.len()).sum::<usize>() <= input.len());
+            for f in &frames {
+                let _ = parse_pos(f);
+            }
+        }
+
+        /// Near-valid input: real frames with lying lengths, cut anywhere,
+        /// control lines with junk. What was whole comes back exactly.
+        #[test]
+        fn lying_lengths_and_cut_frames(
+            msgs in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 1..40), 0..8),
+            lie in proptest::option::of((0usize..8, 0usize..99_999_999)),
+            cut in proptest::option::of(proptest::prelude::any::<proptest::sample::Index>()),
+            control in "\\PC{0,30}",
+        ) {
+            let mut buf = Vec::new();
+            for m in &msgs {
+                encode(m, &mut buf);
+            }
+            if let Some((which, len)) = lie.filter(|(w, _)| *w < msgs.len()) {
+                // Rewrite one frame's header to claim `len` bytes.
+                let start: usize = msgs[..which].iter().map(|m| m.len().to_string().len() + 1 + m.len()).sum();
+                let old = msgs[which].len().to_string().len();
+                buf.splice(start..start + old, len.to_string().into_bytes());
+            }
+            let whole = buf.len();
+            if let Some(at) = cut {
+                buf.truncate(at.index(whole + 1));
+            }
+            let frames = drain(&buf);
+            proptest::prop_assert!(frames.len() <= msgs.len() + 1);
+            if lie.is_none() && cut.is_none() {
+                proptest::prop_assert_eq!(&frames, &msgs);
+            }
+            let mut r = tokio::io::BufReader::new(control.as_bytes());
+            use futures_util::FutureExt as _;
+            let _ = read_control(&mut r, "ACK").now_or_never().expect("never waits");
+        }
+    }
 }

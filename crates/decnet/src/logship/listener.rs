@@ -39,11 +39,16 @@ struct Store {
     log_len: u64,
     /// Per sender CN: how far its shipped data goes.
     pos: HashMap<String, Pos>,
+    /// Per sender CN: the connection that may append (the newest one).
+    owner: HashMap<String, u64>,
+    connections: u64,
 }
 
 /// Open (creating) `master.log` + `master.json` in `dir` and recover.
+/// The folder is made 0700 and the files 0600 (tightened when older
+/// versions left them looser): they hold every sensor's captures.
 fn open_store(dir: &Path) -> anyhow::Result<Store> {
-    std::fs::create_dir_all(dir)?;
+    crate::state_dir::create_private_dir(dir)?;
     let json_path = dir.join("master.json");
     let log_path = dir.join("master.log");
     let mut pos = HashMap::new();
@@ -69,7 +74,18 @@ fn open_store(dir: &Path) -> anyhow::Result<Store> {
             valid += n as u64;
         }
     }
-    let open = |p: &Path| std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(p);
+    let open = |p: &Path| {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .mode(crate::state_dir::FILE_MODE)
+            .open(p)?;
+        crate::state_dir::tighten(p, crate::state_dir::FILE_MODE)?;
+        Ok::<_, std::io::Error>(file)
+    };
     let json = open(&json_path).with_context(|| format!("cannot open {}", json_path.display()))?;
     let log = open(&log_path).with_context(|| format!("cannot open {}", log_path.display()))?;
     if json.metadata()?.len() > valid {
@@ -83,7 +99,7 @@ fn open_store(dir: &Path) -> anyhow::Result<Store> {
     // Append mode after the cut, so every write lands at the end.
     let json = std::fs::OpenOptions::new().append(true).open(&json_path)?;
     let log = std::fs::OpenOptions::new().append(true).open(&log_path)?;
-    Ok(Store { log, json, log_len: log_end, pos })
+    Ok(Store { log, json, log_len: log_end, pos, owner: HashMap::new(), connections: 0 })
 }
 
 pub struct ListenerConfig {
@@ -140,7 +156,16 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let (rd, mut wr) = tokio::io::split(tls);
     let mut rd = BufReader::new(rd);
-    let start = store.lock().unwrap_or_else(|p| p.into_inner()).pos.get(cn).copied().unwrap_or_default();
+    // The newest connection of a sender is the only one that may append:
+    // an older one still open (a forwarder restarted before the listener
+    // saw the old connection close) is refused at its next commit.
+    let (start, conn) = {
+        let mut st = store.lock().unwrap_or_else(|p| p.into_inner());
+        st.connections += 1;
+        let conn = st.connections;
+        st.owner.insert(cn.to_owned(), conn);
+        (st.pos.get(cn).copied().unwrap_or_default(), conn)
+    };
     wr.write_all(format!("RESUME {} {}\n", start.inode, start.offset).as_bytes()).await?;
     wr.flush().await?;
     // Where this connection's next line starts; set by position markers.
@@ -165,7 +190,7 @@ async fn serve(
         }
         // Commit when the peer has paused (nothing buffered) or the batch is full.
         if !batch.is_empty() && (ended || rd.buffer().is_empty() || batch.len() >= BATCH) {
-            let acked = commit(&store, cn, batch_start.take().unwrap_or_default(), &mut batch)?;
+            let acked = commit(&store, cn, conn, batch_start.take().unwrap_or_default(), &mut batch)?;
             wr.write_all(format!("ACK {} {}\n", acked.inode, acked.offset).as_bytes()).await?;
             wr.flush().await?;
         }
@@ -175,13 +200,28 @@ async fn serve(
     }
 }
 
-/// Append `batch` for `cn` if it continues exactly where the store is for
-/// that sender (else another connection of the same sender got there
-/// first, and this one must stop), then make it durable.
-fn commit(store: &Mutex<Store>, cn: &str, first: Pos, batch: &mut Vec<(Pos, Vec<u8>)>) -> anyhow::Result<Pos> {
+/// Append `batch` for `cn` if this is the sender's newest connection and
+/// the batch continues exactly where the store is for that sender (else
+/// this connection must stop), then make it durable. A batch may also
+/// start a file at 0: a new file after rotation, or the same file again
+/// after the forwarder saw it truncated in place (copytruncate).
+fn commit(
+    store: &Mutex<Store>,
+    cn: &str,
+    conn: u64,
+    first: Pos,
+    batch: &mut Vec<(Pos, Vec<u8>)>,
+) -> anyhow::Result<Pos> {
     let mut st = store.lock().unwrap_or_else(|p| p.into_inner());
+    if st.owner.get(cn) != Some(&conn) {
+        batch.clear();
+        anyhow::bail!("a newer connection of this sender took over; closing this one");
+    }
     let have = st.pos.get(cn).copied().unwrap_or_default();
-    let continues = if first.inode == have.inode { first.offset == have.offset } else { first.offset == 0 };
+    let continues = first.offset == 0 || (first.inode == have.inode && first.offset == have.offset);
+    if first.inode == have.inode && first.offset == 0 && have.offset > 0 {
+        tracing::warn!(cn, inode = have.inode, was = have.offset, "sender restarts a file truncated in place");
+    }
     if !continues {
         batch.clear();
         anyhow::bail!(
@@ -261,4 +301,54 @@ fn parsed(line: &str) -> serde_json::Value {
         "sd": sd,
         "msg": s.msg,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(n: u64) -> Vec<u8> {
+        format!("<134>1 - s app - - - line {n}").into_bytes()
+    }
+
+    /// `count` lines of the file `inode` from `offset`, as `serve` batches them.
+    fn batch(inode: u64, offset: u64, count: u64) -> (Pos, Vec<(Pos, Vec<u8>)>) {
+        let mut at = Pos { inode, offset };
+        let first = at;
+        let lines = (0..count)
+            .map(|n| {
+                let l = line(offset + n);
+                at = Pos { inode, offset: at.offset + l.len() as u64 + 1 };
+                (at, l)
+            })
+            .collect();
+        (first, lines)
+    }
+
+    #[test]
+    fn only_the_newest_connection_appends_and_a_truncated_file_may_start_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Mutex::new(open_store(dir.path()).unwrap());
+        let take_over = |conn: u64| store.lock().unwrap().owner.insert("s1".into(), conn);
+        take_over(1);
+        let (first, mut lines) = batch(7, 0, 3);
+        let end = commit(&store, "s1", 1, first, &mut lines).unwrap();
+        // A second connection of the sender takes over: the first one's
+        // next batch is refused even though it continues exactly.
+        take_over(2);
+        let (first, mut lines) = batch(7, end.offset, 2);
+        assert!(commit(&store, "s1", 1, first, &mut lines).is_err());
+        // The owner may not skip ahead within a file...
+        let (first, mut lines) = batch(7, end.offset + 5, 1);
+        assert!(commit(&store, "s1", 2, first, &mut lines).is_err());
+        // ...but may start the same file over at 0 (copytruncate) or
+        // another file at 0 (rotation).
+        let (first, mut lines) = batch(7, 0, 1);
+        let end = commit(&store, "s1", 2, first, &mut lines).unwrap();
+        assert_eq!(end.inode, 7);
+        let (first, mut lines) = batch(8, 0, 1);
+        assert_eq!(commit(&store, "s1", 2, first, &mut lines).unwrap().inode, 8);
+        let log = std::fs::read_to_string(dir.path().join("master.log")).unwrap();
+        assert_eq!(log.lines().count(), 5, "{log}");
+    }
 }

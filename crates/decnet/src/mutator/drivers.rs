@@ -54,13 +54,34 @@ pub struct DeployError {
 #[async_trait::async_trait]
 pub trait DeployDriver: Send + Sync {
     fn name(&self) -> &'static str;
+
+    /// Whether a decky deployed by this driver answers on `service`. The
+    /// mutator draws only such services, so a rotation never opens a port
+    /// nothing serves. Drivers that run containers or commands serve what
+    /// the operator gave them: every catalogue service.
+    fn serves(&self, _service: &str) -> bool {
+        true
+    }
     async fn apply(&self, change: &Change<'_>) -> Result<(), DeployError>;
+
+    /// Whether [`Change::fleet`] must hold the whole fleet after the
+    /// change (a compose file or a command rewrites it all). Drivers that
+    /// change one decky at a time say no, so a deploy of N deckies does
+    /// not read the fleet N times.
+    fn wants_fleet(&self) -> bool {
+        true
+    }
 
     /// Bring what this process runs for `project` in line with the
     /// deckies deployed (called on every pass of the mutator's loop).
     /// Only drivers whose deckies live in the process need it: the native
     /// driver, whose deckies may have been deployed by a one-shot command.
     async fn sync(&self, _project: &str, _deployed: &[DeckyShape]) {}
+
+    /// Release what the driver holds in this process (the native driver:
+    /// ports, and the namespaces it made on a LAN). Called once as the
+    /// mutator stops.
+    async fn shutdown(&self) {}
 
     /// Counters for the worker's heartbeat (`extra`); none by default.
     fn health(&self) -> serde_json::Map<String, serde_json::Value> {

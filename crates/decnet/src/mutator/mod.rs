@@ -8,6 +8,7 @@
 //! chain of `old_services -> new_services` stays exactly what is running.
 
 pub mod drivers;
+pub mod lan;
 pub mod native;
 pub mod schedule;
 pub mod topologies;
@@ -78,7 +79,8 @@ impl Mutator {
         trigger: Trigger,
         actor: Option<&str>,
     ) -> anyhow::Result<Vec<String>> {
-        let fleet = self.fleet_after(&decky.name, &services).await?;
+        let fleet =
+            if self.driver.wants_fleet() { self.fleet_after(&decky.name, &services).await? } else { Vec::new() };
         let change = Change { project: FLEET_PROJECT, decky: &decky.name, services: &services, fleet: &fleet };
         if let Err(e) = self.driver.apply(&change).await {
             tracing::error!(decky = %decky.name, trigger = %trigger, error = %e, "deploy failed; mutation not recorded");
@@ -116,6 +118,14 @@ impl Mutator {
         Ok(services)
     }
 
+    /// The services a decky of `archetype` may rotate through with this
+    /// driver: the archetype's pool (the catalogue without one), only
+    /// those the driver serves.
+    fn pool_of(&self, archetype: Option<&str>) -> Vec<&'static str> {
+        let pool: &[&'static str] = archetype.and_then(catalogue::archetype).map_or(&[], |a| a.services);
+        catalogue::servable_pool(pool, |s| self.driver.serves(s))
+    }
+
     /// Mutate one deployed decky now: draw new services from its archetype
     /// pool (or the catalogue) and deploy them. Returns the new services.
     pub async fn mutate_decky(&self, name: &str, trigger: Trigger, actor: Option<&str>) -> anyhow::Result<Vec<String>> {
@@ -123,8 +133,8 @@ impl Mutator {
             .await?
             .filter(|d| d.deployed)
             .ok_or_else(|| anyhow::anyhow!("no deployed decky named {name:?}"))?;
-        let pool: &[&str] = decky.archetype.as_deref().and_then(catalogue::archetype).map_or(&[], |a| a.services);
-        let next = catalogue::draw_services(pool, &decky.services, &mut rand::rng());
+        let next =
+            catalogue::rotate_services(&self.pool_of(decky.archetype.as_deref()), &decky.services, &mut rand::rng());
         self.deploy_and_record(&decky, next, trigger, actor).await
     }
 
@@ -189,19 +199,28 @@ impl Mutator {
                 fleet_store::upsert(&self.pool, &row).await?;
                 fleet_store::set_address(&self.pool, &spec.name, &address.to_string()).await?;
             }
+            fleet_store::upsert(&self.pool, &row).await?;
+            fleet_store::set_persona(&self.pool, &spec.name, spec.persona.as_ref()).await?;
             if row.deployed {
-                fleet_store::upsert(&self.pool, &row).await?;
                 tracing::info!(decky = %spec.name, "already deployed; schedule updated");
                 continue;
             }
-            fleet_store::upsert(&self.pool, &row).await?;
-            let services = if spec.services.is_empty() {
-                let pool: &[&str] =
-                    spec.archetype.as_deref().and_then(catalogue::archetype).map_or(&[], |a| a.services);
-                catalogue::draw_services(pool, &[], &mut rand::rng())
+            // Listed services this driver cannot serve are left out (a port
+            // nothing answers on is worse than no port); none left means a
+            // draw from the archetype, as for a decky that lists none.
+            let (served, unserved): (Vec<String>, Vec<String>) =
+                spec.services.iter().cloned().partition(|s| self.driver.serves(s));
+            if !unserved.is_empty() {
+                tracing::warn!(decky = %spec.name, services = %unserved.join(","), driver = self.driver.name(),
+                    "the deploy driver does not serve these services; left out");
+            }
+            let services = if served.is_empty() {
+                catalogue::initial_services(&self.pool_of(spec.archetype.as_deref()), &mut rand::rng())
             } else {
-                spec.services.clone()
+                served
             };
+            // The running mutator says whether it serves it (see `serving`).
+            fleet_store::set_serving(&self.pool, &spec.name, None).await?;
             if self.deploy_and_record(&row, services, Trigger::Creation, None).await.is_err() {
                 failed.push(spec.name.clone());
             }

@@ -35,8 +35,8 @@ use crate::decky::{self, DeckyContext, Limits};
 /// Settings of a live native driver.
 #[derive(Debug, Clone)]
 pub struct NativeOptions {
-    /// Where the lines go (the collector's TCP syslog listener).
-    pub collector: SocketAddr,
+    /// Where the lines go: the collector's UNIX socket, or a TCP listener.
+    pub collector: decky::sink::CollectorTarget,
     /// Added to every default port (e.g. 10000 puts ssh on 10022), for
     /// hosts where ports below 1024 are not available.
     pub port_offset: u16,
@@ -47,20 +47,46 @@ pub struct NativeOptions {
     pub host_key_seed: Vec<u8>,
     /// Fixed addresses by decky name (win over the database).
     pub addresses: HashMap<String, IpAddr>,
-    /// Lines held while the collector is away.
-    pub queue: usize,
+    /// Persona overrides by decky name (a JSON object of persona fields),
+    /// merged over the derived persona after the fleet file's.
+    pub personas: HashMap<String, serde_json::Value>,
+    /// Bytes of lines held while the collector is away.
+    pub queue_bytes: usize,
+    /// Where shell sessions are recorded (`<dir>/<decky>/<sid>.cast`,
+    /// asciicast v2); `None`: not recorded.
+    pub recordings: Option<std::path::PathBuf>,
+    /// Network namespaces by decky name (`/run/netns/NAME`): the decky's
+    /// sockets are made inside it, so it can hold an address of its own.
+    pub netns: HashMap<String, std::path::PathBuf>,
+    /// Place each decky on a real LAN, in a namespace of its own (see
+    /// [`crate::mutator::lan`]); `None`: addresses must exist already.
+    pub lan: Option<crate::mutator::lan::Lan>,
+    /// The quarantine for what attackers bring (files named by sha256,
+    /// shared by every decky of the driver); `None`: nothing is stored.
+    pub artifacts: Option<std::path::PathBuf>,
+    pub artifact_limits: decky::artifacts::StoreLimits,
+    /// Whether and from where payloads attackers download are fetched
+    /// (off by default).
+    pub fetch: decky::fetch::FetchSettings,
 }
 
 impl NativeOptions {
-    pub fn new(collector: SocketAddr, host_key_seed: Vec<u8>) -> Self {
+    pub fn new(collector: impl Into<decky::sink::CollectorTarget>, host_key_seed: Vec<u8>) -> Self {
         NativeOptions {
-            collector,
+            collector: collector.into(),
             port_offset: 0,
             ports: HashMap::new(),
             limits: Limits::default(),
             host_key_seed,
             addresses: HashMap::new(),
-            queue: decky::sink::DEFAULT_QUEUE,
+            personas: HashMap::new(),
+            queue_bytes: decky::sink::DEFAULT_QUEUE_BYTES,
+            recordings: None,
+            netns: HashMap::new(),
+            lan: None,
+            artifacts: None,
+            artifact_limits: decky::artifacts::StoreLimits::default(),
+            fetch: decky::fetch::FetchSettings::default(),
         }
     }
 
@@ -96,10 +122,34 @@ pub fn load_host_key_seed(home: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(seed)
 }
 
+/// Addresses in use, and where the next free one is looked for (the scan
+/// resumes after the last assignment instead of starting over).
+struct TakenAddresses {
+    set: BTreeSet<IpAddr>,
+    next: u32,
+}
+
 struct RunningDecky {
     address: IpAddr,
     ctx: Arc<DeckyContext>,
     listeners: BTreeMap<String, ServiceListener>,
+    /// The namespace the driver made for the decky on the LAN (removed
+    /// with it), if any.
+    placed: Option<std::path::PathBuf>,
+}
+
+impl RunningDecky {
+    /// Close its ports, then remove its namespace when the driver made one.
+    async fn close(self, lan: Option<&crate::mutator::lan::Lan>) {
+        for l in self.listeners.into_values() {
+            l.close().await;
+        }
+        if let (Some(lan), Some(_)) = (lan, &self.placed) {
+            if let Err(e) = lan.remove(&self.ctx.name).await {
+                tracing::warn!(decky = %self.ctx.name, "namespace not removed: {e}");
+            }
+        }
+    }
 }
 
 /// Where automatically assigned addresses start (deckies with no address
@@ -111,12 +161,24 @@ pub struct NativeDriver {
     live: Option<Live>,
     pool: Option<SqlitePool>,
     fixed: HashMap<String, IpAddr>,
+    /// Where addresses for deckies without one are drawn (FIRST, LAST):
+    /// the LAN's range, `None` for loopback ones.
+    auto_range: Option<(Ipv4Addr, Ipv4Addr)>,
+    /// Addresses known taken, read from the database once and kept up to
+    /// date by this driver's own assignments: assigning N addresses reads
+    /// the fleet once, not N times.
+    taken: tokio::sync::Mutex<Option<TakenAddresses>>,
+    /// What was last recorded of each fleet decky being served ("ok" or
+    /// the cause it is not), so the database and the log hear of a change
+    /// once instead of on every pass.
+    serving: tokio::sync::Mutex<HashMap<String, String>>,
     deckies: tokio::sync::Mutex<HashMap<(String, String), RunningDecky>>,
 }
 
 struct Live {
     options: NativeOptions,
     sink: LineSink,
+    artifacts: Option<Arc<decky::artifacts::Artifacts>>,
     stop: CancellationToken,
 }
 
@@ -124,10 +186,23 @@ impl NativeDriver {
     /// A driver that really listens, shipping lines to `options.collector`.
     pub fn live(options: NativeOptions, pool: Option<SqlitePool>) -> NativeDriver {
         let stop = CancellationToken::new();
-        let sink = LineSink::start(options.collector, options.queue, stop.clone());
+        let sink = LineSink::start(options.collector.clone(), options.queue_bytes, stop.clone());
+        // An unusable quarantine folder costs the captures, not the deckies.
+        let artifacts = options.artifacts.as_ref().and_then(|dir| {
+            match decky::artifacts::ArtifactStore::open(dir, options.artifact_limits) {
+                Ok(store) => Some(Arc::new(decky::artifacts::Artifacts::new(store, options.fetch.clone()))),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), "artifact quarantine unavailable, nothing will be stored: {e}");
+                    None
+                }
+            }
+        });
         NativeDriver {
             fixed: options.addresses.clone(),
-            live: Some(Live { options, sink, stop }),
+            auto_range: options.lan.as_ref().and_then(|l| l.range),
+            taken: tokio::sync::Mutex::new(None),
+            serving: tokio::sync::Mutex::new(HashMap::new()),
+            live: Some(Live { options, sink, artifacts, stop }),
             pool,
             deckies: tokio::sync::Mutex::new(HashMap::new()),
         }
@@ -135,7 +210,22 @@ impl NativeDriver {
 
     /// A driver for one-shot commands: settles addresses, opens nothing.
     pub fn deferred(pool: Option<SqlitePool>) -> NativeDriver {
-        NativeDriver { live: None, pool, fixed: HashMap::new(), deckies: tokio::sync::Mutex::new(HashMap::new()) }
+        NativeDriver {
+            live: None,
+            pool,
+            fixed: HashMap::new(),
+            auto_range: None,
+            taken: tokio::sync::Mutex::new(None),
+            serving: tokio::sync::Mutex::new(HashMap::new()),
+            deckies: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Draw new deckies' addresses from `range` (a LAN's) instead of
+    /// loopback: one-shot commands settle addresses the daemon then places.
+    pub fn with_auto_range(mut self, range: Option<(Ipv4Addr, Ipv4Addr)>) -> NativeDriver {
+        self.auto_range = range;
+        self
     }
 
     /// The sink (for counters), when live.
@@ -151,13 +241,13 @@ impl NativeDriver {
             .unwrap_or_default()
     }
 
-    /// Close every listener (process shutdown).
+    /// Close every listener and remove the namespaces made on a LAN
+    /// (process shutdown).
     pub async fn shutdown(&self) {
         let drained: Vec<RunningDecky> = self.deckies.lock().await.drain().map(|(_, d)| d).collect();
+        let lan = self.live.as_ref().and_then(|l| l.options.lan.as_ref());
         for d in drained {
-            for l in d.listeners.into_values() {
-                l.close().await;
-            }
+            d.close(lan).await;
         }
         if let Some(live) = &self.live {
             live.stop.cancel();
@@ -179,22 +269,38 @@ impl NativeDriver {
         if let Some(d) = running.get(&(project.to_string(), decky.to_string())) {
             return Ok(d.address);
         }
-        let mut taken: BTreeSet<IpAddr> = running.values().map(|d| d.address).collect();
-        taken.extend(self.fixed.values().copied());
-        if let Some(pool) = &self.pool {
-            let known = crate::store::fleet::addresses(pool).await.map_err(|e| e.to_string())?;
-            if project == FLEET_PROJECT {
-                if let Some(text) = known.get(decky) {
-                    return text.parse().map_err(|_| format!("decky {decky} has an invalid address {text:?}"));
-                }
+        if let (Some(pool), true) = (&self.pool, project == FLEET_PROJECT) {
+            if let Some(text) = crate::store::fleet::address_of(pool, decky).await.map_err(|e| e.to_string())? {
+                return text.parse().map_err(|_| format!("decky {decky} has an invalid address {text:?}"));
             }
-            taken.extend(known.values().filter_map(|t| t.parse::<IpAddr>().ok()));
         }
-        let base = u32::from(AUTO_BASE);
-        let address = (0..65_000u32)
-            .map(|i| IpAddr::V4(Ipv4Addr::from(base + i)))
-            .find(|a| !taken.contains(a))
-            .ok_or("no free automatic address left")?;
+        let mut cache = self.taken.lock().await;
+        if cache.is_none() {
+            let mut set: BTreeSet<IpAddr> = self.fixed.values().copied().collect();
+            set.extend(running.values().map(|d| d.address));
+            if let Some(pool) = &self.pool {
+                let all = crate::store::fleet::addresses(pool).await.map_err(|e| e.to_string())?;
+                set.extend(all.values().filter_map(|t| t.parse::<IpAddr>().ok()));
+            }
+            *cache = Some(TakenAddresses { set, next: 0 });
+        }
+        let taken = cache.as_mut().expect("filled above");
+        // On a LAN, the operator's range; else loopback addresses.
+        let range = self.auto_range;
+        let (base, count) = match range {
+            Some((first, last)) => (u32::from(first), u32::from(last) - u32::from(first) + 1),
+            None => (u32::from(AUTO_BASE), 65_000),
+        };
+        let (index, address) = (0..count)
+            .map(|i| (taken.next + i) % count)
+            .map(|i| (i, IpAddr::V4(Ipv4Addr::from(base + i))))
+            .find(|(_, a)| !taken.set.contains(a))
+            .ok_or_else(|| match range {
+                Some((first, last)) => format!("no free address left in the LAN range {first}-{last}"),
+                None => "no free automatic address left".to_string(),
+            })?;
+        taken.set.insert(address);
+        taken.next = index + 1;
         if let (Some(pool), true) = (&self.pool, project == FLEET_PROJECT) {
             crate::store::fleet::set_address(pool, decky, &address.to_string()).await.map_err(|e| e.to_string())?;
             tracing::info!(decky, %address, "assigned an address to the decky");
@@ -202,14 +308,60 @@ impl NativeDriver {
         Ok(address)
     }
 
+    /// The persona of a decky about to open its first listener: derived
+    /// from its name and archetype, with the fleet file's overrides.
+    async fn persona_for(&self, project: &str, decky: &str, address: IpAddr) -> Result<decky::Persona, String> {
+        let (archetype, overrides) = match (&self.pool, project == FLEET_PROJECT) {
+            (Some(pool), true) => crate::store::fleet::persona_inputs(pool, decky).await.map_err(|e| e.to_string())?,
+            _ => (None, None),
+        };
+        let now = crate::mutator::now_secs() as i64;
+        let mut persona = decky::Persona::derive(decky, archetype.as_deref(), Some(address), now);
+        if let Some(o) = overrides {
+            persona = persona.with_overrides(&o).map_err(|e| e.to_string())?;
+        }
+        if let Some(o) = self.live.as_ref().and_then(|l| l.options.personas.get(decky)) {
+            persona = persona.with_overrides(o).map_err(|e| e.to_string())?;
+        }
+        Ok(persona)
+    }
+
+    /// [`Self::apply_live`], then record whether the fleet decky is served
+    /// (database and log), when that changed.
+    async fn apply_and_note(&self, live: &Live, change: &Change<'_>) -> Result<(), String> {
+        let result = self.apply_live(live, change).await;
+        if change.project != FLEET_PROJECT || change.is_teardown() {
+            return result;
+        }
+        let now = match &result {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e.clone(),
+        };
+        let mut noted = self.serving.lock().await;
+        if noted.get(change.decky) != Some(&now) {
+            match &result {
+                Ok(()) if noted.contains_key(change.decky) => {
+                    tracing::info!(decky = change.decky, "the decky is served again")
+                }
+                Ok(()) => {}
+                Err(e) => tracing::warn!(decky = change.decky, error = %e, "cannot serve the decky"),
+            }
+            if let Some(pool) = &self.pool {
+                if let Err(e) = crate::store::fleet::set_serving(pool, change.decky, Some(&now)).await {
+                    tracing::warn!(decky = change.decky, "cannot record whether the decky is served: {e}");
+                }
+            }
+            noted.insert(change.decky.to_string(), now);
+        }
+        result
+    }
+
     async fn apply_live(&self, live: &Live, change: &Change<'_>) -> Result<(), String> {
         let key = (change.project.to_string(), change.decky.to_string());
         let mut map = self.deckies.lock().await;
         if change.is_teardown() {
             if let Some(d) = map.remove(&key) {
-                for l in d.listeners.into_values() {
-                    l.close().await;
-                }
+                d.close(live.options.lan.as_ref()).await;
                 tracing::info!(decky = change.decky, "native decky torn down; its ports are closed");
             }
             return Ok(());
@@ -225,19 +377,33 @@ impl NativeDriver {
         // A decky that moved address closes everything first.
         if map.get(&key).is_some_and(|d| d.address != address) {
             if let Some(d) = map.remove(&key) {
-                for l in d.listeners.into_values() {
-                    l.close().await;
-                }
+                d.close(live.options.lan.as_ref()).await;
             }
         }
-        let ctx = match map.get(&key) {
-            Some(d) => d.ctx.clone(),
-            None => DeckyContext::new(
-                change.decky,
-                live.sink.clone(),
-                live.options.limits.clone(),
-                decky::ssh::host_key(&live.options.host_key_seed, change.decky),
-            ),
+        let (ctx, placed) = match map.get(&key) {
+            Some(d) => (d.ctx.clone(), d.placed.clone()),
+            None => {
+                let ctx = DeckyContext::with_capture(
+                    change.decky,
+                    self.persona_for(change.project, change.decky, address).await?,
+                    live.sink.clone(),
+                    live.options.limits.clone(),
+                    &live.options.host_key_seed,
+                    live.options.recordings.clone(),
+                    live.artifacts.clone(),
+                );
+                let placed = match &live.options.lan {
+                    Some(_) if address.is_loopback() => {
+                        return Err(format!(
+                            "decky {} has the loopback address {address}: on a LAN give it an address in the fleet file or set --lan-range",
+                            change.decky
+                        ))
+                    }
+                    Some(lan) => Some(lan.place(change.decky, address, &ctx.persona).await?),
+                    None => None,
+                };
+                (ctx, placed)
+            }
         };
         let mut opened: Vec<ServiceListener> = Vec::new();
         for service in &wanted {
@@ -245,17 +411,22 @@ impl NativeDriver {
                 continue;
             }
             let port = live.options.port_for(service).unwrap_or(0);
-            match ServiceListener::open(ctx.clone(), service, SocketAddr::new(address, port)) {
+            let netns = placed.as_deref().or_else(|| live.options.netns.get(change.decky).map(|p| p.as_path()));
+            match ServiceListener::open_in(ctx.clone(), service, SocketAddr::new(address, port), netns) {
                 Ok(l) => opened.push(l),
                 Err(e) => {
                     for l in opened {
                         l.close().await;
                     }
+                    // A decky that never opened a port keeps no namespace.
+                    if let (Some(lan), Some(_), false) = (&live.options.lan, &placed, map.contains_key(&key)) {
+                        let _ = lan.remove(change.decky).await;
+                    }
                     return Err(e.to_string());
                 }
             }
         }
-        let entry = map.entry(key).or_insert_with(|| RunningDecky { address, ctx, listeners: BTreeMap::new() });
+        let entry = map.entry(key).or_insert_with(|| RunningDecky { address, ctx, listeners: BTreeMap::new(), placed });
         let removed: Vec<String> = entry.listeners.keys().filter(|s| !wanted.contains(s.as_str())).cloned().collect();
         for service in removed {
             if let Some(l) = entry.listeners.remove(&service) {
@@ -276,10 +447,14 @@ impl DeployDriver for NativeDriver {
         "native"
     }
 
+    fn serves(&self, service: &str) -> bool {
+        decky::is_served(service)
+    }
+
     async fn apply(&self, change: &Change<'_>) -> Result<(), DeployError> {
         let fail = |reason: String| DeployError { driver: "native", decky: change.decky.to_string(), reason };
         match &self.live {
-            Some(live) => self.apply_live(live, change).await.map_err(fail),
+            Some(live) => self.apply_and_note(live, change).await.map_err(fail),
             None => {
                 if !change.is_teardown() {
                     let map = self.deckies.lock().await;
@@ -302,16 +477,34 @@ impl DeployDriver for NativeDriver {
             m.insert(
                 "native".into(),
                 serde_json::json!({
+                    "collector": live.options.collector.to_string(),
                     "lines_sent": c.sent.load(Relaxed),
                     "lines_dropped": c.dropped.load(Relaxed),
+                    "bytes_dropped": c.dropped_bytes.load(Relaxed),
                     "lines_queued": live.sink.backlog(),
+                    "bytes_queued": live.sink.backlog_bytes(),
                     "collector_connects": c.connects.load(Relaxed),
                     "sessions_refused_busy": crate::decky::listener::REFUSED_BUSY.load(Relaxed),
+                    "sessions_refused_source": crate::decky::listener::REFUSED_SOURCE.load(Relaxed),
+                    "refusals_unlogged": crate::decky::listener::REFUSED_UNLOGGED.load(Relaxed),
+                    "sessions_log_budget_exhausted": crate::decky::event::LOG_BUDGET_EXHAUSTED.load(Relaxed),
+                    "datagrams_refused": crate::decky::udp::DATAGRAMS_REFUSED.load(Relaxed),
+                    "datagram_replies_oversize": crate::decky::udp::REPLIES_OVERSIZE.load(Relaxed),
+                    "datagram_lines_dropped": crate::decky::udp::LINES_DROPPED.load(Relaxed),
                     "listeners": self.deckies.try_lock().map(|m| m.values().map(|d| d.listeners.len()).sum::<usize>()).ok(),
                 }),
             );
         }
         m
+    }
+
+    async fn shutdown(&self) {
+        // The inherent method (inherent methods win over the trait's).
+        NativeDriver::shutdown(self).await;
+    }
+
+    fn wants_fleet(&self) -> bool {
+        false
     }
 
     async fn sync(&self, project: &str, deployed: &[DeckyShape]) {
@@ -338,9 +531,8 @@ impl DeployDriver for NativeDriver {
             };
             if !in_line {
                 let change = Change { project, decky: &shape.name, services: &shape.services, fleet: deployed };
-                if let Err(e) = self.apply_live(live, &change).await {
-                    tracing::warn!(decky = %shape.name, error = %e, "cannot open the decky's listeners");
-                }
+                // Failures are logged (once per cause) and recorded there.
+                let _ = self.apply_and_note(live, &change).await;
             }
         }
     }

@@ -69,7 +69,7 @@ pub async fn run(config: MutatorConfig, shutdown: CancellationToken) -> anyhow::
         poll_secs = config.poll.as_secs_f64(),
         "mutator starting"
     );
-    let mutator = Mutator::new(pool, driver, Some(bus.clone()), config.log_path.clone());
+    let mutator = Mutator::new(pool, driver.clone(), Some(bus.clone()), config.log_path.clone());
     let side_tasks = start_side_tasks(bus.clone(), config.heartbeat, mutator.driver.clone(), shutdown.clone());
     let result = watch_loop(mutator, config.poll, shutdown.clone()).await;
     shutdown.cancel();
@@ -77,6 +77,7 @@ pub async fn run(config: MutatorConfig, shutdown: CancellationToken) -> anyhow::
         let _ = t.await;
     }
     bus.close().await;
+    driver.shutdown().await;
     tracing::info!("mutator stopped");
     result
 }

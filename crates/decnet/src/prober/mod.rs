@@ -20,6 +20,9 @@ pub mod tcpfp;
 pub mod tls_certificate;
 pub mod worker;
 
+#[cfg(test)]
+mod fuzz;
+
 use serde_json::{Map, Value};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

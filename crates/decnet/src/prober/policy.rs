@@ -7,7 +7,6 @@
 //! minimum gap between probe starts and a cap on probes in flight, so one
 //! noisy attacker neither floods a third party nor starves the others.
 
-use ipnet::IpNet;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -15,47 +14,9 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-/// Networks allowed when the operator sets none.
-pub const DEFAULT_ALLOW: &[&str] = &["127.0.0.0/8", "::1/128"];
-
-#[derive(Debug, Clone)]
-pub struct Policy {
-    pub allow: Vec<IpNet>,
-    pub deny: Vec<IpNet>,
-}
-
-impl Policy {
-    /// Parse CIDR lists (a bare address is a /32 or /128).
-    pub fn parse(allow: &[String], deny: &[String]) -> anyhow::Result<Policy> {
-        let parse = |list: &[String], what: &str| -> anyhow::Result<Vec<IpNet>> {
-            list.iter()
-                .flat_map(|s| s.split(','))
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    s.parse::<IpNet>()
-                        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                        .map_err(|_| anyhow::anyhow!("{what} entry {s:?} is not a CIDR network or address"))
-                })
-                .collect()
-        };
-        let mut allow = parse(allow, "--allow")?;
-        if allow.is_empty() {
-            allow = DEFAULT_ALLOW.iter().map(|s| s.parse().expect("valid default")).collect();
-        }
-        Ok(Policy { allow, deny: parse(deny, "--deny")? })
-    }
-
-    /// Allowed: inside some allow network and no deny network. IPv4-mapped
-    /// IPv6 addresses are judged as the IPv4 address they carry.
-    pub fn permits(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        !self.deny.iter().any(|n| n.contains(&ip)) && self.allow.iter().any(|n| n.contains(&ip))
-    }
-}
+// The allow/deny rule lives in the decky crate: the deckies' fetcher (what
+// an attacker downloads) is judged by the same lists and syntax.
+pub use decnet_decky::net_policy::{CidrPolicy as Policy, DEFAULT_ALLOW};
 
 /// Per-target pacing: at most `concurrency` probes in flight and at least
 /// `min_gap` between two probe starts to the same address.
@@ -107,20 +68,6 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn default_is_loopback_only_and_deny_wins() {
-        let p = Policy::parse(&[], &[]).unwrap();
-        assert!(p.permits("127.0.0.1".parse().unwrap()));
-        assert!(p.permits("::1".parse().unwrap()));
-        assert!(p.permits("::ffff:127.0.0.2".parse().unwrap()));
-        assert!(!p.permits("10.0.0.1".parse().unwrap()));
-        let p = Policy::parse(&["127.0.0.0/8,192.0.2.0/24".into()], &["127.0.0.9".into()]).unwrap();
-        assert!(p.permits("192.0.2.7".parse().unwrap()));
-        assert!(!p.permits("127.0.0.9".parse().unwrap()));
-        let e = Policy::parse(&["nope".into()], &[]).unwrap_err().to_string();
-        assert!(e.contains("nope"), "{e}");
-    }
 
     #[tokio::test(start_paused = true)]
     async fn limiter_spaces_starts_and_caps_concurrency() {

@@ -19,6 +19,10 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use x509_parser::prelude::*;
 
 use super::ProbeError;
+use crate::events::rfc5424::{cut_chars, MAX_NAME_CHARS, TRUNCATED_PARAM};
+
+/// SANs kept of one certificate (a server may send thousands).
+pub const MAX_SANS: usize = 64;
 
 #[derive(Debug)]
 struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
@@ -103,16 +107,38 @@ pub fn describe(der: &[u8]) -> Result<(String, Map<String, Value>), ProbeError> 
             }
         }
     }
+    // Every name in the certificate is the attacker's own text: cut to
+    // MAX_NAME_CHARS and named in `truncated` (the formatter adds that to
+    // the line's marker).
+    let mut truncated: Vec<&str> = Vec::new();
+    let mut capped = |field: &'static str, text: String| match cut_chars(&text, MAX_NAME_CHARS) {
+        Some(cut) => {
+            if !truncated.contains(&field) {
+                truncated.push(field);
+            }
+            cut.to_string()
+        }
+        None => text,
+    };
+    let subject = capped("subject", cert.subject().to_string());
+    let subject_cn = cn(cert.subject()).map(|c| capped("subject_cn", c));
+    let issuer = capped("issuer", cert.issuer().to_string());
+    let issuer_cn = cn(cert.issuer()).map(|c| capped("issuer_cn", c));
+    let many_sans = sans.len() > MAX_SANS;
+    let sans: Vec<String> = sans.into_iter().take(MAX_SANS).map(|s| capped("sans", s)).collect();
+    if many_sans && !truncated.contains(&"sans") {
+        truncated.push("sans");
+    }
     let validity = cert.validity();
     // Self-signed as attackers' tooling makes them: issuer == subject.
     // (Checking the signature too would only re-confirm it for the same names.)
     let self_signed = cert.subject().as_raw() == cert.issuer().as_raw();
     let details = json!({
         "sha256": hash,
-        "subject": cert.subject().to_string(),
-        "subject_cn": cn(cert.subject()),
-        "issuer": cert.issuer().to_string(),
-        "issuer_cn": cn(cert.issuer()),
+        "subject": subject,
+        "subject_cn": subject_cn,
+        "issuer": issuer,
+        "issuer_cn": issuer_cn,
         "sans": sans,
         "not_before": validity.not_before.timestamp(),
         "not_after": validity.not_after.timestamp(),
@@ -121,7 +147,11 @@ pub fn describe(der: &[u8]) -> Result<(String, Map<String, Value>), ProbeError> 
         "self_signed": self_signed,
         "serial": cert.raw_serial_as_string(),
     });
-    Ok((hash, details.as_object().cloned().unwrap_or_default()))
+    let mut details = details.as_object().cloned().unwrap_or_default();
+    if !truncated.is_empty() {
+        details.insert(TRUNCATED_PARAM.into(), Value::String(truncated.join(",")));
+    }
+    Ok((hash, details))
 }
 
 /// Handshake with `addr` (SNI `host` when it is a name) and describe the leaf certificate.
@@ -151,4 +181,34 @@ pub async fn probe(
         details.insert("tls_version".into(), Value::String(v));
     }
     Ok((hash, details))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn self_signed(cn: &str, sans: Vec<String>) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::new(sans).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn a_certificates_names_are_capped_and_named_in_truncated() {
+        let cn = format!("evil.test\n<134>1 {}", "x".repeat(1000));
+        let sans: Vec<String> = (0..100).map(|i| format!("{i}.{}.test", "s".repeat(300))).collect();
+        let (_, d) = describe(&self_signed(&cn, sans)).unwrap();
+        assert_eq!(d["subject_cn"].as_str().unwrap().chars().count(), MAX_NAME_CHARS);
+        assert!(d["subject_cn"].as_str().unwrap().starts_with("evil.test\n<134>1 xx"));
+        assert_eq!(d["issuer_cn"], d["subject_cn"]);
+        assert_eq!(d["subject"].as_str().unwrap().chars().count(), MAX_NAME_CHARS);
+        let kept = d["sans"].as_array().unwrap();
+        assert_eq!(kept.len(), MAX_SANS);
+        assert!(kept.iter().all(|s| s.as_str().unwrap().chars().count() == MAX_NAME_CHARS));
+        assert_eq!(d["truncated"], "subject,subject_cn,issuer,issuer_cn,sans");
+
+        let (_, d) = describe(&self_signed("ok.test", vec!["ok.test".into()])).unwrap();
+        assert_eq!((d["subject_cn"].as_str(), d.get("truncated")), (Some("ok.test"), None));
+    }
 }

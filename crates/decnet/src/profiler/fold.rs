@@ -35,12 +35,18 @@ pub enum Skip {
     /// `attacker_ip` is not an IPv4/IPv6 address (a collector bug or a
     /// forged line); kept in `logs`, left out of the profiles.
     BadAddress,
+    /// The collector stored it from a sender it does not trust to speak
+    /// for a decky (`ingest_trusted: false`, see `collector::access`).
+    Untrusted,
 }
 
 /// The attacker a row is about, or why it is about none. The address is
 /// written back in canonical form (IPv6 lower-case, compressed) so case
 /// variants of one host fold together.
 pub fn attacker_of(row: &LogRow) -> Result<String, Skip> {
+    if row.fields.get("ingest_trusted") == Some(&Value::Bool(false)) {
+        return Err(Skip::Untrusted);
+    }
     let raw = row.attacker_ip.trim();
     if raw.is_empty() || raw.eq_ignore_ascii_case(UNKNOWN_IP) {
         return Err(Skip::NoAddress);
@@ -148,6 +154,13 @@ mod tests {
         assert_eq!(attacker_of(&row(1, 0.0, "d", "ssh", "x", "Unknown")), Err(Skip::NoAddress));
         assert_eq!(attacker_of(&row(1, 0.0, "d", "ssh", "x", " ")), Err(Skip::NoAddress));
         assert_eq!(attacker_of(&row(1, 0.0, "d", "ssh", "x", "10.0.0.1; DROP")), Err(Skip::BadAddress));
+        // A forged line from an untrusted sender makes no attacker; rows
+        // without the tag (older collectors) and trusted ones still do.
+        let mut forged = row(1, 0.0, "d", "ssh", "x", "10.0.0.1");
+        forged.fields = serde_json::json!({"ingest_trusted": false, "ingest_transport": "tcp"});
+        assert_eq!(attacker_of(&forged), Err(Skip::Untrusted));
+        forged.fields = serde_json::json!({"ingest_trusted": true});
+        assert_eq!(attacker_of(&forged).as_deref(), Ok("10.0.0.1"));
         assert_eq!(attacker_of(&row(1, 0.0, "d", "ssh", "x", "2001:DB8::1")).unwrap(), "2001:db8::1");
     }
 

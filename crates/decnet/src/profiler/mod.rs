@@ -115,7 +115,7 @@ impl Profiler {
         for row in &rows {
             match fold::attacker_of(row) {
                 Ok(ip) => by_ip.entry(ip).or_default().push(row),
-                Err(Skip::NoAddress) => report.skipped += 1,
+                Err(Skip::NoAddress | Skip::Untrusted) => report.skipped += 1,
                 Err(Skip::BadAddress) => {
                     report.skipped += 1;
                     tracing::warn!(id = row.id, attacker_ip = %row.attacker_ip, "log row with a malformed attacker address left out of the profiles");

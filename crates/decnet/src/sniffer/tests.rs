@@ -289,3 +289,16 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_long_sni_is_cut_in_the_details_and_named_in_truncated() {
+    use crate::events::rfc5424::MAX_NAME_CHARS;
+    let long = format!("a.test\n<134>1 {}", "é".repeat(5000));
+    let ch = parse_client_hello(&handshake_message(&client_hello_record(&long), 1).unwrap()).unwrap();
+    let d = ch.details();
+    assert_eq!(d["sni"].as_str().unwrap().chars().count(), MAX_NAME_CHARS);
+    assert!(long.starts_with(d["sni"].as_str().unwrap()));
+    assert_eq!(d["truncated"], "sni");
+    let short = parse_client_hello(&handshake_message(&client_hello_record("x.test"), 1).unwrap()).unwrap();
+    assert_eq!((short.details()["sni"].as_str(), short.details().get("truncated")), (Some("x.test"), None));
+}

@@ -14,6 +14,8 @@ use md5::{Digest as _, Md5};
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
+use crate::events::rfc5424::{cut_chars, MAX_NAME_CHARS, TRUNCATED_PARAM};
+
 /// GREASE (RFC 8701): 0x?a?a with both bytes equal.
 pub fn is_grease(v: u16) -> bool {
     v & 0x0f0f == 0x0a0a && (v >> 8) == (v & 0xff)
@@ -238,17 +240,25 @@ impl ClientHello {
     }
 
     /// Event details; the fingerprint (dedup key and stored hash) is the JA3.
+    /// The SNI is the client's free text (up to 64 KiB on the wire): it is
+    /// cut to [`MAX_NAME_CHARS`] here and named in `truncated`, so the bus,
+    /// the database and the line all carry the same bounded value.
     pub fn details(&self) -> Map<String, Value> {
-        json!({
+        let cut = self.sni.as_deref().and_then(|s| cut_chars(s, MAX_NAME_CHARS));
+        let mut d = json!({
             "ja3": self.ja3(),
             "ja3_string": self.ja3_string(),
             "ja4": self.ja4(),
-            "sni": self.sni,
+            "sni": cut.or(self.sni.as_deref()),
             "alpn": self.alpn,
             "tls_version": format!("{:#06x}", self.version),
         })
         .as_object()
         .cloned()
-        .unwrap_or_default()
+        .unwrap_or_default();
+        if cut.is_some() {
+            d.insert(TRUNCATED_PARAM.into(), Value::String("sni".into()));
+        }
+        d
     }
 }

@@ -108,7 +108,55 @@ pub async fn set_address(pool: &SqlitePool, name: &str, address: &str) -> anyhow
     Ok(())
 }
 
+/// What a decky's persona is made from: its archetype and the fleet
+/// file's persona overrides (a JSON object), if any.
+pub async fn persona_inputs(
+    pool: &SqlitePool,
+    name: &str,
+) -> anyhow::Result<(Option<String>, Option<serde_json::Value>)> {
+    let row = sqlx::query("SELECT archetype, persona FROM fleet_deckies WHERE name = ?1")
+        .bind(name)
+        .fetch_optional(pool)
+        .await?;
+    let Some(row) = row else { return Ok((None, None)) };
+    let overrides: Option<String> = row.try_get("persona")?;
+    let overrides = overrides.map(|t| serde_json::from_str(&t)).transpose()?;
+    Ok((row.try_get("archetype")?, overrides))
+}
+
+/// Store a decky's persona overrides (`None` clears them).
+pub async fn set_persona(pool: &SqlitePool, name: &str, overrides: Option<&serde_json::Value>) -> anyhow::Result<()> {
+    sqlx::query("UPDATE fleet_deckies SET persona = ?2 WHERE name = ?1")
+        .bind(name)
+        .bind(overrides.map(|o| o.to_string()))
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// Every decky's address, by name (deckies without one are left out).
+/// Record whether the running mutator serves `name` (`None`: not tried yet).
+pub async fn set_serving(pool: &SqlitePool, name: &str, serving: Option<&str>) -> anyhow::Result<()> {
+    sqlx::query("UPDATE fleet_deckies SET serving = ? WHERE name = ?").bind(serving).bind(name).execute(pool).await?;
+    Ok(())
+}
+
+/// Whether the running mutator serves `name`: `None` not tried yet,
+/// `Some("ok")`, or the cause it cannot.
+pub async fn serving_of(pool: &SqlitePool, name: &str) -> anyhow::Result<Option<String>> {
+    let row: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT serving FROM fleet_deckies WHERE name = ?").bind(name).fetch_optional(pool).await?;
+    Ok(row.and_then(|(s,)| s))
+}
+
+/// One decky's address, if it has one (a single-row lookup: deploys call
+/// it per decky, so it must not read the whole fleet).
+pub async fn address_of(pool: &SqlitePool, name: &str) -> anyhow::Result<Option<String>> {
+    let row: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT address FROM fleet_deckies WHERE name = ?").bind(name).fetch_optional(pool).await?;
+    Ok(row.and_then(|(a,)| a))
+}
+
 pub async fn addresses(pool: &SqlitePool) -> anyhow::Result<std::collections::HashMap<String, String>> {
     let rows = sqlx::query("SELECT name, address FROM fleet_deckies WHERE address IS NOT NULL").fetch_all(pool).await?;
     rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("address")?))).collect()

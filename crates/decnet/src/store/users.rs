@@ -110,6 +110,18 @@ pub async fn set_password(pool: &SqlitePool, username: &str, password_hash: &str
     Ok(done.rows_affected() == 1)
 }
 
+/// Give `username` the role `role`; false when there is no such user.
+/// Requests see the new role at once (every request looks the user up);
+/// open event streams end (see `api::revocation`).
+pub async fn set_role(pool: &SqlitePool, username: &str, role: Role) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE users SET role = ? WHERE username = ?")
+        .bind(role.as_str())
+        .bind(username)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Delete `username`; false when there is no such user. Their tokens stop
 /// working at once (every request looks the user up).
 pub async fn delete(pool: &SqlitePool, username: &str) -> Result<bool, sqlx::Error> {

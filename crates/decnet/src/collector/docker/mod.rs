@@ -22,7 +22,8 @@
 //! Fairness: lines go into the shared bounded queue with `send().await`,
 //! like a TCP connection's, but all containers together may hold at most
 //! half of it (a fair semaphore whose permit travels with the line and is
-//! given back when the pipeline drops it). So a chatty container waits its
+//! given back when the pipeline drops it), and one source's share of its
+//! memory budget ([`super::budget`]). So a chatty container waits its
 //! turn behind the other containers (the daemon buffers its log), and the
 //! other half stays free for UDP, which cannot wait and would otherwise be
 //! dropped while a container keeps the queue full.
@@ -90,6 +91,7 @@ pub async fn run(
     config: DockerConfig,
     queue: mpsc::Sender<Incoming>,
     queue_len: usize,
+    budget: Arc<super::budget::ByteBudget>,
     max_line: usize,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
@@ -106,6 +108,7 @@ pub async fn run(
         start,
         queue,
         share: Arc::new(Semaphore::new((queue_len / 2).max(1))),
+        budget,
         max_line,
         stats: stats.clone(),
         shutdown: shutdown.clone(),
@@ -174,6 +177,8 @@ struct Source {
     queue: mpsc::Sender<Incoming>,
     /// The containers' share of the queue.
     share: Arc<Semaphore>,
+    /// The queue's memory budget (containers hold one source's share of it).
+    budget: Arc<super::budget::ByteBudget>,
     max_line: usize,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
@@ -211,6 +216,7 @@ impl Source {
                 cursor,
                 queue: self.queue.clone(),
                 share: self.share.clone(),
+                budget: self.budget.clone(),
                 max_line: self.max_line,
                 stats: self.stats.clone(),
                 shutdown: self.shutdown.clone(),
@@ -240,6 +246,7 @@ struct Follower {
     cursor: Arc<Mutex<Cursor>>,
     queue: mpsc::Sender<Incoming>,
     share: Arc<Semaphore>,
+    budget: Arc<super::budget::ByteBudget>,
     max_line: usize,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
@@ -290,25 +297,34 @@ impl Follower {
 
     /// Hand one item to the pipeline; `false` when it is gone.
     async fn deliver(&self, item: Item) -> bool {
+        let truncated = matches!(item, Item::Truncated(_));
         match item {
-            Item::Line(line) => {
+            Item::Line(line) | Item::Truncated(line) => {
                 Stats::inc(&self.stats.received);
                 Stats::inc(&self.stats.docker_lines);
+                if truncated {
+                    Stats::inc(&self.stats.oversize);
+                    Stats::inc(&self.stats.docker_oversize);
+                }
                 let send = async {
                     let Ok(share) = self.share.clone().acquire_owned().await else { return false };
-                    self.queue.send(Incoming { source: SOURCE, line, share: Some(share) }).await.is_ok()
+                    let held = self.budget.hold(SOURCE, line.len()).await;
+                    self.queue
+                        .send(Incoming {
+                            source: SOURCE,
+                            transport: super::Transport::Docker,
+                            line,
+                            share: Some(share),
+                            held: Some(held),
+                            truncated,
+                        })
+                        .await
+                        .is_ok()
                 };
                 tokio::select! {
                     _ = self.shutdown.cancelled() => false,
                     sent = send => sent,
                 }
-            }
-            Item::Oversize => {
-                Stats::inc(&self.stats.received);
-                Stats::inc(&self.stats.oversize);
-                Stats::inc(&self.stats.dropped);
-                Stats::inc(&self.stats.docker_oversize);
-                true
             }
             Item::DaemonError(msg) => {
                 Stats::inc(&self.stats.docker_errors);

@@ -17,7 +17,8 @@
 //! (documented in the Engine API under "Stream format"), and decoding it
 //! here lets every bound be ours: a header claiming 4 GiB allocates
 //! nothing (its bytes are streamed through, never collected), a line is
-//! buffered up to `max_line` bytes and then skipped to its LF and counted.
+//! buffered up to `max_line` bytes; of a longer one those bytes are kept
+//! (marked truncated) and the rest skipped to its LF and counted.
 //!
 //! The timestamps also make a **cursor**: the last line's time and how many
 //! lines carried exactly that time. After a reconnect the follower asks for
@@ -56,8 +57,8 @@ impl Cursor {
 pub enum Item {
     /// A complete line, without its LF (and CR), never empty.
     Line(Bytes),
-    /// A line over `max_line` bytes, skipped.
-    Oversize,
+    /// The first `max_line` bytes of a longer line (the rest skipped).
+    Truncated(Bytes),
     /// A stream-3 frame: the daemon reports an error in the stream.
     DaemonError(String),
 }
@@ -233,9 +234,10 @@ impl LogDecoder {
             return;
         }
         if self.line.len() + data.len() > self.max_line {
-            // Skip to the LF; the buffer is let go, not kept at its peak.
+            // Keep the head, skip to the LF.
+            let room = self.max_line - self.line.len();
+            self.line.extend_from_slice(&data[..room]);
             self.oversize = true;
-            self.line = Vec::new();
             return;
         }
         self.line.extend_from_slice(data);
@@ -257,7 +259,7 @@ impl LogDecoder {
             }
         }
         if oversize {
-            out.push(Item::Oversize);
+            out.push(Item::Truncated(Bytes::from(line)));
             return;
         }
         if line.last() == Some(&b'\r') {
@@ -299,7 +301,7 @@ mod tests {
             .iter()
             .map(|i| match i {
                 Item::Line(l) => String::from_utf8_lossy(l).into_owned(),
-                Item::Oversize => "<oversize>".into(),
+                Item::Truncated(l) => format!("<cut>{}", String::from_utf8_lossy(l)),
                 Item::DaemonError(e) => format!("<error {e}>"),
             })
             .collect()
@@ -366,11 +368,11 @@ mod tests {
     }
 
     #[test]
-    fn oversize_lines_are_skipped_to_their_lf_without_buffering() {
+    fn oversize_lines_keep_their_head_and_skip_to_their_lf_without_buffering() {
         let big = "x".repeat(1000);
         let input = format!("{T0} {big}\n{T0} ok\n");
         let (got, cursor) = decode_all(false, 100, Cursor::at(0), input.as_bytes());
-        assert_eq!(got, vec!["<oversize>", "ok"]);
+        assert_eq!(got, vec![format!("<cut>{}", &big[..100]), "ok".to_string()]);
         assert_eq!(cursor.count, 2, "a skipped line is still read");
         let mut d = LogDecoder::new(false, 100, Cursor::at(0));
         let mut out = Vec::new();
@@ -393,7 +395,7 @@ mod tests {
         assert!(d.line.capacity() <= 64 + MAX_TS);
         assert_eq!(d.remaining, u32::MAX - 409_600);
         d.feed(b"\n", &mut out).unwrap();
-        assert_eq!(lines(&out), vec!["<oversize>"]);
+        assert_eq!(lines(&out), vec![format!("<cut>{}", "\u{fffd}".repeat(64))]);
     }
 
     #[test]
