@@ -233,6 +233,10 @@ async fn openapi_document_covers_every_route_body_and_error() {
         ("post", "/api/v1/workers/start-all"),
         ("get", "/api/v1/health"),
         ("get", "/api/v1/openapi.json"),
+        ("get", "/api/v1/attackers/{ip}/artifacts"),
+        ("get", "/api/v1/artifacts/{sha256}"),
+        ("get", "/api/v1/attackers/{ip}/sessions"),
+        ("get", "/api/v1/recordings/{sid}"),
     ] {
         assert!(paths[path][method].is_object(), "{method} {path} missing");
     }

@@ -3,7 +3,10 @@
 //! throttled (429 + Retry-After) per user and address, idle or slow
 //! connections are closed after the header-read timeout, the connection
 //! limit answers 503 without hurting clients once slots free up, and
-//! every SSE stream (topology and attackers) ends when its token expires.
+//! every SSE stream (topology and attackers) ends when its token expires,
+//! or when `decnet user` (another process) deletes or re-roles its user.
+//! Failures from many addresses never lock an address the user logged in
+//! from, and the token answer is never cached.
 
 mod topo_common;
 
@@ -101,6 +104,34 @@ async fn wrong_passwords_are_throttled_and_another_address_still_logs_in() {
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert!(body["access_token"].is_string());
+}
+
+#[tokio::test]
+async fn failures_from_many_addresses_never_lock_the_admin_out_of_their_own() {
+    let s = Server::start(ApiLimits::default()).await;
+    let admin = client_from("127.0.0.60");
+    assert_eq!(login(&admin, &s, PASSWORD).await.status(), 200);
+    // Distributed guessing: one failure from each of 20 addresses.
+    for i in 0..20 {
+        let attacker = client_from(&format!("127.0.1.{}", i + 1));
+        assert_eq!(login(&attacker, &s, &format!("guess-{i}")).await.status(), 401);
+    }
+    // The next fresh address is held back by the per-user count...
+    assert_eq!(login(&client_from("127.0.1.99"), &s, "guess-x").await.status(), 429);
+    assert_eq!(login(&client_from("127.0.1.98"), &s, PASSWORD).await.status(), 429);
+    // ...but the admin's own address, where they logged in before, is not.
+    let resp = login(&admin, &s, PASSWORD).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.json::<serde_json::Value>().await.unwrap()["access_token"].is_string());
+}
+
+#[tokio::test]
+async fn the_token_answer_is_never_cached() {
+    let s = Server::start(ApiLimits::default()).await;
+    let resp = login(&client_from("127.0.0.61"), &s, PASSWORD).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers().get("cache-control").map(|v| v.to_str().unwrap()), Some("no-store"));
+    assert_eq!(resp.headers().get("pragma").map(|v| v.to_str().unwrap()), Some("no-cache"));
 }
 
 #[tokio::test]
@@ -222,6 +253,61 @@ async fn every_event_stream_ends_when_its_token_expires() {
     assert_eq!(api.events(&id, &fresh).await.status(), 200);
     let url = api.url(&format!("/api/v1/attackers/stream?token={fresh}"));
     assert_eq!(api.http.get(url).send().await.unwrap().status(), 200);
+}
+
+/// `decnet user ARGS` on `db`, the real binary in its own process.
+fn decnet_user(db: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_decnet"))
+        .arg("user")
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "decnet user {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_user_or_changing_their_role_ends_their_streams_at_once() {
+    // Keepalives far apart: a stream that ends did so because of the change.
+    let events = EventsConfig { keepalive: Duration::from_secs(60), ..EventsConfig::default() };
+    let api = topo_common::start(topo_common::BusKind::Down, events).await;
+    let id = api.active_topology(&[("d1", &["ssh"])]).await;
+    let open = |token: String| {
+        let url = api.url(&format!("/api/v1/attackers/stream?token={token}"));
+        let (api, id) = (&api, &id);
+        async move { (api.events(id, &token).await, api.http.get(url).send().await.unwrap()) }
+    };
+    // victor (viewer) will be deleted, carol (admin) demoted; alice stays.
+    let (victor_topo, victor_att) = open(api.viewer.clone()).await;
+    let (carol_topo, carol_att) = open(api.admin2.clone()).await;
+    let (alice_topo, _alice_att) = open(api.admin.clone()).await;
+    let started = Instant::now();
+    decnet_user(&api.db, &["del", "victor"]);
+    decnet_user(&api.db, &["role", "carol", "--role", "viewer"]);
+    let ends = [
+        (victor_topo, "user deleted"),
+        (victor_att, "user deleted"),
+        (carol_topo, "role changed"),
+        (carol_att, "role changed"),
+    ];
+    for (resp, why) in ends {
+        let body = read_to_end(resp, 5, why).await;
+        assert!(body.contains("event: revoked") && body.contains(why), "{body}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    // Nobody else's stream is touched.
+    let mut alice = alice_topo;
+    let more = tokio::time::timeout(Duration::from_millis(800), async {
+        while let Some(chunk) = alice.chunk().await.unwrap() {
+            if std::str::from_utf8(&chunk).unwrap().contains("revoked") {
+                return true;
+            }
+        }
+        true
+    })
+    .await;
+    assert!(more.is_err(), "alice's stream ended or was revoked");
 }
 
 #[tokio::test]

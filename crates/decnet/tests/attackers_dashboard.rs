@@ -17,7 +17,7 @@ use fantoccini::Locator;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{browser, free_port, text_of, wait_text, Daemon, Proc, BIN};
+use support::{browser, click_live, free_port, text_of, wait_text, Daemon, Proc, BIN};
 
 fn spawn(dir: &Path, socket: &Path, args: &[&str]) -> Proc {
     Proc(
@@ -95,7 +95,8 @@ async fn dashboard_shows_the_fleet_then_a_live_two_decky_traversal() {
     let web = wait_text(&b, "#decky-web-01", |t| t.contains("127.0.0.21")).await;
     assert!(web.contains("ssh, http"), "{web}");
     assert!(web.contains("creation"), "the mutation history is shown: {web}");
-    assert!(text_of(&b, "#decky-ws-finance").await.contains("127.0.0.22"));
+    // Rows render as the fleet answer arrives: wait for this one too.
+    wait_text(&b, "#decky-ws-finance", |t| t.contains("127.0.0.22")).await;
     assert!(text_of(&b, "#recent-empty").await.contains("No attackers yet"));
 
     // The Attackers page, live: wait until its stream is subscribed.
@@ -119,7 +120,7 @@ async fn dashboard_shows_the_fleet_then_a_live_two_decky_traversal() {
     assert!(events.contains("attacker.scored"), "attacker.scored arrived over SSE: {events}");
 
     // The detail page.
-    b.find(Locator::Css(r#"#attackers tr[data-ip="127.0.0.1"] a"#)).await.unwrap().click().await.unwrap();
+    click_live(&b, r#"#attackers tr[data-ip="127.0.0.1"] a"#).await;
     let path = wait_text(&b, "#attacker-traversal", |t| t.contains('→')).await;
     assert_eq!(path, "web-01 → ws-finance");
     assert_eq!(text_of(&b, "#attacker-ip").await, "127.0.0.1");
@@ -149,5 +150,222 @@ async fn dashboard_shows_the_fleet_then_a_live_two_decky_traversal() {
 
     let shot = b.screenshot().await.unwrap();
     std::fs::write(std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("attackers-fleet.png"), shot).unwrap();
+    b.close().await.unwrap();
+}
+
+/// Issue 25: what an attacker typed is shown, not obeyed. A username with
+/// a right-to-left override (`admin\u202egnp.exe` would display as
+/// `adminexe.png`), ANSI escapes in a command and a C1 control in a
+/// message appear on the attacker page as the line format's escapes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_control_and_bidi_characters_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Daemon::start(dir.path(), &[]);
+    let pool = decnet::store::open(&dir.path().join("decnet.db")).await.unwrap();
+    let hash = decnet::auth::hash_password("pw-viewer").unwrap();
+    decnet::store::users::create(&pool, "eve", &hash, decnet::auth::Role::Viewer).await.unwrap();
+    let user = "admin\u{202e}gnp.exe";
+    let command = "echo \u{1b}[31mred\u{1b}[0m";
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    for (event_type, fields, msg) in [
+        ("login_attempt", serde_json::json!({"username": user}), format!("password login attempt for {user}\u{85}")),
+        ("command", serde_json::json!({"command": command, "username": user}), format!("CMD {command}")),
+    ] {
+        sqlx::query(
+            "INSERT INTO logs (timestamp, decky, service, event_type, attacker_ip, fields, msg, raw_line)
+             VALUES (?, 'web-01', 'ssh', ?, '127.0.0.3', ?, ?, '-')",
+        )
+        .bind(now)
+        .bind(event_type)
+        .bind(fields.to_string())
+        .bind(msg)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO credentials (attacker_ip, decky, service, username, secret_sha256, secret_b64, first_seen, last_seen)
+         VALUES ('127.0.0.3', 'web-01', 'ssh', ?, 'x', 'aHVudGVyMg==', ?, ?)",
+    )
+    .bind(user)
+    .bind(now)
+    .bind(now)
+    .execute(&pool)
+    .await
+    .unwrap();
+    // A captured file's URL and path are attacker text too.
+    sqlx::query(
+        "INSERT INTO artifacts (attacker_ip, decky, sid, source, url, path, sha256, size, mime, first_seen)
+         VALUES ('127.0.0.3', 'web-01', 's1', 'url', ?, ?, ?, 1, 'text/plain', ?)",
+    )
+    .bind("http://198.51.100.2/\u{1b}[2Jx")
+    .bind("/tmp/\u{202e}hs.gnp")
+    .bind("ab".repeat(32))
+    .bind(now)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let port = free_port();
+    let _api = spawn(dir.path(), &bus.socket, &["api", "--listen", &format!("127.0.0.1:{port}")]);
+    let _profiler = spawn(dir.path(), &bus.socket, &["profiler", "--poll-ms", "100"]);
+    let url = format!("http://127.0.0.1:{port}/");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while http.get(format!("{url}api/v1/health")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "the API never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_driver, b) = browser(dir.path()).await;
+    b.goto(&url).await.unwrap();
+    b.find(Locator::Id("username")).await.unwrap().send_keys("eve").await.unwrap();
+    b.find(Locator::Id("password")).await.unwrap().send_keys("pw-viewer").await.unwrap();
+    b.find(Locator::Id("login-button")).await.unwrap().click().await.unwrap();
+    wait_text(&b, "#recent-empty, #recent-attackers", |_| true).await;
+    // The profiler builds the attacker from the rows; then its page.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let creds = loop {
+        b.goto(&format!("{url}#attacker/127.0.0.3")).await.unwrap();
+        let t = wait_text(&b, "#attacker-ip", |t| t == "127.0.0.3").await;
+        assert_eq!(t, "127.0.0.3");
+        let creds = text_of(&b, "#attacker-credentials tbody").await;
+        let commands = text_of(&b, "#attacker-commands").await;
+        if creds.contains("gnp") && commands.contains("echo") || Instant::now() > deadline {
+            break creds;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(creds.contains(r"admin\u202egnp.exe"), "credentials: {creds:?}");
+    let commands = text_of(&b, "#attacker-commands").await;
+    assert!(commands.contains(r"echo \x1b[31mred\x1b[0m"), "commands: {commands:?}");
+    let timeline = text_of(&b, "#attacker-timeline").await;
+    assert!(timeline.contains(r"attempt for admin\u202egnp.exe\x85"), "timeline: {timeline:?}");
+    let artifacts = wait_text(&b, "#attacker-artifacts tbody", |t| t.contains("abab")).await;
+    assert!(artifacts.contains(r"/tmp/\u202ehs.gnp") && artifacts.contains(r"/\x1b[2Jx"), "artifacts: {artifacts:?}");
+    // Nothing raw anywhere on the page.
+    let page = b.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
+    assert!(!page.chars().any(|c| decnet::events::rfc5424::must_escape(c) && c != '\n'), "{page:?}");
+    b.close().await.unwrap();
+}
+
+async fn sign_in(b: &fantoccini::Client, url: &str, user: &str, password: &str) {
+    b.goto(url).await.unwrap();
+    b.find(Locator::Id("username")).await.unwrap().send_keys(user).await.unwrap();
+    b.find(Locator::Id("password")).await.unwrap().send_keys(password).await.unwrap();
+    b.find(Locator::Id("login-button")).await.unwrap().click().await.unwrap();
+    wait_text(b, "#who", |t| t.contains(user)).await;
+}
+
+/// Issue 22: a shell session a decky recorded replays on the attacker
+/// page, in the vendored asciinema-player (no network but the API), and
+/// captured files are listed with a download for admins only. Everything
+/// arrives the deckies' way: lines on the collector's socket, the API's
+/// ingester, the recording written by the decky crate's own module.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_session_replays_on_the_attacker_page_and_only_admins_get_artifact_downloads() {
+    use sha2::Digest as _;
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let bus = Daemon::start(home, &[]);
+    let pool = decnet::store::open(&home.join("decnet.db")).await.unwrap();
+    for (user, role) in [("ada", decnet::auth::Role::Admin), ("eve", decnet::auth::Role::Viewer)] {
+        let hash = decnet::auth::hash_password(&format!("pw-{user}")).unwrap();
+        decnet::store::users::create(&pool, user, &hash, role).await.unwrap();
+    }
+    let sid = "5e55105e55105e55";
+    let mut rec = decnet_decky::recording::Recording::new("/bin/bash", decnet_decky::recording::DEFAULT_LIMIT);
+    rec.terminal("xterm-256color", 100, 20);
+    rec.output(b"root@web-01:~# ");
+    rec.input(b"cat /etc/hostname\r");
+    rec.output(b"cat /etc/hostname\r\nweb-01-replayed-hostname\r\nroot@web-01:~# ");
+    let written = rec.finish(&home.join("recordings"), "web-01", sid).unwrap();
+    let payload = b"\x7fELF captured payload".to_vec();
+    let sha: String = sha2::Sha256::digest(&payload).iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(home.join("artifacts")).unwrap();
+    std::fs::write(home.join("artifacts").join(&sha), &payload).unwrap();
+
+    let _collector = spawn(home, &bus.socket, &["collector", "--no-udp", "--listen", "127.0.0.1:0", "--no-docker"]);
+    let port = free_port();
+    let _api = spawn(home, &bus.socket, &["api", "--listen", &format!("127.0.0.1:{port}")]);
+    let _profiler = spawn(home, &bus.socket, &["profiler", "--poll-ms", "100"]);
+    let ip = "127.0.0.12";
+    let (bytes, size) = (written.bytes.to_string(), payload.len().to_string());
+    let path = written.path.display().to_string();
+    let lines = [
+        support::decky_line("web-01", ip, "ssh", "command", &[("sid", sid), ("command", "cat /etc/hostname")]),
+        support::decky_line(
+            "web-01",
+            ip,
+            "ssh",
+            "artifact",
+            &[
+                ("sid", sid),
+                ("source", "url"),
+                ("url", "http://198.51.100.2/x86"),
+                ("path", "/tmp/x86"),
+                ("sha256", &sha),
+                ("size", &size),
+                ("mime", "application/x-executable"),
+            ],
+        ),
+        support::decky_line(
+            "web-01",
+            ip,
+            "ssh",
+            "session_recorded",
+            &[
+                ("sid", sid),
+                ("service", "ssh"),
+                ("duration_s", "3.000"),
+                ("username", "root"),
+                ("recording", &path),
+                ("recording_bytes", &bytes),
+                ("recording_sha256", &written.sha256),
+            ],
+        ),
+    ];
+    let mut unix = None;
+    assert!(support::wait_until(20.0, || {
+        unix = std::os::unix::net::UnixStream::connect(home.join("collector.sock")).ok();
+        unix.is_some()
+    }));
+    let mut unix = unix.unwrap();
+    for line in &lines {
+        unix.write_all(line).unwrap();
+    }
+    let url = format!("http://127.0.0.1:{port}/");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while http.get(format!("{url}api/v1/health")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "the API never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (_driver, b) = browser(home).await;
+    // A viewer: sees the artifact, gets no download, replays the session.
+    sign_in(&b, &url, "eve", "pw-eve").await;
+    b.goto(&format!("{url}#attacker/{ip}")).await.unwrap();
+    let artifact = wait_text(&b, "#attacker-artifacts tbody", |t| t.contains(&sha)).await;
+    assert!(artifact.contains("http://198.51.100.2/x86") && artifact.contains("/tmp/x86"), "{artifact}");
+    assert!(b.find_all(Locator::Css("#attacker-artifacts button.download")).await.unwrap().is_empty());
+    let session =
+        wait_text(&b, &format!(r#"#attacker-sessions tr[data-sid="{sid}"]"#), |t| t.contains("web-01:ssh")).await;
+    assert!(session.contains("root") && session.contains("3.0 s"), "{session}");
+    assert!(!text_of(&b, "#replay-player").await.contains("web-01-replayed-hostname"));
+    click_live(&b, &format!(r#"#attacker-sessions tr[data-sid="{sid}"] button.replay"#)).await;
+    // The player loads the recording, then waits for play.
+    click_live(&b, "#replay-player .ap-overlay-start").await;
+    let shown = wait_text(&b, "#replay-player", |t| t.contains("web-01-replayed-hostname")).await;
+    assert!(shown.contains("cat /etc/hostname"), "{shown:?}");
+    let shot = b.screenshot().await.unwrap();
+    std::fs::write(std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("attacker-replay.png"), shot).unwrap();
+
+    // An admin gets the download.
+    b.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
+    sign_in(&b, &url, "ada", "pw-ada").await;
+    b.goto(&format!("{url}#attacker/{ip}")).await.unwrap();
+    wait_text(&b, &format!(r#"#attacker-artifacts tr[data-sha256="{sha}"] button.download"#), |t| t == "Download")
+        .await;
     b.close().await.unwrap();
 }

@@ -146,11 +146,13 @@ async fn hostile_payload_number() {
     assert_hostile(&frame("PUB a.b", br#"{"payload":5}"#), false, "\"payload\" is not a JSON object").await;
 }
 
-/// A PUB body of exactly the documented maximum (1 MiB) is delivered,
-/// although its envelope is larger, and the publisher stays connected;
-/// one byte more closes the publisher (see also `hostile_oversize_body`).
+/// SPEC §2 (issue 25): every frame, EVT included, is at most 1 MiB. A PUB
+/// body whose envelope fits is delivered in an EVT within the limit and
+/// its publisher stays connected; a body of exactly 1 MiB, whose envelope
+/// would not fit, is refused with a BYE saying why; one byte more is an
+/// oversize frame (see also `hostile_oversize_body`).
 #[tokio::test]
-async fn body_of_exactly_one_mebibyte_is_delivered() {
+async fn events_never_exceed_one_mebibyte() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path(), &[]);
     let reader = UnixBus::connect("reader", &daemon.socket).await.unwrap();
@@ -167,19 +169,34 @@ async fn body_of_exactly_one_mebibyte_is_delivered() {
         assert_eq!(b.len(), len);
         b
     };
-    publisher.publish_raw("max.one", &body_of(1_048_576)).await.unwrap();
+    // The envelope adds about 90 bytes for this topic.
+    let fits = 1_048_576 - 200;
+    publisher.publish_raw("max.one", &body_of(fits)).await.unwrap();
     publisher.publish("max.after", "t", json!({"still": "connected"})).await.unwrap();
     let mut got = Vec::new();
     while got.len() < 2 {
-        let env = timeout(T, sub.recv()).await.expect("maximum event delivered").unwrap();
+        let env = timeout(T, sub.recv()).await.expect("largest event delivered").unwrap();
         if env.topic != "max.warm" {
             got.push(env);
         }
     }
     assert_eq!(got[0].topic, "max.one");
-    assert_eq!(got[0].payload["pad"].as_str().map(str::len), Some(1_048_576 - 35));
+    assert_eq!(got[0].payload["pad"].as_str().map(str::len), Some(fits - 35));
     assert_eq!((got[1].topic.as_str(), &got[1].payload), ("max.after", &json!({"still": "connected"})));
     assert!(!daemon.log().contains("malformed"), "{}", daemon.log());
+
+    // Exactly 1 MiB: the envelope would be over the limit every client
+    // enforces, so the publisher is told why and closed; nothing is sent.
+    let mut raw = UnixStream::connect(&daemon.socket).await.unwrap();
+    raw.write_all(&frame("HELLO at-the-limit", b"")).await.unwrap();
+    raw.write_all(&frame("PUB max.limit", &body_of(1_048_576))).await.unwrap();
+    let mut answer = Vec::new();
+    timeout(T, raw.read_to_end(&mut answer)).await.expect("refused publisher not closed").unwrap();
+    let bye = decnet_bus::frame::Frame::parse(&mut bytes::BytesMut::from(&answer[..])).unwrap().unwrap();
+    assert_eq!(bye.verb, decnet_bus::Verb::Bye);
+    let reason: serde_json::Value = serde_json::from_slice(&bye.body).unwrap();
+    assert!(reason["error"].as_str().unwrap().contains("over the 1048576-byte frame limit"), "{reason}");
+    assert!(wait_until(5.0, || daemon.log().contains("publish refused")), "{}", daemon.log());
 
     // One byte over: this publisher is closed, the reader is not.
     let mut raw = UnixStream::connect(&daemon.socket).await.unwrap();

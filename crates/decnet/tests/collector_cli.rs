@@ -97,6 +97,72 @@ fn parse_prints_records_and_reports_bad_lines() {
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
 }
 
+/// What an attacker typed reaches the operator's terminal inert: ANSI,
+/// C1 and bidi characters in a username come out of `decnet parse` as
+/// JSON escapes, and the JSON still holds the exact text. BSD syslog lines
+/// are parsed too.
+#[test]
+fn parse_output_shows_control_and_bidi_characters_escaped() {
+    use decnet::events::rfc5424::{format_event, must_escape, RelayEvent, Severity};
+    let nasty = "admin\u{202e}gnp.exe\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}6n\u{7f}";
+    let line = format_event(&RelayEvent {
+        timestamp: time::OffsetDateTime::UNIX_EPOCH,
+        severity: Severity::Notice,
+        host: "web-01".into(),
+        app: "ssh".into(),
+        msgid: "login_attempt".into(),
+        params: vec![("src_ip".into(), "203.0.113.5".into()), ("username".into(), nasty.into())],
+        msg: Some(format!("password login attempt for {nasty}")),
+    });
+    // A foreign sender's raw ESC and bidi, in a BSD line.
+    let bsd = format!("<13>Dec  3 11:20:19 vm sshd[1]: Invalid user {nasty} from 203.0.113.6");
+    let out = support::decnet(Path::new("/nonexistent"), &["parse"], Some(&format!("{line}\n{bsd}\n")));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.lines().all(|l| !l.chars().any(must_escape)), "raw control/bidi on the terminal: {stdout:?}");
+    assert!(stdout.contains(r"admin\u202egnp.exe\u001b]0;pwned\u0007\u001b[2J\u009b6n\u007f"), "{stdout}");
+    let records: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["fields"]["username"], nasty);
+    assert_eq!(records[1]["msg"], format!("Invalid user {nasty} from 203.0.113.6"));
+    assert_eq!(records[1]["attacker_ip"], "203.0.113.6");
+}
+
+/// The same for `decnet sub`: a payload with attacker text is printed
+/// with nothing in it a terminal would act on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sub_output_shows_control_and_bidi_characters_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("bus.sock");
+    let _daemon = Daemon::start_at(dir.path(), &socket, &[]);
+    let bus = decnet_bus::client::UnixBus::connect("test", &socket).await.unwrap();
+    let nasty = "root\u{1b}[2J\u{202e}exe.png\u{85}";
+    let sub = Command::new(BIN)
+        .args(["sub", "attacker.test", "--count", "1", "--timeout", "20", "--no-reconnect"])
+        .env("DECNET_BUS_SOCKET", &socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = sub.id();
+    // Until the subscriber has one (bounded: 20 s at 100 ms).
+    let waiter = std::thread::spawn(move || sub.wait_with_output().unwrap());
+    for _ in 0..200 {
+        if waiter.is_finished() {
+            break;
+        }
+        bus.publish("attacker.test", "t", serde_json::json!({"username": nasty})).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = waiter.join().unwrap();
+    assert!(out.status.success(), "sub {pid}: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.lines().all(|l| !l.chars().any(decnet::events::rfc5424::must_escape)), "{stdout:?}");
+    assert!(stdout.contains(r"root\u001b[2J\u202eexe.png\u0085"), "{stdout}");
+    let env: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(env["payload"]["username"], nasty);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collector_worker_publishes_logs_sessions_and_counters_and_stops_on_request() {
     let dir = tempfile::tempdir().unwrap();
@@ -111,7 +177,18 @@ async fn collector_worker_publishes_logs_sessions_and_counters_and_stops_on_requ
     let listen = format!("127.0.0.1:{port}");
     let log = dir.path().join("ingest.log");
     let mut collector = spawn(
-        &["collector", "--listen", &listen, "--ingest-log", log.to_str().unwrap(), "--heartbeat-secs", "0.3"],
+        // The lines below stand for a remote decky host's: its address is trusted.
+        &[
+            "collector",
+            "--listen",
+            &listen,
+            "--ingest-log",
+            log.to_str().unwrap(),
+            "--heartbeat-secs",
+            "0.3",
+            "--trust-network",
+            "127.0.0.1",
+        ],
         dir.path(),
         &socket,
     );
@@ -342,20 +419,53 @@ async fn decnet_up_hears_a_decky_line_stores_it_and_captures_the_credential() {
         r#"src_ip="127.0.0.9" src_port="50000" username="root" secret_b64="aHVudGVyMg==""#,
         "",
     );
-    // The collector child may still be starting: retry the connect.
+    // The collector child may still be starting: retry the connect. The
+    // deckies' path: the collector's UNIX socket in $DECNET_HOME, 0660.
+    let unix_path = home.join("collector.sock");
+    let mut unix = None;
+    assert!(wait_until(20.0, || {
+        unix = std::os::unix::net::UnixStream::connect(&unix_path).ok();
+        unix.is_some()
+    }));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&unix_path).unwrap().permissions().mode() & 0o777, 0o660);
+    unix.unwrap().write_all(&octet(&line)).unwrap();
+    // The same kind of line forged by a process on the host over loopback
+    // TCP is stored, but flagged, and captures no credential.
+    let forged = relay_line(
+        "web-01",
+        "ssh",
+        "login_attempt",
+        r#"src_ip="127.0.0.8" src_port="50000" username="forger" secret_b64="aHVudGVyMg==""#,
+        "",
+    );
     let mut tcp = None;
     assert!(wait_until(20.0, || {
         tcp = TcpStream::connect(addr).ok();
         tcp.is_some()
     }));
-    tcp.unwrap().write_all(&octet(&line)).unwrap();
-    let ev = recv(&mut logs).await;
-    assert_eq!(ev.payload["event_type"], "login_attempt");
-    assert_eq!(ev.payload["attacker_ip"], "127.0.0.9");
+    tcp.unwrap().write_all(&octet(&forged)).unwrap();
+    // The socket's and the TCP listener's lines are read concurrently:
+    // either may be published first. The trusted one must be among them.
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let ev = recv(&mut logs).await;
+        assert_eq!(ev.payload["event_type"], "login_attempt");
+        seen.push(ev.payload["attacker_ip"].as_str().unwrap_or_default().to_string());
+        if seen.iter().any(|ip| ip == "127.0.0.9") {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|ip| ip == "127.0.0.9"), "the socket's line was published: {seen:?}");
     let db = home.join("decnet.db");
     assert_eq!(
-        wait_db(&db, "SELECT count(*) FROM logs WHERE event_type = 'login_attempt' AND decky = 'web-01'", 1, 20.0)
-            .await,
+        wait_db(
+            &db,
+            "SELECT count(*) FROM logs WHERE event_type = 'login_attempt' AND decky = 'web-01' AND attacker_ip = '127.0.0.9'",
+            1,
+            20.0
+        )
+        .await,
         1
     );
     let cred = tokio::time::timeout(Duration::from_secs(20), creds.recv()).await.unwrap().unwrap();
@@ -365,6 +475,10 @@ async fn decnet_up_hears_a_decky_line_stores_it_and_captures_the_credential() {
                            "secret_sha256": "f52fbd32b2b3b86ff88ef6c490628285f482af15ddcb29541f94bcf526a3f6c7"})
     );
     assert_eq!(db_count(&db, "SELECT count(*) FROM credentials WHERE username = 'root'").await, 1);
+    let flagged = "SELECT count(*) FROM logs WHERE attacker_ip = '127.0.0.8' \
+                   AND json_extract(fields, '$.ingest_trusted') = 0 AND json_extract(fields, '$.ingest_transport') = 'tcp'";
+    assert_eq!(wait_db(&db, flagged, 1, 20.0).await, 1, "the forged line is stored, flagged");
+    assert_eq!(db_count(&db, "SELECT count(*) FROM credentials WHERE username = 'forger'").await, 0);
     bus.close().await;
     send_signal(up.id() as i32, "TERM");
     assert!(wait_exit(&mut up, 30.0).is_some(), "decnet up stopped");

@@ -623,11 +623,44 @@ async fn hostile_container_output_neither_crashes_nor_blocks_syslog() {
     assert_eq!(c.records().iter().filter(|r| r["decky"] == "flood").count(), 20_000);
     let raw = c.raw();
     assert!(raw.contains("GARBAGE-MARK"), "garbage kept in the raw log");
-    assert!(!raw.contains(&"x".repeat(70_000)), "the 1 MiB line is not stored");
+    assert!(!raw.contains(&"x".repeat(70_000)), "the 1 MiB line is not stored whole");
+    assert!(raw.contains(&"x".repeat(64 * 1024)), "its first 64 KiB are kept");
     let rss = c.rss_kib();
     eprintln!("collector RSS after a 4 GiB frame header and a 1 MiB line: {rss} KiB");
     assert!(rss < 256 * 1024, "RSS {rss} KiB");
     assert!(c.alive(), "collector still running; log:\n{}", c.log());
+}
+
+/// Double-wrapped container output: a container whose stdout is an
+/// rsyslog relay (BSD lines carrying a decky's RFC 5424 line, as from
+/// Docker's journald or syslog driver) or a json-file record; and a
+/// container writing raw ANSI escapes. Each is the inner line's record;
+/// the raw log shows the escapes, never acts on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrapped_and_escaped_container_lines() {
+    let s = setup().await;
+    let mut health = s.bus.subscribe("system.collector.health").await.unwrap();
+    let world = World::new();
+    world.add("eee555", "relay", Some("true"), false);
+    let _daemon = StandIn::start(world.clone(), &s.docker_socket);
+    let c = s.collector(&[]);
+    wait_health(&mut health, 10.0, "docker connected", |p| p["docker"]["containers"] == 1).await;
+
+    let inner = relay_line("web-01", "ssh", "login_attempt", r#"src_ip="10.4.0.1" username="root""#, "wrapped");
+    world.write("eee555", &format!("<30>Dec  3 11:20:19 dockerhost web-01[77]: {inner}"));
+    let json = serde_json::json!({"log": format!("{}\n", inner.replace("wrapped", "json-file")), "stream": "stdout"});
+    world.write("eee555", &json.to_string());
+    world.write("eee555", &relay_line("web-01", "ssh", "command", r#"src_ip="10.4.0.2""#, "CMD echo \u{1b}[2Jx"));
+    assert!(wait_until(10.0, || c.records().len() >= 3), "records: {:?}; log:\n{}", c.records(), c.log());
+    let records = c.records();
+    let by_msg = |m: &str| records.iter().find(|r| r["msg"] == m).unwrap_or_else(|| panic!("{m}: {records:?}"));
+    let wrapped = by_msg("wrapped");
+    assert_eq!((&wrapped["decky"], &wrapped["service"]), (&json!("web-01"), &json!("ssh")));
+    assert_eq!((&wrapped["attacker_ip"], &wrapped["fields"]["relayed_by"]), (&json!("10.4.0.1"), &json!("dockerhost")));
+    assert_eq!(by_msg("json-file")["fields"]["relayed_by"], "docker");
+    assert_eq!(by_msg("CMD echo \u{1b}[2Jx")["event_type"], "command");
+    let raw = c.raw();
+    assert!(raw.contains(r"CMD echo \x1b[2Jx") && !raw.contains('\u{1b}'), "{raw}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,7 +67,9 @@ impl Running {
 
 fn read_records(path: &Path) -> Vec<Record> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect()
+    // The collector may be mid-write: only whole lines (newline-ended) count.
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect()
 }
 
 async fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
@@ -106,9 +108,11 @@ async fn udp_and_both_tcp_framings_reach_both_files() {
     assert_eq!(by_decky("d1").attacker_ip, "1.1.1.1");
     assert_eq!(by_decky("d2").field("remote_port"), Some("5000"));
     assert_eq!(by_decky("d3").event_type, "connect");
-    // CR/LF inside an octet-counted frame: still one line in both files.
-    assert_eq!(by_decky("d4").msg, "multi line");
+    // CR/LF inside an octet-counted frame: still one line in both files,
+    // escaped in the raw log, the exact text in the record.
+    assert_eq!(by_decky("d4").msg, "multi\nline");
     assert_eq!(c.raw().lines().count(), 4);
+    assert!(c.raw().contains(r"multi\x0aline"), "{}", c.raw());
     c.stop().await;
 }
 
@@ -118,7 +122,7 @@ async fn malformed_noise_and_duplicates_stay_in_the_raw_log_only() {
     let mut tcp = connect_from("127.0.0.1", c.tcp).await;
     let mut lines = vec![
         "this is not syslog".to_string(),
-        "<13>Oct 11 22:14:15 host app: an RFC 3164 line".to_string(),
+        "<13>Oct 11 22:14 host app: neither RFC 5424 nor RFC 3164".to_string(),
         relay_line("host", "sshd", "-", "x=\"1\"", "Accepted password for bob from 9.9.9.9"),
         relay_line("host", "kernel", "-", "x=\"1\"", "eth0 up"),
     ];
@@ -148,7 +152,7 @@ async fn malformed_noise_and_duplicates_stay_in_the_raw_log_only() {
 }
 
 #[tokio::test]
-async fn a_64k_line_is_kept_and_a_longer_one_skipped_without_closing() {
+async fn a_64k_line_is_kept_and_a_longer_one_cut_and_marked_without_closing() {
     let c = Running::start(|_| {}).await;
     let mut tcp = connect_from("127.0.0.1", c.tcp).await;
     let head = relay_line("big", "http", "request", r#"src_ip="6.6.6.6""#, "");
@@ -161,22 +165,31 @@ async fn a_64k_line_is_kept_and_a_longer_one_skipped_without_closing() {
     tcp.write_all(&octet(&exact)).await.unwrap();
     tcp.write_all(format!("{exact}\n").as_bytes()).await.unwrap();
     tcp.write_all(&octet(&relay_line("after", "http", "request", r#"src_ip="6.6.6.7""#, "small"))).await.unwrap();
-    let records = c.wait_records(3, 10.0).await;
-    assert_eq!(records.len(), 3, "{:?}", records.iter().map(|r| &r.decky).collect::<Vec<_>>());
-    assert_eq!(records[0].raw_line.len(), 64 * 1024);
-    assert_eq!(records[1].raw_line.len(), 64 * 1024);
-    assert_eq!(records[2].decky, "after");
+    let records = c.wait_records(5, 10.0).await;
+    assert_eq!(records.len(), 5, "{:?}", records.iter().map(|r| &r.decky).collect::<Vec<_>>());
+    for r in &records[..2] {
+        // The first 64 KiB, the rest of the message gone, the record marked.
+        assert_eq!(r.raw_line, over[..64 * 1024]);
+        assert_eq!((r.attacker_ip.as_str(), r.field("truncated")), ("6.6.6.6", Some("line")));
+    }
+    for r in &records[2..4] {
+        assert_eq!(r.raw_line.len(), 64 * 1024);
+        assert_eq!(r.field("truncated"), None);
+    }
+    assert_eq!(records[4].decky, "after");
     assert_eq!(Stats::get(&c.stats.oversize), 2);
-    assert_eq!(c.stats.drops_from("127.0.0.1".parse().unwrap()), 2);
+    assert_eq!(c.stats.drops_from("127.0.0.1".parse().unwrap()), 0);
     c.stop().await;
 
     // UDP too (a datagram cannot reach 64 KiB, so with a smaller limit):
-    // over the limit is counted, not stored; the next one is.
+    // over the limit is cut and kept; the next one is whole.
     let c = Running::start(|cfg| cfg.max_line = 1000).await;
     let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     udp.send_to(format!("{head}{}", "c".repeat(2000)).as_bytes(), c.udp).await.unwrap();
     udp.send_to(relay_line("fits", "http", "request", r#"src_ip="6.6.6.8""#, "").as_bytes(), c.udp).await.unwrap();
-    assert_eq!(c.wait_records(1, 10.0).await[0].decky, "fits");
+    let records = c.wait_records(2, 10.0).await;
+    assert_eq!((records[0].raw_line.len(), records[0].field("truncated")), (1000, Some("line")));
+    assert_eq!((records[1].decky.as_str(), records[1].field("truncated")), ("fits", None));
     assert_eq!(Stats::get(&c.stats.oversize), 1);
     c.stop().await;
 }

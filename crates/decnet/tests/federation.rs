@@ -613,3 +613,279 @@ async fn bench_cross_host_throughput_and_latency() {
     let f = federation_health(&pa).await["federation"].clone();
     println!("host A federation counters: {f}");
 }
+
+/// `system.bus.health` of `bus` until `want` holds on its `federation`
+/// object (within `secs`).
+async fn federation_until(bus: &UnixBus, secs: f64, what: &str, want: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(secs);
+    loop {
+        let health = federation_health(bus).await;
+        if want(&health["federation"]) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {health}");
+    }
+}
+
+fn nats_headers(pairs: &[(&str, &str)]) -> async_nats::HeaderMap {
+    let mut h = async_nats::HeaderMap::new();
+    for (k, v) in pairs {
+        h.insert(*k, *v);
+    }
+    h
+}
+
+/// Issue 25: every export carries its bus's instance and a number per
+/// topic, and a receiving host counts the numbers it never saw, per
+/// origin, in `system.bus.health` (NATS core loses messages silently: a
+/// node killed mid-stream, an importer too slow for a flood).
+#[tokio::test]
+async fn exports_are_numbered_and_receivers_count_gaps_per_origin() {
+    let nats = Nats::start(free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let a = host_bus(dir.path(), "host-a", &nats.url(), &["decky.>"], &["decky.>"]);
+    let ca = client(&a, "t").await;
+    let mut sub = ca.subscribe("decky.>").await.unwrap();
+    let nc = async_nats::connect(nats.url()).await.unwrap();
+
+    // Sender side: numbered 1, 2, 3 on one topic, 1 on another.
+    use futures_util::StreamExt;
+    let mut raw = nc.subscribe("decnet.decky.>").await.unwrap();
+    nc.flush().await.unwrap();
+    let pub_a = client(&a, "pub").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        // The bridge's NATS connection may still be coming up.
+        pub_a.publish("decky.warm.state", "state", serde_json::json!({})).await.unwrap();
+        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(100), raw.next()).await {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "exports never reached NATS");
+    }
+    for topic in ["decky.d1.state", "decky.d1.state", "decky.d2.state", "decky.d1.state"] {
+        pub_a.publish(topic, "state", serde_json::json!({})).await.unwrap();
+    }
+    let mut headers = Vec::new();
+    while headers.len() < 4 {
+        let msg = tokio::time::timeout(Duration::from_secs(5), raw.next()).await.unwrap().unwrap();
+        if msg.subject.as_str() == "decnet.decky.warm.state" {
+            continue; // the warm-up's other copies
+        }
+        let h = msg.headers.clone().expect("exports carry headers");
+        let get = |k: &str| h.get(k).map(|v| v.as_str().to_owned());
+        headers.push((msg.subject.to_string(), get("Decnet-Seq"), get("Decnet-Instance")));
+    }
+    let seqs: Vec<(&str, &str)> =
+        headers.iter().map(|(s, q, _)| (s.as_str(), q.as_deref().unwrap_or("none"))).collect();
+    assert_eq!(
+        seqs,
+        [
+            ("decnet.decky.d1.state", "1"),
+            ("decnet.decky.d1.state", "2"),
+            ("decnet.decky.d2.state", "1"),
+            ("decnet.decky.d1.state", "3")
+        ]
+    );
+    let instance = headers[0].2.clone().expect("an instance header");
+    assert_eq!(instance.len(), 32);
+    assert!(headers.iter().all(|(_, _, i)| i.as_deref() == Some(instance.as_str())));
+
+    // Receiver side: host-z's numbers 1, 2, 5, 6 on one topic and 1 on
+    // another: 3 and 4 were lost.
+    let good = |topic: &str, i: u32| {
+        serde_json::json!({"v": 1, "id": format!("{i:032x}"), "topic": topic, "type": "state",
+                           "ts": 1.5, "payload": {"i": i}})
+        .to_string()
+    };
+    let z = |seq: &str| nats_headers(&[("Decnet-Origin", "host-z"), ("Decnet-Instance", "zz"), ("Decnet-Seq", seq)]);
+    for (seq, topic) in [
+        ("1", "decky.z1.state"),
+        ("2", "decky.z1.state"),
+        ("5", "decky.z1.state"),
+        ("1", "decky.z2.state"),
+        ("6", "decky.z1.state"),
+    ] {
+        nc.publish_with_headers(format!("decnet.{topic}"), z(seq), good(topic, seq.parse().unwrap()).into())
+            .await
+            .unwrap();
+    }
+    nc.flush().await.unwrap();
+    let got = until_topic(&mut sub, "decky.z2.state", 5.0).await.expect("host-z's events arrive");
+    assert!(got.iter().any(|e| e["origin"] == "host-z"));
+    federation_until(&ca, 5.0, "host-z's gap counted", |f| {
+        f["lost"] == 2 && f["origins"]["host-z"] == serde_json::json!({"received": 5, "lost": 2})
+    })
+    .await;
+}
+
+/// Issue 25: two buses given the same host id used to drop each other's
+/// exports as their own, silently. Now each notices the other and refuses
+/// to federate with a clear error; local delivery goes on.
+#[tokio::test]
+async fn a_duplicate_host_id_is_refused_on_both_sides() {
+    let nats = Nats::start(free_port());
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = host_bus(da.path(), "same-host", &nats.url(), &["decky.>"], &[]);
+    let ca = client(&a, "t-a").await;
+    federation_until(&ca, 10.0, "A connected", |f| f["connected"] == true).await;
+    // B only imports: A could never hear B's events, only its announcement.
+    let b = host_bus(db.path(), "same-host", &nats.url(), &[], &["decky.>"]);
+    let cb = client(&b, "t-b").await;
+    let refused =
+        |f: &serde_json::Value| f["error"].as_str().is_some_and(|e| e.contains("duplicate host id \"same-host\""));
+    federation_until(&cb, 10.0, "B refuses", refused).await;
+    federation_until(&ca, 10.0, "A refuses", refused).await;
+    for (name, d) in [("A", &a), ("B", &b)] {
+        let lines: Vec<String> =
+            d.log().lines().filter(|l| l.contains("NATS federation refused")).map(str::to_owned).collect();
+        assert_eq!(lines.len(), 1, "{name}: one clear error line: {}", d.log());
+        assert!(lines[0].contains("ERROR") && lines[0].contains("unique --host-id"), "{name}: {}", lines[0]);
+    }
+    // The local bus still works on both.
+    let mut local = cb.subscribe("decky.>").await.unwrap();
+    let other = client(&b, "other").await;
+    other.publish("decky.local.state", "state", serde_json::json!({})).await.unwrap();
+    assert_eq!(next(&mut local, 5.0).await.unwrap()["topic"], "decky.local.state");
+}
+
+/// Issue 25: "export queue full" was logged every 50 ms while NATS was
+/// away. Now a burst of drops gives one warning when it starts and one
+/// line with its total when it ends.
+#[tokio::test]
+async fn export_drops_are_logged_once_per_burst() {
+    let mut nats = Nats::start(free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let url = nats.url();
+    let args =
+        ["--heartbeat-secs", "0.2", "--host-id", "host-a", "--nats-queue", "5", "--nats", &url, "--export", "decky.>"];
+    let a = Daemon::start(dir.path(), &args);
+    let ca = client(&a, "t").await;
+    federation_until(&ca, 10.0, "connected", |f| f["connected"] == true).await;
+    nats.kill();
+    assert!(wait_until(10.0, || a.log().contains("NATS disconnected")), "{}", a.log());
+    // Two and a half seconds of steady drops: 50 polls of the old code.
+    for i in 0..50 {
+        ca.publish("decky.d1.state", "state", serde_json::json!({"i": i})).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // 50 events into a queue of 5 (one may have left before the bridge
+    // saw NATS go): at least 44 dropped, in one burst.
+    federation_until(&ca, 5.0, "44 dropped", |f| f["dropped"].as_u64().unwrap_or(0) >= 44).await;
+    let dropped = federation_health(&ca).await["federation"]["dropped"].as_u64().unwrap();
+    nats.restart();
+    let summary = format!("{dropped} exports were dropped in that burst");
+    assert!(wait_until(15.0, || a.log().contains(&summary)), "no {summary:?} line:\n{}", a.log());
+    assert_eq!(a.log().matches("NATS export queue full").count(), 1, "{}", a.log());
+}
+
+/// Issue 25: a flood faster than the importer used to be lost with no
+/// counter and one warning line per message. Now what async-nats drops is
+/// counted (`receive_overflow`), the sequence gaps count every message
+/// that did not arrive (`lost`), and the log has one line per burst.
+#[tokio::test]
+async fn receive_overload_is_counted_and_logged_once_per_burst() {
+    let nats = Nats::start(free_port());
+    let dir = tempfile::tempdir().unwrap();
+    // A small import buffer, so the flood overflows it on any machine.
+    let url = nats.url();
+    let args = [
+        "--heartbeat-secs",
+        "0.2",
+        "--host-id",
+        "host-b",
+        "--nats",
+        &url,
+        "--import",
+        "decky.>",
+        "--nats-import-buffer",
+        "256",
+    ];
+    let b = Daemon::start(dir.path(), &args);
+    let cb = client(&b, "t").await;
+    let mut sub = cb.subscribe("decky.>").await.unwrap();
+    let nc = async_nats::connect(nats.url()).await.unwrap();
+    let body = |i: u64| {
+        serde_json::json!({"v": 1, "id": format!("{i:032x}"), "topic": "decky.flood.state", "type": "state",
+                           "ts": 1.5, "payload": {"i": i}})
+        .to_string()
+    };
+    let send = |seq: u64| {
+        let nc = nc.clone();
+        async move {
+            let h = nats_headers(&[
+                ("Decnet-Origin", "host-z"),
+                ("Decnet-Instance", "zz"),
+                ("Decnet-Seq", &seq.to_string()),
+            ]);
+            nc.publish_with_headers("decnet.decky.flood.state", h, body(seq).into()).await.unwrap();
+        }
+    };
+    // The import path is up once the first message arrives.
+    let mut seq = 1;
+    // Numbers before the first one delivered were never seen: not lost.
+    let first = loop {
+        send(seq).await;
+        if let Some(ev) = next(&mut sub, 0.2).await {
+            break ev["payload"]["i"].as_u64().unwrap();
+        }
+        seq += 1;
+        assert!(seq < 100, "the import path never came up");
+    };
+    // 30,000 messages as fast as NATS takes them: far more than the 256
+    // slots hold while the daemon delivers them.
+    const FLOOD: u64 = 30_000;
+    for _ in 0..FLOOD {
+        seq += 1;
+        send(seq).await;
+    }
+    nc.flush().await.unwrap();
+    // A last message, after the flood, shows any loss at its tail.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    seq += 1;
+    send(seq).await;
+    nc.flush().await.unwrap();
+    let last = seq;
+    federation_until(&cb, 30.0, "every number received or counted lost", |f| {
+        let z = &f["origins"]["host-z"];
+        z["received"].as_u64().unwrap_or(0) + z["lost"].as_u64().unwrap_or(0) == last - first + 1
+    })
+    .await;
+    let f = federation_health(&cb).await["federation"].clone();
+    assert!(f["receive_overflow"].as_u64().unwrap() > 0, "the flood overflowed nothing: {f}");
+    assert!(f["lost"].as_u64().unwrap() >= f["receive_overflow"].as_u64().unwrap(), "{f}");
+    assert!(wait_until(5.0, || b.log().contains("NATS import caught up")), "{}", b.log());
+    let log = b.log();
+    assert!(log.matches("NATS import cannot keep up").count() <= 2, "not one line per burst:\n{log}");
+    assert!(!log.contains("slow consumers for subscription"), "one line per dropped message:\n{log}");
+}
+
+/// The other way a duplicate shows: an event bearing our host id from
+/// another instance (its announcement missed, e.g. NATS permissions on
+/// the announcement subject). Our own instance's events coming back stay
+/// `own_origin`.
+#[tokio::test]
+async fn an_event_under_our_host_id_from_another_instance_is_refused() {
+    let nats = Nats::start(free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let a = host_bus(dir.path(), "host-a", &nats.url(), &[], &["decky.>"]);
+    let ca = client(&a, "t").await;
+    federation_until(&ca, 10.0, "connected", |f| f["connected"] == true).await;
+    let nc = async_nats::connect(nats.url()).await.unwrap();
+    let body = serde_json::json!({"v": 1, "id": format!("{:032x}", 1), "topic": "decky.d1.state", "type": "state",
+                                  "ts": 1.5, "payload": {}})
+    .to_string();
+    // No instance: an old bus or a tool, counted as our own coming back.
+    nc.publish_with_headers("decnet.decky.d1.state", nats_headers(&[("Decnet-Origin", "host-a")]), body.clone().into())
+        .await
+        .unwrap();
+    nc.flush().await.unwrap();
+    federation_until(&ca, 5.0, "own_origin counted", |f| f["own_origin"] == 1 && f["error"].is_null()).await;
+    let other = nats_headers(&[("Decnet-Origin", "host-a"), ("Decnet-Instance", "feedfacefeedfacefeedfacefeedface")]);
+    nc.publish_with_headers("decnet.decky.d1.state", other, body.into()).await.unwrap();
+    nc.flush().await.unwrap();
+    federation_until(&ca, 5.0, "refused", |f| {
+        f["error"].as_str().is_some_and(|e| e.contains("duplicate host id \"host-a\"") && e.contains("feedface"))
+    })
+    .await;
+    assert_eq!(a.log().matches("NATS federation refused").count(), 1, "{}", a.log());
+}

@@ -2,7 +2,9 @@
 //! `decnet listener` and a `decnet forwarder` over mutual TLS on loopback.
 //! Both sides are SIGKILLed and restarted mid-stream and the ingest log is
 //! rotated; counting what the master wrote shows no line lost and none
-//! twice. A certificate from another CA is refused at the handshake.
+//! twice, also across two renames while the forwarder is down and across
+//! copytruncate (no torn line either). A certificate from another CA is
+//! refused at the handshake. Every file either side writes is 0600.
 
 mod support;
 
@@ -218,6 +220,77 @@ fn kill_restart_and_rotation_lose_nothing_and_duplicate_nothing() {
     drop(listener);
 }
 
+/// Every line of `want` once, in order, in master.log; waits for them.
+fn assert_master_has(s: &Setup, want: &[String], fwd: &Proc) {
+    assert!(
+        wait_until(20.0, || master_lines(s).len() >= want.len()),
+        "only {} of {} lines arrived:\n{}",
+        master_lines(s).len(),
+        want.len(),
+        fwd.log()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300)); // anything extra would show now
+    let got = master_lines(s);
+    let missing = want.iter().filter(|l| !got.contains(l)).count();
+    assert_eq!((got.len(), missing), (want.len(), 0), "duplicates or torn lines in master.log:\n{}", fwd.log());
+    assert_eq!(got, want, "every line once, in order");
+}
+
+#[test]
+fn two_renames_while_the_forwarder_is_down_lose_nothing() {
+    let s = Setup::new();
+    let ingest = s.root.join("ingest.log");
+    let rotated = |n: usize| s.root.join(format!("ingest.log.{n}"));
+    let _listener = s.listener();
+    let mut fwd = s.sensor();
+    write_lines(&ingest, 0..500);
+    assert!(wait_until(15.0, || master_lines(&s).len() >= 500), "nothing shipped:\n{}", fwd.log());
+    fwd.kill();
+    write_lines(&ingest, 500..1000);
+    std::fs::rename(&ingest, rotated(1)).unwrap();
+    write_lines(&ingest, 1000..1500);
+    std::fs::rename(rotated(1), rotated(2)).unwrap();
+    std::fs::rename(&ingest, rotated(1)).unwrap();
+    write_lines(&ingest, 1500..2000);
+    fwd = s.sensor();
+    assert_master_has(&s, &(0..2000).map(line).collect::<Vec<_>>(), &fwd);
+}
+
+#[test]
+fn copytruncate_ships_neither_a_torn_line_nor_a_gap() {
+    let s = Setup::new();
+    let ingest = s.root.join("ingest.log");
+    let copytruncate = |n: usize| {
+        std::fs::copy(&ingest, s.root.join(format!("ingest.log.{n}"))).unwrap();
+        std::fs::OpenOptions::new().write(true).open(&ingest).unwrap().set_len(0).unwrap();
+    };
+    let _listener = s.listener();
+    let mut fwd = s.sensor();
+    write_lines(&ingest, 0..300);
+    assert!(wait_until(15.0, || master_lines(&s).len() >= 300), "nothing shipped:\n{}", fwd.log());
+    // Down across a copytruncate, the file refilled past the master's offset.
+    fwd.kill();
+    write_lines(&ingest, 300..600);
+    copytruncate(1);
+    write_lines(&ingest, 600..1200);
+    fwd = s.sensor();
+    assert!(wait_until(15.0, || master_lines(&s).len() >= 1200), "did not resume:\n{}", fwd.log());
+    // And while it ships.
+    write_lines(&ingest, 1200..1500);
+    std::fs::rename(s.root.join("ingest.log.1"), s.root.join("ingest.log.2")).unwrap();
+    assert!(wait_until(15.0, || master_lines(&s).len() >= 1500), "did not ship:\n{}", fwd.log());
+    copytruncate(1);
+    write_lines(&ingest, 1500..1800);
+    assert_master_has(&s, &(0..1800).map(line).collect::<Vec<_>>(), &fwd);
+    // The master's files and the forwarder's state are owner-only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(s.root.join("master")), 0o700);
+    for f in ["master/master.log", "master/master.json", "forwarder.state"] {
+        assert_eq!(mode(s.root.join(f)), 0o600, "{f}");
+    }
+}
+
 #[test]
 fn a_certificate_from_another_ca_is_refused_at_the_handshake() {
     let s = Setup::new();
@@ -279,4 +352,66 @@ fn shipped_lines_become_log_rows_tagged_with_the_senders_cn() {
     let rows = shipped_rows(&db);
     assert_eq!(rows.len(), 50, "every parsed line once, the bad one never: {rows:?}");
     assert!(rows.iter().all(|(src, ty)| src == "sensor-1" && ty == "decky_mutated"), "{rows:?}");
+}
+
+/// The issue's forged records: a ClientHello whose SNI holds a newline and
+/// a whole second line naming another attacker, and a probed server's
+/// certificate subject doing the same, written by the sniffer's and the
+/// prober's own line producer into the sensor's ingest log and shipped.
+/// The master stores one row each, of the real attacker, and never the
+/// invented 198.51.100.77 (before: three and four rows, that address among them).
+#[test]
+fn a_forged_sni_or_certificate_subject_is_one_shipped_row() {
+    use decnet::prober::emit::{append_line, log_line};
+    let s = Setup::new();
+    let ingest = s.root.join("ingest.log");
+    let forged = |app: &str| {
+        format!(
+            "evil.test\n<134>1 2026-12-03T10:00:00Z ws-finance {app} - request [relay@55555 src_ip=\"198.51.100.77\"] GET /\r\n\
+             <134>1 2026-12-03T10:00:01Z web-01 {app} - request [relay@55555 src_ip=\"198.51.100.77\"] GET /x"
+        )
+    };
+    let sniffed = serde_json::json!({
+        "decky": "web-01", "attacker_ip": "203.0.113.5", "src_ip": "203.0.113.5",
+        "event_type": "tls_client_hello", "sni": forged("sniffer"), "hash": "t13d"
+    });
+    let probed = serde_json::json!({
+        "attacker_ip": "203.0.113.6", "src_ip": "203.0.113.6", "probe": "tls_certificate",
+        "subject": forged("prober"), "subject_cn": "\u{1b}]0;owned\u{7}", "hash": "abc"
+    });
+    append_line(&ingest, &log_line("web-01", "sniffer", "tls_client_hello", &sniffed)).unwrap();
+    append_line(&ingest, &log_line("sensor-1", "prober", "tls_certificate", &probed)).unwrap();
+    assert_eq!(std::fs::read_to_string(&ingest).unwrap().lines().count(), 2);
+
+    let _listener = s.listener();
+    let fwd = s.sensor();
+    assert!(wait_until(15.0, || master_lines(&s).len() >= 2), "nothing shipped:\n{}", fwd.log());
+    let db = s.root.join("master.db");
+    assert!(shipped_rows(&db).is_empty());
+    let ingester = Proc::spawn(&[
+        "ingest".into(),
+        "--db".into(),
+        db.to_str().unwrap().into(),
+        "--ingest-log".into(),
+        s.p("master/master"),
+    ]);
+    assert!(wait_until(15.0, || shipped_rows(&db).len() >= 2), "the ingester stored nothing:\n{}", ingester.log());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rows: Vec<(String, String, String)> = rt.block_on(async {
+        let pool = decnet::store::open(&db).await.unwrap();
+        sqlx::query_as("SELECT attacker_ip, service, fields FROM logs ORDER BY id").fetch_all(&pool).await.unwrap()
+    });
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!((rows[0].0.as_str(), rows[0].1.as_str()), ("203.0.113.5", "sniffer"));
+    assert_eq!((rows[1].0.as_str(), rows[1].1.as_str()), ("203.0.113.6", "prober"));
+    let sni: serde_json::Value = serde_json::from_str(&rows[0].2).unwrap();
+    assert_eq!(sni["sni"], forged("sniffer"), "the SNI is stored exactly as sent");
+    let cert: serde_json::Value = serde_json::from_str(&rows[1].2).unwrap();
+    assert_eq!(cert["subject"], forged("prober"));
+    assert_eq!(cert["subject_cn"], "\u{1b}]0;owned\u{7}");
+    // The master's raw log shows the attack, escaped, on one line each.
+    let master = std::fs::read_to_string(s.root.join("master/master.log")).unwrap();
+    assert_eq!(master.lines().count(), 2);
+    assert!(master.contains(r"evil.test\x0a<134>1") && !master.contains('\u{1b}'), "{master}");
 }

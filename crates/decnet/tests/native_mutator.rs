@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use decnet::decky::services::Transport;
 use decnet::events::Trigger;
 use decnet::fleet::Fleet;
 use decnet::mutator::native::{NativeDriver, NativeOptions};
@@ -17,7 +18,7 @@ const OFFSET: u16 = 10_000;
 
 fn options() -> NativeOptions {
     // No collector listens here: lines queue (bounded); this file checks ports and rows.
-    let mut o = NativeOptions::new("127.0.0.1:9".parse().unwrap(), b"seed".to_vec());
+    let mut o = NativeOptions::new("127.0.0.1:9".parse::<std::net::SocketAddr>().unwrap(), b"seed".to_vec());
     o.port_offset = OFFSET;
     o
 }
@@ -86,11 +87,71 @@ async fn a_one_shot_deploy_is_opened_by_the_daemons_next_pass() {
     let daemon = Mutator::new(pool.clone(), live.clone(), None, dir.path().join("l"));
     daemon.mutate_all(None).await;
     assert!(http_answers(&address).await, "the daemon opened the deployed decky");
-    assert_eq!(live.listening("fleet", "auto").await.len(), 1, "vnc has no native honeypot");
+    assert_eq!(live.listening("fleet", "auto").await.len(), 2, "http and vnc both served");
 
     // A one-shot teardown: the next pass closes the ports.
     one_shot.teardown(&[], None).await.unwrap();
     daemon.mutate_all(None).await;
     assert!(TcpStream::connect((address.as_str(), 80 + OFFSET)).await.is_err());
     live.shutdown().await;
+}
+
+/// Issue 21's rotation rule on the demo fleet `decnet up` deploys: after
+/// 50 operator rotations of every decky, none ever had zero open ports or
+/// a service nothing serves, and every listed port really accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_rotations_of_the_demo_fleet_never_leave_a_decky_dark_or_unserved() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = decnet::store::open(&dir.path().join("d.db")).await.unwrap();
+    let driver = Arc::new(NativeDriver::live(options(), Some(pool.clone())));
+    let mutator = Mutator::new(pool.clone(), driver.clone(), None, dir.path().join("ingest.log"));
+    // The demo fleet itself, moved to addresses no `decnet up` on this host uses.
+    let text = decnet::cli::up::DEMO_FLEET.replace("127.1.0.", "127.1.77.");
+    let fleet = Fleet::parse(&text, "demo").unwrap();
+    assert!(mutator.deploy_fleet(&fleet).await.unwrap().is_empty());
+    let mut changes = 0;
+    for round in 0..=50 {
+        for spec in &fleet.deckies {
+            let mut services = if round == 0 {
+                decnet::store::fleet::get(&pool, &spec.name).await.unwrap().unwrap().services
+            } else {
+                let before = decnet::store::fleet::get(&pool, &spec.name).await.unwrap().unwrap().services;
+                let next = mutator.mutate_decky(&spec.name, Trigger::Operator, None).await.unwrap();
+                changes += usize::from(next != before);
+                next
+            };
+            services.sort();
+            assert!(!services.is_empty(), "round {round}: {} has no services", spec.name);
+            assert!(
+                services.iter().all(|s| decnet::decky::is_served(s)),
+                "round {round}: {} has an unserved service: {services:?}",
+                spec.name
+            );
+            let listening = driver.listening("fleet", &spec.name).await;
+            let mut names: Vec<String> = listening.iter().map(|(s, _)| s.clone()).collect();
+            names.sort();
+            assert_eq!(names, services, "round {round}: {} listens on what it claims", spec.name);
+            for (service, addr) in listening {
+                let transports = decnet::decky::services::protocol(&service).unwrap().transports();
+                if transports.contains(&Transport::Tcp) {
+                    assert!(
+                        TcpStream::connect(addr).await.is_ok(),
+                        "round {round}: {} {service} at {addr} refuses",
+                        spec.name
+                    );
+                } else {
+                    // A UDP-only service: its port is held (a bind there fails).
+                    let bound = std::net::UdpSocket::bind(addr);
+                    assert!(
+                        bound.is_err_and(|e| e.kind() == std::io::ErrorKind::AddrInUse),
+                        "round {round}: {} {service} at {addr} is not bound",
+                        spec.name
+                    );
+                }
+            }
+        }
+    }
+    // web-01 and cam-lobby have pools to rotate through; the rotations did move them.
+    assert!(changes >= 50, "only {changes} of 200 rotations changed anything");
+    driver.shutdown().await;
 }

@@ -119,15 +119,26 @@ fn a_deployed_native_fleet_answers_ssh_through_the_binary() {
     let mutator = start_mutator(dir.path(), collector);
     assert!(wait_until(10.0, ssh_accepts), "the daemon did not open the deployed decky's ssh port");
 
-    let out = Command::new("sshpass")
-        .args(["-p", "Winter2024!", "ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
-        .args(["-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5", "-o", "PubkeyAuthentication=no"])
-        .args(["-p", &SSH_PORT.to_string(), &format!("root@{IP}"), "whoami"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    // The decky's persona takes a source's password on its 2nd to 5th
+    // attempt (one attempt per connection here), the last one guessed.
+    let login = |password: &str| {
+        Command::new("sshpass")
+            .args(["-p", password, "ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+            .args(["-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5", "-o", "PubkeyAuthentication=no"])
+            .args(["-o", "NumberOfPasswordPrompts=1", "-p", &SSH_PORT.to_string(), &format!("deploy@{IP}"), "whoami"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let mut out = login("Spring2024!");
+    for _ in 0..5 {
+        if out.status.success() {
+            break;
+        }
+        out = login("Winter2024!");
+    }
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "root\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "deploy\n");
     let seen = |needle: &str| lines.lock().unwrap().iter().any(|l| l.contains(needle));
     assert!(
         wait_until(10.0, || seen("secret_b64=\"V2ludGVyMjAyNCE=\"") && seen("CMD whoami") && seen("session_recorded")),

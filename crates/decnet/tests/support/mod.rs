@@ -175,6 +175,25 @@ pub fn relay_line(decky: &str, app: &str, msgid: &str, sd: &str, msg: &str) -> S
     format!("<134>1 2026-12-02T16:10:00.000000Z {decky} {app} - {msgid} [relay@55555 {sd}] {msg}")
 }
 
+/// One session line as `decnet-decky` writes it (its own RFC 5424
+/// formatter, now, with `src_ip`/`src_port` first), octet-counted the way
+/// deckies frame lines on the collector's socket.
+pub fn decky_line(decky: &str, src_ip: &str, app: &str, msgid: &str, params: &[(&str, &str)]) -> Vec<u8> {
+    use decnet::events::rfc5424::{format_event, RelayEvent, Severity};
+    let mut all = vec![("src_ip".to_string(), src_ip.to_string()), ("src_port".to_string(), "50000".to_string())];
+    all.extend(params.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let line = format_event(&RelayEvent {
+        timestamp: time::OffsetDateTime::now_utc(),
+        severity: Severity::Info,
+        host: decky.into(),
+        app: app.into(),
+        msgid: msgid.into(),
+        params: all,
+        msg: None,
+    });
+    format!("{} {line}", line.len()).into_bytes()
+}
+
 /// Poll until a TCP connect to `addr` succeeds (`true`) or `secs` pass.
 pub fn wait_tcp(addr: std::net::SocketAddr, secs: f64) -> bool {
     wait_until(secs, || std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok())
@@ -453,6 +472,25 @@ pub async fn wait_text(b: &fantoccini::Client, css: &str, ok: impl Fn(&str) -> b
             return t;
         }
         assert!(Instant::now() < deadline, "{css} never showed what was expected; last text {t:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Click the first element matching `css` on a page that re-renders live
+/// (SSE updates replace table rows): an element found just before a
+/// re-render is stale by the time it is clicked, so find and click again
+/// until one click lands (20 s cap).
+pub async fn click_live(b: &fantoccini::Client, css: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let clicked = match b.find(fantoccini::Locator::Css(css)).await {
+            Ok(e) => e.click().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match clicked {
+            Ok(()) => return,
+            Err(e) => assert!(Instant::now() < deadline, "{css} could not be clicked: {e}"),
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

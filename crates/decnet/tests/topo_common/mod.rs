@@ -28,6 +28,8 @@ pub enum BusKind {
 
 pub struct Api {
     pub base: String,
+    /// The SQLite file behind `pool` (for `decnet user` run beside it).
+    pub db: std::path::PathBuf,
     pub pool: SqlitePool,
     pub hub: Option<FakeBus>,
     pub state: AppState,
@@ -40,7 +42,8 @@ pub struct Api {
 
 pub async fn start(bus: BusKind, events: EventsConfig) -> Api {
     let dir = tempfile::tempdir().unwrap();
-    let pool = decnet::store::open(&dir.path().join("decnet.db")).await.unwrap();
+    let db = dir.path().join("decnet.db");
+    let pool = decnet::store::open(&db).await.unwrap();
     for (name, role) in [("alice", Role::Admin), ("carol", Role::Admin), ("victor", Role::Viewer)] {
         // Tokens are issued directly; the hash is never checked here.
         decnet::store::users::create(&pool, name, "unused-hash", role).await.unwrap();
@@ -73,7 +76,7 @@ pub async fn start(bus: BusKind, events: EventsConfig) -> Api {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = decnet::api::router(state.clone());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Api { base, pool, hub, state, admin, admin2, viewer, http: reqwest::Client::new(), _dir: dir }
+    Api { base, db, pool, hub, state, admin, admin2, viewer, http: reqwest::Client::new(), _dir: dir }
 }
 
 impl Api {
