@@ -415,3 +415,65 @@ fn a_forged_sni_or_certificate_subject_is_one_shipped_row() {
     assert_eq!(master.lines().count(), 2);
     assert!(master.contains(r"evil.test\x0a<134>1") && !master.contains('\u{1b}'), "{master}");
 }
+
+#[test]
+fn a_revoked_certificate_is_refused_while_another_is_accepted() {
+    let s = Setup::new();
+    let ca = s.p("ca");
+    decnet(&["ca", "issue", "sensor-2", "--dir", &ca]);
+    // The listener is already running when the list is written: it must
+    // pick the change up without a restart.
+    let listener = s.listener();
+    decnet(&["ca", "revoke", "sensor-2", "--dir", &ca]);
+    write_lines(&s.root.join("ingest.log"), 0..10);
+    let revoked = s.forwarder(&s.p("ca/sensor-2.pem"), &s.p("ca/sensor-2.key"));
+    assert!(
+        wait_until(10.0, || listener
+            .log()
+            .lines()
+            .any(|l| l.contains("refused a revoked forwarder certificate") && l.contains("cn=sensor-2"))),
+        "listener log:\n{}",
+        listener.log()
+    );
+    assert!(wait_until(10.0, || revoked.log().contains("shipping interrupted")), "{}", revoked.log());
+    assert!(master_lines(&s).is_empty(), "nothing from a revoked certificate is written");
+    drop(revoked);
+    // sensor-1, from the same CA and not revoked, still ships.
+    let _fwd = s.sensor();
+    assert!(wait_until(15.0, || master_lines(&s).len() == 10), "sensor-1 was refused:\n{}", listener.log());
+    assert!(!listener.log().contains("cn=sensor-1 serial"), "sensor-1 was taken for revoked:\n{}", listener.log());
+}
+
+#[test]
+fn a_refused_forwarder_backs_off_exponentially_and_logs_each_step_once() {
+    use std::time::{Duration, Instant};
+    let s = Setup::new();
+    // A "listener" that accepts and hangs up at once: every attempt fails.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", s.port)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let fwd = s.sensor();
+    let start = Instant::now();
+    let mut attempts: Vec<f64> = Vec::new();
+    // 0.5 s, 1 s, 2 s (±20%) apart: four attempts within 4.2 s.
+    while start.elapsed() < Duration::from_secs(5) && attempts.len() < 4 {
+        match listener.accept() {
+            Ok((conn, _)) => {
+                attempts.push(start.elapsed().as_secs_f64());
+                drop(conn);
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    assert_eq!(attempts.len(), 4, "attempts at {attempts:?}\n{}", fwd.log());
+    let gaps: Vec<f64> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!((0.35..0.8).contains(&gaps[0]), "first wait {:.2}s, gaps {gaps:?}", gaps[0]);
+    for w in gaps.windows(2) {
+        assert!(w[1] > w[0] * 1.25, "waits do not grow: {gaps:?}");
+    }
+    // One log line per failure so far, each naming its wait.
+    std::thread::sleep(Duration::from_millis(300));
+    let lines: Vec<String> =
+        fwd.log().lines().filter(|l| l.contains("shipping interrupted")).map(String::from).collect();
+    assert_eq!(lines.len(), attempts.len(), "{lines:#?}");
+    assert!(lines.iter().all(|l| l.contains("retrying in")), "{lines:#?}");
+}

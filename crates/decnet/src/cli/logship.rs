@@ -21,6 +21,11 @@ pub struct ListenerArgs {
     /// Listener key. Default: $DECNET_HOME/ca/master.key.
     #[arg(long, env = "DECNET_LISTENER_KEY")]
     pub key: Option<PathBuf>,
+    /// Revocation list (`decnet ca revoke` writes it); re-read whenever it
+    /// changes, checked at every connection; none while the file is
+    /// missing. Default: crl.pem beside the --ca certificate.
+    #[arg(long, env = "DECNET_LISTENER_CRL")]
+    pub crl: Option<PathBuf>,
     /// Folder for master.log and master.json. Default: $DECNET_HOME.
     #[arg(long, env = "DECNET_LISTENER_OUT")]
     pub out: Option<PathBuf>,
@@ -49,6 +54,10 @@ pub struct ForwarderArgs {
     /// Where the acknowledged cursor is kept. Default: $DECNET_HOME/forwarder.state.
     #[arg(long, env = "DECNET_FORWARDER_STATE")]
     pub state: Option<PathBuf>,
+    /// Longest wait between attempts to reach a listener that refuses or
+    /// is down, in seconds (waits start at 0.5 s and double, ±20% jitter).
+    #[arg(long, env = "DECNET_FORWARDER_RETRY_MAX_SECS", default_value_t = forwarder::RETRY_MAX.as_secs_f64())]
+    pub retry_max_secs: f64,
 }
 
 fn ca_file(name: &str) -> PathBuf {
@@ -56,10 +65,13 @@ fn ca_file(name: &str) -> PathBuf {
 }
 
 pub async fn run_listener(args: ListenerArgs) -> anyhow::Result<()> {
+    let ca = args.ca.unwrap_or_else(|| ca_file("ca.pem"));
+    let crl = args.crl.unwrap_or_else(|| ca.with_file_name(crate::logship::ca::CRL));
     let config = tls::server_config(
-        &args.ca.unwrap_or_else(|| ca_file("ca.pem")),
+        &ca,
         &args.cert.unwrap_or_else(|| ca_file("master.pem")),
         &args.key.unwrap_or_else(|| ca_file("master.key")),
+        &crl,
     )?;
     let out = args.out.unwrap_or_else(crate::home::decnet_home);
     let shutdown = CancellationToken::new();
@@ -80,6 +92,18 @@ pub async fn run_forwarder(args: ForwarderArgs) -> anyhow::Result<()> {
     let state = args.state.unwrap_or_else(|| crate::home::decnet_home().join("forwarder.state"));
     let shutdown = CancellationToken::new();
     super::bus::spawn_signal_handler(&shutdown)?;
-    let config = forwarder::ForwarderConfig { master: args.master, server_name, tls, log, state };
+    if !(args.retry_max_secs.is_finite() && args.retry_max_secs >= 0.5) {
+        anyhow::bail!("--retry-max-secs must be at least 0.5 (got {})", args.retry_max_secs);
+    }
+    let retry_max = std::time::Duration::from_secs_f64(args.retry_max_secs);
+    let config = forwarder::ForwarderConfig {
+        master: args.master,
+        server_name,
+        tls,
+        log,
+        state,
+        retry_first: forwarder::RETRY_FIRST,
+        retry_max,
+    };
     forwarder::run(config, shutdown).await
 }

@@ -36,8 +36,50 @@ use super::frame;
 use crate::ingest::rotation::{self, Generation};
 use crate::ingest::tail::{self, Step, Tail};
 
-const RETRY: Duration = Duration::from_millis(500);
 const TAIL_POLL: Duration = Duration::from_millis(100);
+/// First wait after a failed or lost connection.
+pub const RETRY_FIRST: Duration = Duration::from_millis(500);
+/// Longest wait between attempts.
+pub const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Exponential back-off between connection attempts: `first`, doubling to
+/// `max`, each wait jittered ±20% so sensors refused together (a listener
+/// restart, a revoked batch) do not come back in lockstep. A refused
+/// forwarder (revoked, wrong CA, listener down) thus tries ~10 times in
+/// its first ten minutes, not 1,200. Each step is logged once; at the cap
+/// further failures are quiet until a connection succeeds ([`reset`]).
+///
+/// [`reset`]: Backoff::reset
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    first: Duration,
+    max: Duration,
+    /// The un-jittered wait of the next failure.
+    step: Duration,
+    /// Whether the step at the cap has been logged.
+    capped_logged: bool,
+}
+
+impl Backoff {
+    pub fn new(first: Duration, max: Duration) -> Backoff {
+        let first = first.min(max);
+        Backoff { first, max, step: first, capped_logged: false }
+    }
+
+    /// The wait before the next attempt, and whether to log this failure.
+    pub fn next(&mut self) -> (Duration, bool) {
+        let step = self.step;
+        let log = step < self.max || !std::mem::replace(&mut self.capped_logged, true);
+        self.step = (step * 2).min(self.max);
+        let jitter = rand::random_range(0.8..1.2);
+        (step.mul_f64(jitter).min(self.max), log)
+    }
+
+    /// A connection succeeded: the next failure starts over at `first`.
+    pub fn reset(&mut self) {
+        *self = Backoff::new(self.first, self.max);
+    }
+}
 
 pub struct ForwarderConfig {
     pub master: String,
@@ -45,29 +87,37 @@ pub struct ForwarderConfig {
     pub tls: tokio_rustls::rustls::ClientConfig,
     pub log: PathBuf,
     pub state: PathBuf,
+    /// Back-off between connection attempts, see [`Backoff`].
+    pub retry_first: Duration,
+    pub retry_max: Duration,
 }
 
 pub async fn run(config: ForwarderConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let server_name = ServerName::try_from(config.server_name.clone())
         .with_context(|| format!("--server-name {:?} is not a DNS name or IP address", config.server_name))?;
     let connector = TlsConnector::from(Arc::new(config.tls));
+    let mut backoff = Backoff::new(config.retry_first, config.retry_max);
     let config = Arc::new((config.master, config.log, config.state));
-    let mut logged = false;
     let gaps = AtomicU64::new(0);
     while !shutdown.is_cancelled() {
-        let attempt = ship(&connector, server_name.clone(), &config.0, &config.1, &config.2, &gaps, &shutdown);
-        match attempt.await {
+        let mut connected = false;
+        let attempt =
+            ship(&connector, server_name.clone(), &config.0, &config.1, &config.2, &gaps, &shutdown, &mut connected);
+        let error = match attempt.await {
             Ok(()) => return Ok(()),
-            Err(e) => {
-                if !logged {
-                    tracing::warn!(master = %config.0, error = %format!("{e:#}"), "shipping interrupted; retrying");
-                }
-                logged = true;
-            }
+            Err(e) => format!("{e:#}"),
+        };
+        if connected {
+            backoff.reset();
+        }
+        let (wait, log) = backoff.next();
+        if log {
+            let at_cap = if wait >= backoff.max { " (the longest wait: further failures are not logged)" } else { "" };
+            tracing::warn!(master = %config.0, %error, "shipping interrupted; retrying in {:.1}s{at_cap}", wait.as_secs_f64());
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(RETRY) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
     Ok(())
@@ -122,6 +172,8 @@ fn save_state(state: &Path, inode: u64, offset: u64) -> std::io::Result<()> {
 }
 
 /// One connection: resume, then ship until an error or shutdown.
+/// `connected` is set once the listener has accepted us (said RESUME).
+#[allow(clippy::too_many_arguments)]
 async fn ship(
     connector: &TlsConnector,
     name: ServerName<'static>,
@@ -130,6 +182,7 @@ async fn ship(
     state: &Path,
     gaps: &AtomicU64,
     shutdown: &CancellationToken,
+    connected: &mut bool,
 ) -> anyhow::Result<()> {
     let tcp = tokio::net::TcpStream::connect(master).await.with_context(|| format!("cannot reach {master}"))?;
     let tls = connector.connect(name, tcp).await.context("TLS handshake with the listener failed")?;
@@ -138,6 +191,7 @@ async fn ship(
     let (m_inode, m_offset) = frame::read_control(&mut rd, "RESUME")
         .await?
         .ok_or_else(|| anyhow::anyhow!("listener closed before RESUME"))?;
+    *connected = true;
     tracing::info!(master, inode = m_inode, offset = m_offset, "connected; resuming where the master is");
 
     // Acks: persist what the master has, in the background.
@@ -245,4 +299,27 @@ async fn ship(
     .await;
     acks.abort();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_to_the_cap_logs_each_step_once_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+        let steps = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0];
+        let mut logged = Vec::new();
+        for want in steps {
+            let (wait, log) = b.next();
+            let w = wait.as_secs_f64();
+            assert!(w >= want * 0.8 - 1e-9 && w <= (want * 1.2).min(60.0) + 1e-9, "wait {w} for step {want}");
+            logged.push(log);
+        }
+        // Every growing step once, the cap once, then quiet.
+        assert_eq!(logged, [true, true, true, true, true, true, true, true, false, false]);
+        b.reset();
+        let (wait, log) = b.next();
+        assert!(wait <= Duration::from_millis(600) && log, "after a success it starts over: {wait:?}");
+    }
 }
