@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cli;
 pub mod clusterer;
 pub mod collector;
+pub mod config;
 pub mod correlate;
 pub mod events;
 pub mod federation;

@@ -1,8 +1,13 @@
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
     return_large_allocations_to_the_kernel();
-    let cli = decnet::cli::Cli::parse();
+    // The config file's keys become the flags' defaults before clap parses.
+    let cli = match decnet::config::parse_cli(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(message) => {
+            eprintln!("{message}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     decnet::cli::run(cli)
 }
 

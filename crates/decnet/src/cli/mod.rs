@@ -14,6 +14,7 @@ pub mod ca;
 pub mod clusterer;
 pub mod collector;
 pub mod collector_bench;
+pub mod config;
 pub mod correlate;
 pub mod deploy;
 pub mod ingest;
@@ -42,6 +43,11 @@ pub mod workers;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Config file: a [section] per subcommand, keys = its long flag names
+    /// (precedence: flag > environment > file > default). Default:
+    /// $DECNET_HOME/decnet.toml, else /etc/decnet/decnet.toml, if present.
+    #[arg(long, global = true, env = "DECNET_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,8 +99,10 @@ pub enum Command {
     Prober(prober::ProberArgs),
     /// Run the sniffer: passive fingerprints (SYN, JA3/JA4, JA3S/JA4S, SSH banner, timing) of traffic to deckies.
     Sniffer(sniffer::SnifferArgs),
-    /// Make the log-shipping certificates (`ca init`, `ca issue NAME`).
+    /// Make and revoke the log-shipping certificates (`ca init`, `ca issue NAME`, `ca revoke NAME`).
     Ca(ca::CaArgs),
+    /// Check the config file and print each daemon's effective settings.
+    Config(config::ConfigArgs),
     /// Receive shipped logs from forwarders (master side, mutual TLS).
     Listener(logship::ListenerArgs),
     /// Ship this host's ingest log to the master's listener.
@@ -166,6 +174,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Prober(args) => prober::run(args).await,
             Command::Sniffer(args) => sniffer::run(args).await,
             Command::Ca(args) => ca::run(args).await,
+            Command::Config(args) => config::run(args, cli.config).await,
             Command::Listener(args) => logship::run_listener(args).await,
             Command::Forwarder(args) => logship::run_forwarder(args).await,
         }
