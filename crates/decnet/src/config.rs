@@ -168,17 +168,35 @@ impl ConfigFile {
         Ok(cmd)
     }
 
-    /// The keys the file sets in `[section]` (top level only).
+    /// The table of `[section]` (`ca.issue` for a nested one).
+    fn table(&self, section: &str) -> Option<&Table> {
+        section.split('.').try_fold(self.doc.as_table(), |t, part| t.get(part)?.as_table())
+    }
+
+    /// The keys the file sets in `[section]`.
     pub fn keys(&self, section: &str) -> Vec<String> {
-        match self.doc.as_table().get(section).and_then(Item::as_table) {
+        match self.table(section) {
             Some(t) => t.iter().filter(|(_, i)| !i.is_table()).map(|(k, _)| k.to_owned()).collect(),
             None => Vec::new(),
         }
     }
 
-    /// The top-level sections, in file order.
+    /// Every section of the file that sets keys, nested ones as `a.b`,
+    /// in file order.
     pub fn sections(&self) -> Vec<String> {
-        self.doc.as_table().iter().map(|(k, _)| k.to_owned()).collect()
+        fn walk(prefix: &str, table: &Table, out: &mut Vec<String>) {
+            if !prefix.is_empty() && table.iter().any(|(_, i)| !i.is_table()) {
+                out.push(prefix.to_owned());
+            }
+            for (k, i) in table.iter() {
+                if let Some(t) = i.as_table() {
+                    walk(&if prefix.is_empty() { k.to_owned() } else { format!("{prefix}.{k}") }, t, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk("", self.doc.as_table(), &mut out);
+        out
     }
 }
 

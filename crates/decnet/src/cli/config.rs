@@ -74,8 +74,14 @@ fn effective(
     section: &str,
     from_file: &[String],
 ) -> anyhow::Result<Vec<(String, Option<String>, String)>> {
-    let Some(sub) = cmd.find_subcommand(section).cloned() else { return Ok(Vec::new()) };
-    let sub = sub.no_binary_name(true).subcommand_required(false).mut_args(|a| a.required(false));
+    let sub = section.split('.').try_fold(cmd, |c, part| c.find_subcommand(part));
+    let Some(sub) = sub.cloned() else { return Ok(Vec::new()) };
+    // Resolve the flags alone: no subcommand, no positional argument.
+    let sub = sub
+        .no_binary_name(true)
+        .subcommand_required(false)
+        .arg_required_else_help(false)
+        .mut_args(|a| a.required(false));
     let matches = sub
         .clone()
         .try_get_matches_from(Vec::<String>::new())
