@@ -67,7 +67,7 @@ impl Backoff {
     }
 
     /// The wait before the next attempt, and whether to log this failure.
-    pub fn next(&mut self) -> (Duration, bool) {
+    pub fn after_failure(&mut self) -> (Duration, bool) {
         let step = self.step;
         let log = step < self.max || !std::mem::replace(&mut self.capped_logged, true);
         self.step = (step * 2).min(self.max);
@@ -110,7 +110,7 @@ pub async fn run(config: ForwarderConfig, shutdown: CancellationToken) -> anyhow
         if connected {
             backoff.reset();
         }
-        let (wait, log) = backoff.next();
+        let (wait, log) = backoff.after_failure();
         if log {
             let at_cap = if wait >= backoff.max { " (the longest wait: further failures are not logged)" } else { "" };
             tracing::warn!(master = %config.0, %error, "shipping interrupted; retrying in {:.1}s{at_cap}", wait.as_secs_f64());
@@ -311,7 +311,7 @@ mod tests {
         let steps = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0];
         let mut logged = Vec::new();
         for want in steps {
-            let (wait, log) = b.next();
+            let (wait, log) = b.after_failure();
             let w = wait.as_secs_f64();
             assert!(w >= want * 0.8 - 1e-9 && w <= (want * 1.2).min(60.0) + 1e-9, "wait {w} for step {want}");
             logged.push(log);
@@ -319,7 +319,7 @@ mod tests {
         // Every growing step once, the cap once, then quiet.
         assert_eq!(logged, [true, true, true, true, true, true, true, true, false, false]);
         b.reset();
-        let (wait, log) = b.next();
+        let (wait, log) = b.after_failure();
         assert!(wait <= Duration::from_millis(600) && log, "after a success it starts over: {wait:?}");
     }
 }

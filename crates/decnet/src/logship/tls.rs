@@ -79,6 +79,9 @@ pub fn common_name(der: &CertificateDer<'_>) -> Option<String> {
 /// modification time. `None`: no file.
 type FileStamp = Option<(u64, u64, std::time::SystemTime)>;
 
+/// The WebPKI verifier for one version of the list, or why there is none.
+type LoadedVerifier = Result<Arc<dyn ClientCertVerifier>, String>;
+
 fn stamp(path: &Path) -> FileStamp {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
@@ -96,7 +99,7 @@ pub struct RevocationCheckingVerifier {
     roots: Arc<RootCertStore>,
     hints: Vec<DistinguishedName>,
     crl: PathBuf,
-    current: Mutex<(FileStamp, Result<Arc<dyn ClientCertVerifier>, String>)>,
+    current: Mutex<(FileStamp, LoadedVerifier)>,
 }
 
 impl RevocationCheckingVerifier {
@@ -108,7 +111,7 @@ impl RevocationCheckingVerifier {
         RevocationCheckingVerifier { roots, hints, crl, current: Mutex::new((first, inner)) }
     }
 
-    fn build(roots: &Arc<RootCertStore>, crl: &Path, present: bool) -> Result<Arc<dyn ClientCertVerifier>, String> {
+    fn build(roots: &Arc<RootCertStore>, crl: &Path, present: bool) -> LoadedVerifier {
         let mut builder = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider());
         if present {
             let loaded = std::fs::read(crl)
