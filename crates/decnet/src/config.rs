@@ -285,7 +285,13 @@ fn type_name(value: &Value) -> &'static str {
 pub fn parse_cli(args: Vec<OsString>) -> Result<crate::cli::Cli, String> {
     use clap::{CommandFactory, FromArgMatches};
     let cmd = crate::cli::Cli::command();
-    let cmd = match locate(config_flag(&args)) {
+    let flag = config_flag(&args);
+    if let Some(path) = &flag {
+        // Processes we start (`decnet up` runs deploy, the mutator, the
+        // senses) read the same file. Set while this is the only thread.
+        std::env::set_var("DECNET_CONFIG", std::path::absolute(path).unwrap_or_else(|_| path.clone()));
+    }
+    let cmd = match locate(flag) {
         Some(path) => {
             let file = ConfigFile::load(&path).map_err(|e| format!("error: {}", crate::cli::error_chain(&e)))?;
             file.apply(cmd).map_err(|e| format!("error: {e}"))?
