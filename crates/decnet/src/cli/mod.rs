@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 pub mod api;
+pub mod backup;
 pub mod bench;
 pub mod bus;
 pub mod ca;
@@ -95,6 +96,10 @@ pub enum Command {
     Sniffer(sniffer::SnifferArgs),
     /// Make the log-shipping certificates (`ca init`, `ca issue NAME`).
     Ca(ca::CaArgs),
+    /// Copy the database to a file (consistent while decnet runs; mode 0600).
+    Backup(backup::BackupArgs),
+    /// Replace the database with a backup (stop the daemons first).
+    Restore(backup::RestoreArgs),
     /// Receive shipped logs from forwarders (master side, mutual TLS).
     Listener(logship::ListenerArgs),
     /// Ship this host's ingest log to the master's listener.
@@ -166,6 +171,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Prober(args) => prober::run(args).await,
             Command::Sniffer(args) => sniffer::run(args).await,
             Command::Ca(args) => ca::run(args).await,
+            Command::Backup(args) => backup::run_backup(args).await,
+            Command::Restore(args) => backup::run_restore(args).await,
             Command::Listener(args) => logship::run_listener(args).await,
             Command::Forwarder(args) => logship::run_forwarder(args).await,
         }
