@@ -288,8 +288,10 @@ mod tests {
         let policy = parse(&["--retain-logs-days", "0", "--retain-attackers-days", "7"]).retention.policy();
         assert_eq!(policy.logs, None);
         assert_eq!(policy.attackers, Some(Duration::from_secs(7 * 86_400)));
-        let err = parse_err(&["--retain-logs-days", "-1"]);
-        assert!(err.contains("--retain-logs-days"), "{err}");
+        for bad in ["-1", "ten", "1.5"] {
+            let err = parse_err(&[&format!("--retain-logs-days={bad}")]);
+            assert!(err.contains("--retain-logs-days"), "{bad}: {err}");
+        }
     }
 
     fn parse_err(args: &[&str]) -> String {
