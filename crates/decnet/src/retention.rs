@@ -97,8 +97,9 @@ pub struct Pacing {
 
 impl Default for Pacing {
     fn default() -> Self {
-        // 500 log rows delete in a few milliseconds (BENCHMARKS.md); the
-        // ingester's batches wait at most about that long.
+        // A batch of 200 log rows took ~11 ms in a debug build on a busy
+        // machine (BENCHMARKS.md): 500 holds the write lock for tens of
+        // milliseconds at most, all an ingest batch may wait.
         Pacing { batch_rows: 500, pause: Duration::from_millis(10), vacuum_pages: 256 }
     }
 }
