@@ -456,7 +456,17 @@ pub fn spawn(
             tracing::info!("retention: every --retain-*-days is 0, nothing is ever deleted");
             return;
         }
-        tracing::info!(?policy, interval_secs = interval.as_secs(), "retention pruner started");
+        let days =
+            |age: Option<Duration>| age.map_or_else(|| "forever".to_string(), |d| (d.as_secs() / 86_400).to_string());
+        tracing::info!(
+            logs_days = days(policy.logs),
+            ingest_files_days = days(policy.ingest_files),
+            artifacts_days = days(policy.artifacts),
+            recordings_days = days(policy.recordings),
+            attackers_days = days(policy.attackers),
+            interval_secs = interval.as_secs(),
+            "retention pruner started"
+        );
         loop {
             match prune_once(&pool, &policy, &paths, Pacing::default(), SystemTime::now(), &shutdown).await {
                 Ok(report) if report.deleted_anything() => tracing::info!(?report, "retention pruned expired data"),
