@@ -234,3 +234,25 @@ fn restore_refuses_while_the_api_holds_its_lock() {
         text(&out)
     );
 }
+
+#[test]
+fn backup_and_restore_convert_an_old_database_to_incremental_vacuum() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let db = home.join("decnet.db");
+    // A database as versions before incremental auto-vacuum left it.
+    block_on(async {
+        decnet::store::open(&db).await.unwrap().close().await;
+        let mut c = SqliteConnectOptions::new().filename(&db).connect().await.unwrap();
+        sqlx::query("PRAGMA auto_vacuum = NONE").execute(&mut c).await.unwrap();
+        sqlx::query("VACUUM").execute(&mut c).await.unwrap();
+    });
+    assert_eq!(scalar(&db, "PRAGMA auto_vacuum"), 0);
+    let backup = home.join("b.db");
+    let db_arg = db.to_str().unwrap();
+    assert!(decnet(home, &["backup", backup.to_str().unwrap(), "--db", db_arg]).status.success());
+    assert_eq!(scalar(&backup, "PRAGMA auto_vacuum"), 2, "the backup has incremental auto-vacuum");
+    let out = decnet(home, &["restore", backup.to_str().unwrap(), "--db", db_arg]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(scalar(&db, "PRAGMA auto_vacuum"), 2, "and so has the restored database");
+}
