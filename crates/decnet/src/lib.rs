@@ -19,6 +19,7 @@ pub mod mutator;
 pub mod prober;
 pub mod profiler;
 pub mod registry;
+pub mod retention;
 pub mod rlimit;
 pub mod sniffer;
 pub mod state_dir;

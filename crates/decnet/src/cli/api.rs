@@ -10,6 +10,7 @@ use crate::api::limits::{ApiLimits, ThrottleConfig};
 use crate::api::{self, ApiConfig, AppState};
 use crate::auth::{self, JwtKeys};
 use crate::registry::{WorkerRegistry, DEFAULT_KNOWN_WORKERS};
+use crate::retention::{self, RetentionPaths, RetentionPolicy};
 use crate::systemd::{self, Systemctl};
 
 #[derive(Debug, clap::Args)]
@@ -75,6 +76,44 @@ pub struct ApiArgs {
     /// all addresses).
     #[arg(long, env = "DECNET_API_LOGIN_FAILURES", default_value_t = ThrottleConfig::default().per_user_addr)]
     pub login_failures_per_min: u32,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+}
+
+/// How long the API's pruner keeps each kind of data (`crate::retention`).
+/// 0 keeps it forever.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RetentionArgs {
+    /// Days of `logs` rows (by event time) and credentials (by last try) kept.
+    #[arg(long, env = "DECNET_RETAIN_LOGS_DAYS", default_value_t = retention::defaults::LOGS_DAYS)]
+    pub retain_logs_days: u32,
+    /// Days rotated ingest log files (`ingest.log.1`, `ingest.log.json.2.gz`, …) are kept after their last write.
+    #[arg(long, env = "DECNET_RETAIN_INGEST_FILES_DAYS", default_value_t = retention::defaults::INGEST_FILES_DAYS)]
+    pub retain_ingest_files_days: u32,
+    /// Days captured artifacts (rows and quarantined files) are kept after capture.
+    #[arg(long, env = "DECNET_RETAIN_ARTIFACTS_DAYS", default_value_t = retention::defaults::ARTIFACTS_DAYS)]
+    pub retain_artifacts_days: u32,
+    /// Days session recordings (rows and files) are kept after the session ended.
+    #[arg(long, env = "DECNET_RETAIN_RECORDINGS_DAYS", default_value_t = retention::defaults::RECORDINGS_DAYS)]
+    pub retain_recordings_days: u32,
+    /// Days an attacker profile (and its fingerprints) is kept after it was last seen.
+    #[arg(long, env = "DECNET_RETAIN_ATTACKERS_DAYS", default_value_t = retention::defaults::ATTACKERS_DAYS)]
+    pub retain_attackers_days: u32,
+    /// Seconds between pruning rounds (the first runs at start).
+    #[arg(long, env = "DECNET_PRUNE_INTERVAL_SECS", default_value_t = retention::defaults::INTERVAL_SECS as f64)]
+    pub prune_interval_secs: f64,
+}
+
+impl RetentionArgs {
+    pub fn policy(&self) -> RetentionPolicy {
+        RetentionPolicy {
+            logs: RetentionPolicy::days(self.retain_logs_days),
+            ingest_files: RetentionPolicy::days(self.retain_ingest_files_days),
+            artifacts: RetentionPolicy::days(self.retain_artifacts_days),
+            recordings: RetentionPolicy::days(self.retain_recordings_days),
+            attackers: RetentionPolicy::days(self.retain_attackers_days),
+        }
+    }
 }
 
 /// The limits from `--max-connections`, `--header-timeout-secs`,
@@ -146,6 +185,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
         anyhow::bail!("--token-ttl-secs must be positive");
     }
     let known = parse_known_workers(&args.known_workers)?;
+    let prune_interval = positive_secs("--prune-interval-secs", args.retention.prune_interval_secs)?;
     let home = crate::state_dir::prepare_home()?;
     // One API per home (a `decnet up` holds this for its own API child).
     let _lock = crate::lock::acquire(&home, "api")?;
@@ -159,6 +199,21 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
         let json = super::ingest::json_path(args.ingest_log.clone());
         crate::ingest::spawn_in_api(pool.clone(), json, bus.clone(), ingest_stop.clone())
     });
+    let evidence = api::EvidenceDirs {
+        artifacts: args.artifacts_dir.clone().unwrap_or_else(|| home.join("artifacts")),
+        recordings: args.recordings_dir.clone().unwrap_or_else(|| home.join("recordings")),
+    };
+    let pruner = retention::spawn(
+        pool.clone(),
+        args.retention.policy(),
+        RetentionPaths {
+            ingest_log: args.ingest_log.clone().unwrap_or_else(crate::events::default_ingest_log_path),
+            artifacts_dir: evidence.artifacts.clone(),
+            recordings_dir: evidence.recordings.clone(),
+        },
+        prune_interval,
+        ingest_stop.clone(),
+    );
 
     if crate::store::users::count(&pool).await? == 0 {
         tracing::warn!("no users yet: create one with `decnet user add NAME --role admin`");
@@ -173,10 +228,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     )
     .with_events(events)
     .with_limits(limits)
-    .with_evidence(api::EvidenceDirs {
-        artifacts: args.artifacts_dir.clone().unwrap_or_else(|| home.join("artifacts")),
-        recordings: args.recordings_dir.clone().unwrap_or_else(|| home.join("recordings")),
-    });
+    .with_evidence(evidence);
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
@@ -189,6 +241,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     if let Some(task) = ingester {
         let _ = task.await;
     }
+    let _ = pruner.await;
     bus_handle.close().await;
     tracing::info!("API stopped");
     Ok(())
@@ -228,6 +281,21 @@ mod tests {
         let config = events_config(&parse(&[])).unwrap();
         assert_eq!(config.keepalive, Duration::from_secs(15));
         assert_eq!(config.max_streams_per_user, DEFAULT_MAX_STREAMS_PER_USER);
+    }
+
+    #[test]
+    fn retention_flags_make_the_policy_and_zero_keeps_forever() {
+        let policy = parse(&["--retain-logs-days", "0", "--retain-attackers-days", "7"]).retention.policy();
+        assert_eq!(policy.logs, None);
+        assert_eq!(policy.attackers, Some(Duration::from_secs(7 * 86_400)));
+        for bad in ["-1", "ten", "1.5"] {
+            let err = parse_err(&[&format!("--retain-logs-days={bad}")]);
+            assert!(err.contains("--retain-logs-days"), "{bad}: {err}");
+        }
+    }
+
+    fn parse_err(args: &[&str]) -> String {
+        Cli::try_parse_from(std::iter::once("api").chain(args.iter().copied())).err().expect("refused").to_string()
     }
 
     #[test]

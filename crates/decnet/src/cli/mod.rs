@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 pub mod api;
+pub mod backup;
 pub mod bench;
 pub mod bus;
 pub mod ca;
@@ -103,6 +104,10 @@ pub enum Command {
     Ca(ca::CaArgs),
     /// Check the config file and print each daemon's effective settings.
     Config(config::ConfigArgs),
+    /// Copy the database to a file (consistent while decnet runs; mode 0600).
+    Backup(backup::BackupArgs),
+    /// Replace the database with a backup (stop the daemons first).
+    Restore(backup::RestoreArgs),
     /// Receive shipped logs from forwarders (master side, mutual TLS).
     Listener(logship::ListenerArgs),
     /// Ship this host's ingest log to the master's listener.
@@ -175,6 +180,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Sniffer(args) => sniffer::run(args).await,
             Command::Ca(args) => ca::run(args).await,
             Command::Config(args) => config::run(args, cli.config).await,
+            Command::Backup(args) => backup::run_backup(args).await,
+            Command::Restore(args) => backup::run_restore(args).await,
             Command::Listener(args) => logship::run_listener(args).await,
             Command::Forwarder(args) => logship::run_forwarder(args).await,
         }
