@@ -176,7 +176,8 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     .with_evidence(api::EvidenceDirs {
         artifacts: args.artifacts_dir.clone().unwrap_or_else(|| home.join("artifacts")),
         recordings: args.recordings_dir.clone().unwrap_or_else(|| home.join("recordings")),
-    });
+    })
+    .with_initial_password_file(crate::initial_admin::path_in(&home));
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
