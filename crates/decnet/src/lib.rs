@@ -13,6 +13,7 @@ pub mod events;
 pub mod federation;
 pub mod fleet;
 pub mod ingest;
+pub mod initial_admin;
 pub mod lock;
 pub mod logship;
 pub mod mutator;

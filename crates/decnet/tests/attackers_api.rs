@@ -84,7 +84,7 @@ async fn mutation(pool: &SqlitePool, ts: f64, decky: &str, old: &[&str], new: &[
 
 /// A small world: 10.0.0.5 logs in over ssh on web-01 then requests http
 /// on db-02 (a traversal, crossing one mutation of web-01), 10.0.0.6
-/// hammers ssh on web-01, 10.0.0.7 shares 10.0.0.5's HASSH, and lines
+/// guesses ssh passwords on web-01, 10.0.0.7 shares 10.0.0.5's HASSH, and lines
 /// with no address.
 async fn world(h: &Harness) -> decnet::profiler::PassReport {
     let pool = &h.state.pool;
@@ -99,7 +99,8 @@ async fn world(h: &Harness) -> decnet::profiler::PassReport {
     log(pool, 1003.0, "web-01", "ssh", "command", "10.0.0.5", json!({"command": "uname -a"})).await;
     log(pool, 1010.0, "db-02", "http", "request", "10.0.0.5", json!({"path": "/admin"})).await;
     for i in 0..6 {
-        log(pool, 2000.0 + f64::from(i) * 0.5, "web-01", "ssh", "login_attempt", "10.0.0.6", json!({})).await;
+        let guess = json!({"username": "admin", "secret_b64": format!("Z3Vlc3N{i}"), "outcome": "failure"});
+        log(pool, 2000.0 + f64::from(i) * 0.5, "web-01", "ssh", "login_attempt", "10.0.0.6", guess).await;
     }
     log(pool, 3000.0, "db-02", "http", "request", "10.0.0.7", json!({})).await;
     log(pool, 3001.0, "db-02", "http", "request", "Unknown", json!({})).await;

@@ -889,3 +889,45 @@ async fn an_event_under_our_host_id_from_another_instance_is_refused() {
     .await;
     assert_eq!(a.log().matches("NATS federation refused").count(), 1, "{}", a.log());
 }
+
+/// `decnet sub` on host B prints a federated event with every envelope key,
+/// `origin` included (issue 27: decoding into the envelope type dropped it).
+#[tokio::test]
+async fn decnet_sub_keeps_the_origin_of_federated_events() {
+    let nats = Nats::start(free_port());
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = host_bus(da.path(), "host-a", &nats.url(), &["decky.>"], &[]);
+    let b = host_bus(db.path(), "host-b", &nats.url(), &[], &["decky.>"]);
+    let ca = client(&a, "ca").await;
+    let cb = client(&b, "cb").await;
+    let mut on_b = cb.subscribe("decky.>").await.unwrap();
+    assert!(until_flowing(&ca, &mut on_b, "decky.warmup.state", 10.0).await, "A→B never flowed");
+
+    let sub = Command::new(BIN)
+        .args(["sub", "decky.d1.state", "--count", "1", "--timeout", "20"])
+        .env("DECNET_BUS_SOCKET", &b.socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = sub.id();
+    let waiter = tokio::task::spawn_blocking(move || sub.wait_with_output().unwrap());
+    // The CLI subscribes asynchronously: publish until it has printed one.
+    for i in 0..200 {
+        if waiter.is_finished() {
+            break;
+        }
+        ca.publish("decky.d1.state", "state", serde_json::json!({"i": i})).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = waiter.await.unwrap();
+    assert!(out.status.success(), "decnet sub (pid {pid}): {}", String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_string();
+    let ev: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(ev["origin"], "host-a", "{line}");
+    assert_eq!(
+        (ev["topic"].as_str(), ev["type"].as_str(), ev["v"].as_i64()),
+        (Some("decky.d1.state"), Some("state"), Some(1))
+    );
+    assert!(ev["id"].is_string() && ev["ts"].is_f64() && ev["payload"]["i"].is_i64(), "{line}");
+}

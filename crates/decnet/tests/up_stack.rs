@@ -160,6 +160,6 @@ async fn up_runs_the_stack_and_the_dashboard_works_in_a_real_browser() {
 
     // A second start keeps the users and fleet: no new password, no redeploy.
     let again = Up::start(dir.path(), &[]);
-    assert!(!again.output().contains("sign in as admin /"), "password is shown only once");
+    assert!(!again.output().contains("Sign in as admin /"), "password is shown only once");
     assert!(!again.output().contains("decky(ies) in"), "demo fleet deployed only once");
 }

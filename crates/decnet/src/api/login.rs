@@ -103,6 +103,9 @@ pub async fn login(
     let (token, claims) =
         state.jwt.issue(&user.username, user.role).map_err(|e| ApiError::internal(e.to_string()).into_response())?;
     tracing::info!(username = %user.username, role = %user.role, "login");
+    if let Some(path) = &state.initial_password_file {
+        crate::initial_admin::forget_after_login(path, &user.username);
+    }
     let body =
         LoginResponse { access_token: token, token_type: "bearer".into(), role: user.role, expires_at: claims.exp };
     Ok((NoStore, Json(body)))

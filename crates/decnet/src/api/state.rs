@@ -71,6 +71,9 @@ pub struct AppState {
     pub login_guard: Arc<LoginGuard>,
     /// The artifacts and recordings folders.
     pub evidence: Arc<EvidenceDirs>,
+    /// `decnet up`'s kept admin password, removed on the admin's first
+    /// login (see `initial_admin`); `None`: nothing to remove.
+    pub initial_password_file: Option<Arc<std::path::PathBuf>>,
 }
 
 impl AppState {
@@ -94,12 +97,19 @@ impl AppState {
             limits: Arc::new(ApiLimits::default()),
             login_guard: Arc::new(LoginGuard::new(&ApiLimits::default())),
             evidence: Arc::new(EvidenceDirs::in_home()),
+            initial_password_file: None,
         }
     }
 
     /// The same state serving artifacts and recordings from `dirs`.
     pub fn with_evidence(mut self, dirs: EvidenceDirs) -> Self {
         self.evidence = Arc::new(dirs);
+        self
+    }
+
+    /// The same state removing `path` on the initial admin's first login.
+    pub fn with_initial_password_file(mut self, path: std::path::PathBuf) -> Self {
+        self.initial_password_file = Some(Arc::new(path));
         self
     }
 

@@ -168,10 +168,10 @@ fn start_failure(f: StartFailure) -> ApiError {
     path = "/api/v1/workers/{name}/start",
     tag = "workers",
     security(("bearer" = [])),
-    params(("name" = String, Path, description = "Worker name from the known list")),
+    params(("name" = String, Path, description = "Worker name from the known list"), HostFilter),
     responses(
         (status = 200, description = "decnet-<name>.service started", body = StartResponse),
-        (status = 400, description = "Invalid worker name", body = ErrorBody),
+        (status = 400, description = "Invalid worker name, or ?host= names another host (start is local)", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "Unknown worker", body = ErrorBody),
@@ -183,8 +183,20 @@ pub async fn start(
     State(state): State<AppState>,
     RequireAdmin(user): RequireAdmin,
     ApiPath(name): ApiPath<String>,
+    ApiQuery(filter): ApiQuery<HostFilter>,
 ) -> Result<Json<StartResponse>, ApiError> {
     check_worker(&state, &name)?;
+    // A stop travels over the (federated) bus; a start is `systemctl` on
+    // this API's own machine, and the SPEC has no path to start a unit on
+    // another host. Say so instead of starting the local unit.
+    if let Some(host) = filter.host.as_deref().filter(|h| *h != state.registry.local_host()) {
+        let shown: String = host.chars().take(64).collect();
+        return Err(ApiError::bad_request(format!(
+            "cannot start a worker on host {shown:?} from this API: start runs systemctl on the API's own host ({}); \
+             use that host's API (decnet workers start {name} --api URL)",
+            state.registry.local_host()
+        )));
+    }
     tracing::info!(worker = %name, by = %user.username, "start requested");
     state.systemctl.start(&name).await.map_err(start_failure)?;
     Ok(Json(StartResponse { started: true, unit: systemd::unit_name(&name), worker: name }))

@@ -228,7 +228,8 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     )
     .with_events(events)
     .with_limits(limits)
-    .with_evidence(evidence);
+    .with_evidence(evidence)
+    .with_initial_password_file(crate::initial_admin::path_in(&home));
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;

@@ -12,8 +12,8 @@ pub struct LoginArgs {
     /// Base URL of the API.
     #[arg(long, env = "DECNET_API_URL", default_value = "http://127.0.0.1:8000")]
     pub api: String,
-    /// User name to log in as.
-    #[arg(long)]
+    /// User name to log in as (`decnet up` creates `admin`).
+    #[arg(long, short = 'u', default_value = crate::initial_admin::USERNAME)]
     pub username: String,
 }
 
@@ -32,7 +32,9 @@ pub fn load_token() -> anyhow::Result<String> {
         Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_owned()),
         Ok(_) => anyhow::bail!("{} is empty; run `decnet login` again", path.display()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            anyhow::bail!("not logged in: run `decnet login --username NAME` or set DECNET_TOKEN")
+            anyhow::bail!(
+                "not logged in: run `decnet login` (as admin) or `decnet login --username NAME`, or set DECNET_TOKEN"
+            )
         }
         Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
     }

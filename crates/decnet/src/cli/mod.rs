@@ -15,10 +15,12 @@ pub mod ca;
 pub mod clusterer;
 pub mod collector;
 pub mod collector_bench;
+pub mod completions;
 pub mod config;
 pub mod correlate;
 pub mod deploy;
 pub mod ingest;
+pub mod listings;
 pub mod login;
 pub mod logship;
 pub mod mutate;
@@ -112,6 +114,12 @@ pub enum Command {
     Listener(logship::ListenerArgs),
     /// Ship this host's ingest log to the master's listener.
     Forwarder(logship::ForwarderArgs),
+    /// Print a shell completion script (bash, zsh or fish).
+    Completions(completions::CompletionsArgs),
+    /// List attacker profiles through the API (table, or --json).
+    Attackers(listings::AttackersArgs),
+    /// List the fleet's deckies through the API (table, or --json).
+    Deckies(listings::DeckiesArgs),
 }
 
 /// Log to stderr; `RUST_LOG` (e.g. `debug`, `decnet_bus=trace`) overrides
@@ -184,6 +192,9 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Restore(args) => backup::run_restore(args).await,
             Command::Listener(args) => logship::run_listener(args).await,
             Command::Forwarder(args) => logship::run_forwarder(args).await,
+            Command::Completions(args) => completions::run(args).await,
+            Command::Attackers(args) => listings::run_attackers(args).await,
+            Command::Deckies(args) => listings::run_deckies(args).await,
         }
     });
     match result {

@@ -7,6 +7,12 @@
 //! acts on), and without `--now` a mutator must be running on this
 //! `$DECNET_HOME` (its lock is held), since a request published with no
 //! mutator listening is silently lost.
+//!
+//! It says what changed, one line per decky: `web-01: ssh,http → ftp,smb`.
+//! With `--now` from the driver's answer; otherwise from the mutator's
+//! `decky.<name>.mutation` event, waited for up to `--wait` seconds (a
+//! decky with no event by then is reported as requested, not failed: the
+//! request is out and the mutator may just be slow).
 
 use decnet_bus::client::UnixBus;
 use decnet_bus::{topics, Bus};
@@ -25,6 +31,9 @@ pub struct MutateArgs {
     /// Mutate in this process through the driver instead of asking the mutator.
     #[arg(long)]
     pub now: bool,
+    /// Seconds to wait for the mutator to report each change (0: just ask).
+    #[arg(long, value_name = "SECS", default_value_t = 3.0, value_parser = parse_wait)]
+    pub wait: f64,
     #[command(flatten)]
     pub fleet: FleetArgs,
 }
@@ -37,8 +46,11 @@ pub async fn run(args: MutateArgs) -> anyhow::Result<()> {
     }
     let db = args.fleet.db_path();
     let pool = crate::store::open(&db).await?;
-    let deployed: Vec<String> = crate::store::fleet::list_deployed(&pool).await?.into_iter().map(|d| d.name).collect();
+    let fleet = crate::store::fleet::list_deployed(&pool).await?;
     pool.close().await;
+    let old_services: std::collections::HashMap<String, Vec<String>> =
+        fleet.iter().map(|d| (d.name.clone(), d.services.clone())).collect();
+    let deployed: Vec<String> = fleet.into_iter().map(|d| d.name).collect();
     let names = if args.all {
         anyhow::ensure!(!deployed.is_empty(), "no deployed deckies in {}", db.display());
         deployed
@@ -57,7 +69,9 @@ pub async fn run(args: MutateArgs) -> anyhow::Result<()> {
         let mut failed = Vec::new();
         for name in &names {
             match mutator.mutate_decky(name, Trigger::Operator, Some(&actor)).await {
-                Ok(services) => println!("{name}: {}", services.join(",")),
+                Ok(services) => {
+                    println!("{}", change_line(name, old_services.get(name).map_or(&[][..], Vec::as_slice), &services))
+                }
                 Err(e) => {
                     eprintln!("{name}: {e:#}");
                     failed.push(name.clone());
@@ -82,11 +96,50 @@ pub async fn run(args: MutateArgs) -> anyhow::Result<()> {
     let bus = UnixBus::connect("decnet-mutate", &socket).await.map_err(|e| {
         anyhow::anyhow!("{e}; is `decnet bus` running? (use --now to mutate without a running mutator)")
     })?;
+    // Subscribed before asking, so a fast mutator's answer is not missed.
+    let mut results = if args.wait > 0.0 { Some(bus.subscribe("decky.*.mutation").await?) } else { None };
     for (name, topic) in names.iter().zip(&request_topics) {
         let payload = serde_json::json!({ "decky": name, "actor": actor });
         bus.publish(topic.as_str(), "mutate_request", payload).await?;
     }
-    finish_bus(&bus).await;
     println!("requested mutation of {} decky(ies)", names.len());
+    if let Some(sub) = results.as_mut() {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs_f64(args.wait);
+        let mut waiting: std::collections::BTreeSet<&str> = names.iter().map(String::as_str).collect();
+        while !waiting.is_empty() {
+            let Ok(Some(env)) = tokio::time::timeout_at(deadline, sub.recv()).await else { break };
+            let p = &env.payload;
+            let decky = p["decky"].as_str().unwrap_or_default();
+            // Only the answer to this request: an operator mutation by us
+            // (a scheduled rotation may land in the same window).
+            if p["trigger"] != "operator" || p["actor"] != actor.as_str() || !waiting.remove(decky) {
+                continue;
+            }
+            let list = |k: &str| -> Vec<String> {
+                p[k].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect()
+            };
+            println!("{}", change_line(decky, &list("old_services"), &list("new_services")));
+        }
+        for name in waiting {
+            println!(
+                "{name}: requested; no result within {} s (watch with `decnet sub 'decky.{name}.mutation'`)",
+                args.wait
+            );
+        }
+    }
+    finish_bus(&bus).await;
     Ok(())
+}
+
+/// `web-01: ssh,http → ftp,smb` (`-` for none).
+pub fn change_line(decky: &str, old: &[String], new: &[String]) -> String {
+    let show = |s: &[String]| if s.is_empty() { "-".to_string() } else { s.join(",") };
+    format!("{decky}: {} → {}", show(old), show(new))
+}
+
+fn parse_wait(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=600.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds from 0 to 600")),
+    }
 }

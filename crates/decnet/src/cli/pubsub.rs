@@ -68,9 +68,15 @@ pub async fn run_sub(args: SubArgs) -> anyhow::Result<()> {
     let socket = decnet_bus::paths::resolve_socket_path(args.socket.as_deref());
     let options = ClientOptions { reconnect: !args.no_reconnect };
     let bus = UnixBus::with_options("decnet-sub", &socket, options);
+    // Raw envelopes, not decoded ones: decoding into `Envelope` keeps only
+    // its known keys and dropped `origin` (which host a federated event
+    // came from, SPEC §9); every key the bus sent is printed.
     let mut streams = Vec::new();
     for p in &patterns {
-        streams.push(bus.subscribe_with_capacity(p.as_str(), 65536).await?);
+        let sub = bus.subscribe_with_capacity(p.as_str(), 65536).await?;
+        streams.push(Box::pin(futures_util::stream::unfold(sub, |mut sub| async move {
+            sub.next_raw().await.map(|raw| (raw, sub))
+        })));
     }
     let mut merged = futures_util::stream::select_all(streams);
     let mut seen = 0u64;
@@ -90,8 +96,15 @@ pub async fn run_sub(args: SubArgs) -> anyhow::Result<()> {
             },
             None => merged.next().await,
         };
-        let Some(env) = next else {
+        let Some(raw) = next else {
             anyhow::bail!("the bus closed the subscription");
+        };
+        let env: serde_json::Value = match serde_json::from_slice(&raw.body) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(topic = %raw.topic, error = %e, "skipping an event that is not JSON");
+                continue;
+            }
         };
         // Attacker text (usernames, SNI, …) arrives in payloads: nothing in
         // it may act on the terminal.

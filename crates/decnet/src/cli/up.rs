@@ -138,6 +138,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let pool = crate::store::open(&db).await?;
     let admin_password = ensure_admin(&pool).await?;
+    // Kept at once (not only when printed): a start that fails later
+    // must not lose the only copy of a password already in the database.
+    if let Some(password) = &admin_password {
+        if let Err(e) = crate::initial_admin::write(&home, password) {
+            tracing::warn!(error = %e, "cannot keep the initial admin password in a file; copy it from the screen");
+        }
+    }
     let first_start = crate::store::fleet::list(&pool).await?.is_empty();
     pool.close().await;
 
@@ -286,10 +293,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!();
     println!("decnet is up (state in {})", home.display());
     println!("  dashboard and API: http://{api_addr}/");
-    match &admin_password {
-        Some(password) => println!("  sign in as admin / {password}   (shown once; add users with `decnet user add`)"),
-        None => println!("  sign in with an existing user (`decnet user add NAME --role admin` to add one)"),
-    }
     println!("  bus socket:        {}   (try: decnet sub 'decky.>')", socket.display());
     println!("  ingest log:        {}", ingest.display());
     println!(
@@ -310,6 +313,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("  database:          {}", db.display());
     println!("Press Ctrl-C to stop.");
     println!();
+    // Last, boxed: the one thing the operator must copy, below everything
+    // else printed at start.
+    let kept = crate::initial_admin::path_in(&home);
+    match &admin_password {
+        Some(password) => print!("{}", crate::initial_admin::render_box(password, &kept)),
+        None if kept.exists() => {
+            println!("The initial admin password is still in {} (removed after the first admin login).", kept.display())
+        }
+        None => println!("Sign in with an existing user (`decnet user add NAME --role admin` adds one)."),
+    }
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
 
     shutdown.cancelled().await;
     workers_stop.cancel();
@@ -367,7 +382,7 @@ async fn ensure_admin(pool: &sqlx::SqlitePool) -> anyhow::Result<Option<String>>
     }
     let password = Alphanumeric.sample_string(&mut rand::rng(), 20);
     let hash = crate::auth::hash_password(&password)?;
-    crate::store::users::create(pool, "admin", &hash, Role::Admin).await?;
+    crate::store::users::create(pool, crate::initial_admin::USERNAME, &hash, Role::Admin).await?;
     Ok(Some(password))
 }
 

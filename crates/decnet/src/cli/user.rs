@@ -27,7 +27,7 @@ pub enum UserCommand {
     /// prompted for twice when stdin is a terminal.
     Add(UserAddArgs),
     /// List users and their roles.
-    List(DbArgs),
+    List(UserListArgs),
     /// Set a user's password (read like `add`'s) and revoke their tokens.
     Passwd(UserPasswdArgs),
     /// Change a user's role; their open event streams end.
@@ -41,6 +41,16 @@ pub struct DbArgs {
     /// SQLite database. Default: $DECNET_HOME/decnet.db.
     #[arg(long, env = "DECNET_DB")]
     pub db: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct UserListArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Print `{"users": [{username, role, created_at}]}` instead of a table
+    /// (no password hashes).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -183,9 +193,16 @@ async fn add_user(args: UserAddArgs) -> anyhow::Result<()> {
     }
 }
 
-async fn list_users(args: DbArgs) -> anyhow::Result<()> {
-    let (pool, db) = args.open().await?;
+async fn list_users(args: UserListArgs) -> anyhow::Result<()> {
+    let (pool, db) = args.db.open().await?;
     let all = users::list(&pool).await?;
+    if args.json {
+        let rows: Vec<serde_json::Value> = all
+            .iter()
+            .map(|u| serde_json::json!({"username": u.username, "role": u.role.as_str(), "created_at": u.created_at}))
+            .collect();
+        return super::workers::print_json(&serde_json::json!({ "users": rows }));
+    }
     if all.is_empty() {
         println!("no users in {} (add one with `decnet user add NAME --role admin`)", db.display());
         return Ok(());

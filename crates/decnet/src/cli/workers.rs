@@ -10,6 +10,14 @@ pub struct WorkersArgs {
     /// Base URL of the API.
     #[arg(long, global = true, env = "DECNET_API_URL", default_value = "http://127.0.0.1:8000")]
     pub api: String,
+    /// A host id (a bus daemon's `--host-id`, the HOST column): list only its
+    /// workers, or stop its worker over the federated bus. `start` runs
+    /// systemctl on the API's own host, so another host is refused.
+    #[arg(long, global = true)]
+    pub host: Option<String>,
+    /// Print the API's answer as JSON instead of a table or a sentence.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -24,13 +32,23 @@ pub enum WorkersCommand {
     StartAll,
 }
 
-struct Api {
+/// The API as the CLI talks to it: base URL and the stored token.
+pub struct Api {
     base: String,
     token: String,
     http: reqwest::Client,
 }
 
 impl Api {
+    /// `base` with the token `decnet login` stored (or `DECNET_TOKEN`).
+    pub fn new(base: &str) -> anyhow::Result<Api> {
+        Ok(Api {
+            base: base.trim_end_matches('/').to_owned(),
+            token: super::login::load_token()?,
+            http: reqwest::Client::new(),
+        })
+    }
+
     async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
         let resp = req
             .bearer_auth(&self.token)
@@ -44,12 +62,12 @@ impl Api {
         }
     }
 
-    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+    pub async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let resp = self.send(self.http.get(format!("{}{path}", self.base))).await?;
         resp.json().await.map_err(|e| anyhow::anyhow!("unexpected answer from {path}: {e}"))
     }
 
-    async fn post<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+    pub async fn post<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let resp = self.send(self.http.post(format!("{}{path}", self.base))).await?;
         resp.json().await.map_err(|e| anyhow::anyhow!("unexpected answer from {path}: {e}"))
     }
@@ -89,9 +107,16 @@ pub fn render_table(workers: &[WorkerStatus]) -> String {
     out
 }
 
+/// One JSON document on stdout (attacker-controlled text escaped, see
+/// `terminal`), for `--json`.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", super::terminal::json_line(value)?);
+    Ok(())
+}
+
 /// Path segment for a worker name: the API validates it, but the client
 /// still must not let it change the URL's shape.
-fn segment(name: &str) -> String {
+pub fn segment(name: &str) -> String {
     name.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => (b as char).to_string(),
@@ -101,27 +126,44 @@ fn segment(name: &str) -> String {
 }
 
 pub async fn run(args: WorkersArgs) -> anyhow::Result<()> {
-    let api = Api {
-        base: args.api.trim_end_matches('/').to_owned(),
-        token: super::login::load_token()?,
-        http: reqwest::Client::new(),
-    };
+    let api = Api::new(&args.api)?;
+    let host_query = args.host.as_deref().map(|h| format!("?host={}", segment(h))).unwrap_or_default();
+    let json = args.json;
     match args.command.unwrap_or(WorkersCommand::List) {
         WorkersCommand::List => {
-            let resp: WorkersResponse = api.get("/api/v1/workers").await?;
+            let resp: WorkersResponse = api.get(&format!("/api/v1/workers{host_query}")).await?;
+            if json {
+                return print_json(&resp);
+            }
             print!("{}", render_table(&resp.workers));
             println!("bus: {}", if resp.bus_connected { "connected" } else { "NOT connected" });
         }
         WorkersCommand::Stop { name } => {
-            let resp: StopAccepted = api.post(&format!("/api/v1/workers/{}/stop", segment(&name))).await?;
-            println!("stop requested for {}", resp.worker);
+            let resp: StopAccepted = api.post(&format!("/api/v1/workers/{}/stop{host_query}", segment(&name))).await?;
+            if json {
+                return print_json(&resp);
+            }
+            println!("stop requested for {} on host {}", resp.worker, resp.host);
         }
         WorkersCommand::Start { name } => {
-            let resp: StartResponse = api.post(&format!("/api/v1/workers/{}/start", segment(&name))).await?;
+            let resp: StartResponse =
+                api.post(&format!("/api/v1/workers/{}/start{host_query}", segment(&name))).await?;
+            if json {
+                return print_json(&resp);
+            }
             println!("started {} ({})", resp.worker, resp.unit);
         }
         WorkersCommand::StartAll => {
+            anyhow::ensure!(
+                args.host.is_none(),
+                "start-all runs systemctl on the API's own host; --host is not supported (use that host's API)"
+            );
             let resp: StartAllResponse = api.post("/api/v1/workers/start-all").await?;
+            if json {
+                print_json(&resp)?;
+                anyhow::ensure!(resp.failed.is_empty(), "{} worker(s) failed to start", resp.failed.len());
+                return Ok(());
+            }
             for name in &resp.started {
                 println!("started {name}");
             }

@@ -3,7 +3,7 @@
 //!
 //! A pass reads the rows after the `profiler` cursor, folds them into the
 //! `attackers` rows of the IPs they mention (see [`fold`]), classifies
-//! behaviour from the timing ([`behavior`]), and commits the upserts, the
+//! behaviour from what happened and when ([`behavior`]), and commits the upserts, the
 //! credential-reuse state and the cursor in **one** transaction: a crash
 //! re-reads the batch instead of counting it twice or skipping it. Only
 //! then does it announce:

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
+use super::behavior::Event;
 use super::fold::{LogRow, Profile};
 
 /// Newest events used to classify behaviour (older ones say little about
@@ -145,13 +146,13 @@ pub async fn save_profile(tx: &mut Transaction<'_, Sqlite>, p: &Profile, now: f6
 /// (one curl would be four events and "brute_force").
 pub const SESSION_BOOKKEEPING: [&str; 2] = ["disconnect", "session_recorded"];
 
-/// The newest [`TIMELINE_LIMIT`] events of `ip` as (timestamp,
-/// "decky:service"), the behaviour classifier's input: the attacker's own
-/// actions (connects, logins, commands, requests…), not
-/// [`SESSION_BOOKKEEPING`].
-pub async fn timeline(pool: &SqlitePool, ip: &str) -> anyhow::Result<Vec<(f64, String)>> {
+/// The newest [`TIMELINE_LIMIT`] events of `ip`, the behaviour
+/// classifier's input: the attacker's own actions (connects, logins,
+/// commands, requests…), not [`SESSION_BOOKKEEPING`]. Rows whose `fields`
+/// is not JSON still count, with no fields.
+pub async fn timeline(pool: &SqlitePool, ip: &str) -> anyhow::Result<Vec<Event>> {
     let rows = sqlx::query(
-        "SELECT timestamp, decky || ':' || service AS target FROM logs
+        "SELECT timestamp, decky, service, event_type, fields FROM logs
          WHERE attacker_ip = ? AND event_type NOT IN (?, ?) ORDER BY timestamp DESC LIMIT ?",
     )
     .bind(ip)
@@ -160,7 +161,19 @@ pub async fn timeline(pool: &SqlitePool, ip: &str) -> anyhow::Result<Vec<(f64, S
     .bind(TIMELINE_LIMIT)
     .fetch_all(pool)
     .await?;
-    rows.iter().map(|r| Ok((r.try_get("timestamp")?, r.try_get("target")?))).collect()
+    rows.iter()
+        .map(|r| {
+            let fields: Option<String> = r.try_get("fields")?;
+            let fields: Value = fields.and_then(|f| serde_json::from_str(&f).ok()).unwrap_or(Value::Null);
+            Ok(Event::from_row(
+                r.try_get("timestamp")?,
+                r.try_get("decky")?,
+                r.try_get("service")?,
+                r.try_get("event_type")?,
+                &fields,
+            ))
+        })
+        .collect()
 }
 
 /// Distinct credentials `ip` tried (one row per target, username and secret).

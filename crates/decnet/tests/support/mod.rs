@@ -315,10 +315,12 @@ impl Up {
         self.child.id()
     }
 
-    /// The generated admin password `up` prints once.
+    /// The generated admin password `up` prints once, last, in a box
+    /// (a few lines after "Press Ctrl-C", so it is waited for).
     pub fn admin_password(&self) -> String {
+        assert!(wait_until(10.0, || self.output().contains("Sign in as admin / ")), "password printed");
         let out = self.output();
-        let line = out.lines().find(|l| l.contains("sign in as admin / ")).expect("password printed");
+        let line = out.lines().find(|l| l.contains("Sign in as admin / ")).unwrap();
         line.split("admin / ").nth(1).unwrap().split_whitespace().next().unwrap().to_string()
     }
 
