@@ -14,6 +14,7 @@ pub mod fleet;
 pub mod ingest;
 pub mod lock;
 pub mod logship;
+pub mod metrics;
 pub mod mutator;
 pub mod prober;
 pub mod profiler;

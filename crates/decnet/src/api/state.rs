@@ -71,6 +71,8 @@ pub struct AppState {
     pub login_guard: Arc<LoginGuard>,
     /// The artifacts and recordings folders.
     pub evidence: Arc<EvidenceDirs>,
+    /// Request counts and the in-process ingester's counters (`api::metrics`).
+    pub metrics: Arc<super::metrics::ApiMetrics>,
 }
 
 impl AppState {
@@ -94,12 +96,19 @@ impl AppState {
             limits: Arc::new(ApiLimits::default()),
             login_guard: Arc::new(LoginGuard::new(&ApiLimits::default())),
             evidence: Arc::new(EvidenceDirs::in_home()),
+            metrics: Arc::new(super::metrics::ApiMetrics::default()),
         }
     }
 
     /// The same state serving artifacts and recordings from `dirs`.
     pub fn with_evidence(mut self, dirs: EvidenceDirs) -> Self {
         self.evidence = Arc::new(dirs);
+        self
+    }
+
+    /// The same state reporting `metrics` (with the ingester's counters).
+    pub fn with_metrics(mut self, metrics: super::metrics::ApiMetrics) -> Self {
+        self.metrics = Arc::new(metrics);
         self
     }
 
