@@ -154,8 +154,19 @@ fn decnet(home: &std::path::Path, collector: &str, args: &[&str]) -> Command {
         .env("DECNET_MUTATOR_DRIVER", "native")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        // Each daemon's log beside it, for a failure to be read.
+        .stderr(std::fs::File::create(home.join(format!("{}.log", args[0]))).unwrap());
     cmd
+}
+
+/// Every daemon's stderr (see [`decnet`]).
+fn daemon_logs(home: &std::path::Path) -> String {
+    let mut out = String::new();
+    for name in ["collector", "mutator", "api"] {
+        let log = std::fs::read_to_string(home.join(format!("{name}.log"))).unwrap_or_default();
+        out.push_str(&format!("--- {name}\n{log}"));
+    }
+    out
 }
 
 /// An attacker's look at the SSH port: read the banner, send a client
@@ -202,8 +213,12 @@ fn an_attack_moves_the_counters_every_daemon_serves() {
             .spawn()
             .unwrap(),
     ));
-    for port in [bus_metrics, collector_metrics, mutator_metrics, api_metrics] {
-        assert!(wait_until(20.0, || TcpStream::connect(at(port)).is_ok()), "no metrics on {port}");
+    for (who, port) in [("bus", bus_metrics), ("collector", collector_metrics), ("mutator", mutator_metrics), ("api", api_metrics)] {
+        assert!(
+            wait_until(20.0, || TcpStream::connect(at(port)).is_ok()),
+            "no metrics from the {who} on {port}; logs:\n{}",
+            daemon_logs(home)
+        );
     }
     assert!(wait_until(15.0, || TcpStream::connect((IP, SSH_PORT)).is_ok()), "the decky's ssh port never opened");
 
@@ -258,7 +273,11 @@ fn an_attack_moves_the_counters_every_daemon_serves() {
     let api_now = scrape_valid(at(api_metrics));
     assert_eq!(value(&api_now, "decnet_worker_up", &[("worker", "mutator")]), Some(1.0));
     assert_eq!(value(&api_now, "decnet_worker_up", &[("worker", "collector")]), Some(1.0));
-    assert!(value(&api_now, "decnet_bus_events_delivered_total", &[("worker", "bus")]).unwrap() > 0.0);
+    // The bus daemon's heartbeat too, once one carries deliveries.
+    assert!(wait_until(10.0, || {
+        value(&scrape_valid(at(api_metrics)), "decnet_bus_events_delivered_total", &[("worker", "bus")])
+            .is_some_and(|v| v > 0.0)
+    }));
 
     // Requests are counted by route pattern and status.
     let health = || value(&scrape_valid(at(api_metrics)), "decnet_api_requests_total", &[("route", "/api/v1/health"), ("status", "200")]).unwrap_or(0.0);

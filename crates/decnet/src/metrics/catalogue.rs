@@ -359,7 +359,7 @@ pub const LISTENER: WorkerMetrics = WorkerMetrics {
 };
 
 /// Every worker whose heartbeat has metrics.
-pub const WORKERS: &[WorkerMetrics] =
+pub static WORKERS: &[WorkerMetrics] =
     &[BUS, COLLECTOR, INGESTER, MUTATOR, PROFILER, CLUSTERER, SNIFFER, PROBER, FORWARDER, LISTENER];
 
 /// Metrics only the API's own endpoint has (not from a heartbeat).

@@ -41,11 +41,11 @@ pub struct MetricsArgs {
     // No environment variable: `decnet up` hands its environment to every
     // daemon it starts, and they cannot all bind one port.
     #[arg(long = "metrics-listen", value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
+    pub metrics_listen: Option<SocketAddr>,
     /// Allow --metrics-listen on a non-loopback address (anyone who can
     /// reach it reads the counters: firewall it or put a proxy in front).
     #[arg(long = "metrics-allow-remote")]
-    pub allow_remote: bool,
+    pub metrics_allow_remote: bool,
 }
 
 /// Why an address may not serve metrics.
@@ -85,7 +85,7 @@ pub async fn serve_worker(
     fields: Fields,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Option<SocketAddr>> {
-    if args.listen.is_none() {
+    if args.metrics_listen.is_none() {
         return Ok(None);
     }
     spawn(args, worker_registry(worker, fields), shutdown).await
@@ -110,8 +110,8 @@ pub async fn spawn(
     registry: Registry,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Option<SocketAddr>> {
-    let Some(addr) = args.listen else { return Ok(None) };
-    check_listen(addr, args.allow_remote)?;
+    let Some(addr) = args.metrics_listen else { return Ok(None) };
+    check_listen(addr, args.metrics_allow_remote)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("--metrics-listen {addr}: cannot bind: {e}"))?;

@@ -52,7 +52,7 @@ impl Collector for HeartbeatCollector {
             for metric in worker.metrics {
                 let points: Vec<Point> = sources
                     .iter()
-                    .filter(|s| std::ptr::eq(s.worker, worker))
+                    .filter(|s| s.worker.worker == worker.worker)
                     .flat_map(|s| points_of(metric, s))
                     .collect();
                 encode_points(&mut encoder, metric.name, metric.help, metric.kind, &points)?;
