@@ -213,7 +213,9 @@ fn an_attack_moves_the_counters_every_daemon_serves() {
             .spawn()
             .unwrap(),
     ));
-    for (who, port) in [("bus", bus_metrics), ("collector", collector_metrics), ("mutator", mutator_metrics), ("api", api_metrics)] {
+    for (who, port) in
+        [("bus", bus_metrics), ("collector", collector_metrics), ("mutator", mutator_metrics), ("api", api_metrics)]
+    {
         assert!(
             wait_until(20.0, || TcpStream::connect(at(port)).is_ok()),
             "no metrics from the {who} on {port}; logs:\n{}",
@@ -280,7 +282,14 @@ fn an_attack_moves_the_counters_every_daemon_serves() {
     }));
 
     // Requests are counted by route pattern and status.
-    let health = || value(&scrape_valid(at(api_metrics)), "decnet_api_requests_total", &[("route", "/api/v1/health"), ("status", "200")]).unwrap_or(0.0);
+    let health = || {
+        value(
+            &scrape_valid(at(api_metrics)),
+            "decnet_api_requests_total",
+            &[("route", "/api/v1/health"), ("status", "200")],
+        )
+        .unwrap_or(0.0)
+    };
     let health_before = health();
     let mut s = TcpStream::connect(at(api_port)).unwrap();
     write!(s, "GET /api/v1/health HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
@@ -359,14 +368,124 @@ fn the_grammar_check_rejects_bad_pages() {
     let good = "# HELP a_b x\n# TYPE a_b counter\na_b_total{k=\"v\"} 1.0\n# EOF\n";
     assert_eq!(parse_exposition(good).len(), 1);
     for bad in [
-        "# TYPE a counter\na_total 1\n",                             // no EOF
-        "# TYPE a gauge\na{k=v} 1\n# EOF\n",                         // unquoted label value
-        "a 1\n# EOF\n",                                              // no TYPE
-        "# TYPE a counter\na 1\n# EOF\n",                            // counter sample without _total
-        "# TYPE a gauge\na 1\na 2\n# EOF\n",                          // series twice
-        "# TYPE a gauge\n# TYPE a gauge\na 1\n# EOF\n",              // family twice
-        "# TYPE a gauge\na one\n# EOF\n",                            // not a number
+        "# TYPE a counter\na_total 1\n",                // no EOF
+        "# TYPE a gauge\na{k=v} 1\n# EOF\n",            // unquoted label value
+        "a 1\n# EOF\n",                                 // no TYPE
+        "# TYPE a counter\na 1\n# EOF\n",               // counter sample without _total
+        "# TYPE a gauge\na 1\na 2\n# EOF\n",            // series twice
+        "# TYPE a gauge\n# TYPE a gauge\na 1\n# EOF\n", // family twice
+        "# TYPE a gauge\na one\n# EOF\n",               // not a number
     ] {
         assert!(std::panic::catch_unwind(|| parse_exposition(bad)).is_err(), "accepted {bad:?}");
     }
+}
+
+/// Run `decnet` to completion, asserting success.
+fn run_ok(args: &[&str]) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    assert!(out.status.success(), "decnet {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn log_shipping_reports_lines_lag_reconnects_and_refused_handshakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let p = |rel: &str| root.join(rel).to_str().unwrap().to_owned();
+    run_ok(&["ca", "init", "--dir", &p("ca")]);
+    run_ok(&["ca", "issue", "master", "--san", "127.0.0.1", "--dir", &p("ca")]);
+    run_ok(&["ca", "issue", "sensor-1", "--dir", &p("ca")]);
+    run_ok(&["ca", "init", "--dir", &p("other")]);
+    run_ok(&["ca", "issue", "sensor-1", "--dir", &p("other")]);
+    let [ship_port, listener_metrics, forwarder_metrics] = [free_port(), free_port(), free_port()];
+    let at = |port: u16| -> SocketAddr { format!("127.0.0.1:{port}").parse().unwrap() };
+    let spawn = |args: Vec<String>| {
+        Killed(Some(
+            Command::new(BIN)
+                .args(args)
+                .env("DECNET_HOME", root)
+                .env("DECNET_BUS_ENABLED", "false")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        ))
+    };
+    let listener = || {
+        let l = spawn(
+            ["listener", "--listen", &at(ship_port).to_string(), "--out", &p("master")]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(
+                    ["--ca", &p("ca/ca.pem"), "--cert", &p("ca/master.pem"), "--key", &p("ca/master.key")]
+                        .map(String::from),
+                )
+                .chain(["--metrics-listen".to_string(), at(listener_metrics).to_string()])
+                .collect(),
+        );
+        assert!(wait_until(10.0, || TcpStream::connect(at(ship_port)).is_ok()), "listener did not start");
+        l
+    };
+    let forwarder = |ca: &str, metrics: Option<u16>| {
+        let mut args: Vec<String> = ["forwarder", "--master", &at(ship_port).to_string(), "--ca", &p("ca/ca.pem")]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(
+            ["--cert", &p(&format!("{ca}/sensor-1.pem")), "--key", &p(&format!("{ca}/sensor-1.key"))].map(String::from),
+        );
+        args.extend(["--log", &p("ingest.log"), "--state", &p(&format!("{ca}.state"))].map(String::from));
+        if let Some(port) = metrics {
+            args.extend(["--metrics-listen".to_string(), at(port).to_string()]);
+        }
+        spawn(args)
+    };
+    let append = |range: std::ops::Range<usize>| {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(root.join("ingest.log")).unwrap();
+        for i in range {
+            writeln!(f, "<134>1 2026-12-03T10:00:00Z sensor app - - - line {i}").unwrap();
+        }
+    };
+    let metric = |port: u16, name: &str| value(&scrape_valid(at(port)), name, &[]);
+
+    append(0..10);
+    let mut master = listener();
+    let _sensor = forwarder("ca", Some(forwarder_metrics));
+    assert!(wait_until(10.0, || TcpStream::connect(at(forwarder_metrics)).is_ok()), "no forwarder metrics");
+    assert!(wait_until(15.0, || metric(forwarder_metrics, "decnet_forwarder_lines_shipped_total") == Some(10.0)));
+    assert!(
+        wait_until(10.0, || metric(forwarder_metrics, "decnet_forwarder_lag_bytes") == Some(0.0)),
+        "all acknowledged: no lag"
+    );
+    assert!(wait_until(10.0, || metric(listener_metrics, "decnet_listener_lines_received_total") == Some(10.0)));
+    assert_eq!(metric(listener_metrics, "decnet_listener_connections_open"), Some(1.0));
+    assert_eq!(metric(forwarder_metrics, "decnet_forwarder_reconnects_total"), Some(0.0));
+
+    // The master goes away: what is written meanwhile is lag.
+    let master_port_free = || TcpStream::connect(at(ship_port)).is_err();
+    std::mem::replace(&mut master, Killed(None)).stop();
+    assert!(wait_until(10.0, master_port_free));
+    append(10..15);
+    let five_lines = (5 * "<134>1 2026-12-03T10:00:00Z sensor app - - - line 10\n".len()) as f64;
+    assert!(
+        wait_until(10.0, || metric(forwarder_metrics, "decnet_forwarder_lag_bytes").unwrap_or(0.0) >= five_lines),
+        "lag while the master is down: {:?}",
+        metric(forwarder_metrics, "decnet_forwarder_lag_bytes")
+    );
+    // Back: the forwarder reconnects and catches up.
+    master = listener();
+    assert!(wait_until(15.0, || metric(forwarder_metrics, "decnet_forwarder_lag_bytes") == Some(0.0)));
+    // Lines written into the dead connection before the forwarder noticed
+    // are sent again, so "shipped" may count them twice; the new master
+    // writes each of the 5 once.
+    assert!(metric(forwarder_metrics, "decnet_forwarder_lines_shipped_total").unwrap() >= 15.0);
+    assert!(wait_until(10.0, || metric(listener_metrics, "decnet_listener_lines_received_total") == Some(5.0)));
+    assert!(metric(forwarder_metrics, "decnet_forwarder_reconnects_total").unwrap() >= 1.0);
+
+    // A forwarder with a certificate from another CA is refused, and counted.
+    let _intruder = forwarder("other", None);
+    assert!(wait_until(10.0, || {
+        metric(listener_metrics, "decnet_listener_handshakes_refused_total").unwrap_or(0.0) >= 1.0
+    }));
+    master.stop();
 }

@@ -116,13 +116,13 @@ struct WorkerLiveness(Arc<WorkerRegistry>);
 impl Collector for WorkerLiveness {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let rows = self.0.snapshot(decnet_bus::envelope::now_ts());
-        let labels = |host: &str, name: &str| vec![("host".to_owned(), host.to_owned()), ("worker".to_owned(), name.to_owned())];
+        let labels =
+            |host: &str, name: &str| vec![("host".to_owned(), host.to_owned()), ("worker".to_owned(), name.to_owned())];
         let up: Vec<_> = rows
             .iter()
             .map(|r| (labels(&r.host, &r.name), if r.status == WorkerHealth::Ok { 1.0 } else { 0.0 }))
             .collect();
-        let age: Vec<_> =
-            rows.iter().filter_map(|r| Some((labels(&r.host, &r.name), r.seconds_since?))).collect();
+        let age: Vec<_> = rows.iter().filter_map(|r| Some((labels(&r.host, &r.name), r.seconds_since?))).collect();
         encode_points(
             &mut encoder,
             catalogue::WORKER_UP,

@@ -165,8 +165,10 @@ pub async fn run(args: CollectorArgs) -> anyhow::Result<()> {
     let collector = Collector::start(config, Some(bus.clone()), stop.clone()).await?;
     let stats = collector.stats.clone();
     let metrics_stats = collector.stats.clone();
-    let registry =
-        crate::metrics::worker_registry(&crate::metrics::catalogue::COLLECTOR, Arc::new(move || metrics_stats.snapshot()));
+    let registry = crate::metrics::worker_registry(
+        &crate::metrics::catalogue::COLLECTOR,
+        Arc::new(move || metrics_stats.snapshot()),
+    );
     crate::metrics::spawn(&args.metrics, registry, stop.clone()).await?;
     Worker::new("collector")
         .heartbeat_interval(heartbeat)

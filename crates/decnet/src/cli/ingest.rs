@@ -35,8 +35,10 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     let stats = Arc::new(IngestStats::default());
     let extra_stats = stats.clone();
     let metrics_stats = stats.clone();
-    let registry =
-        crate::metrics::worker_registry(&crate::metrics::catalogue::INGESTER, Arc::new(move || ingest_extra(&metrics_stats)));
+    let registry = crate::metrics::worker_registry(
+        &crate::metrics::catalogue::INGESTER,
+        Arc::new(move || ingest_extra(&metrics_stats)),
+    );
     let metrics_stop = tokio_util::sync::CancellationToken::new();
     let _stop_metrics = metrics_stop.clone().drop_guard();
     crate::metrics::spawn(&args.metrics, registry, metrics_stop).await?;

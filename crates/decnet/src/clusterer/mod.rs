@@ -57,9 +57,8 @@ pub async fn run(config: ClustererConfig) -> anyhow::Result<()> {
     let pool = crate::store::open(&config.db_path).await?;
     let bus: Arc<dyn Bus> = Arc::new(decnet_bus::client::UnixBus::new(WORKER, config.socket_path.clone()));
     // The heartbeat's and /metrics' counters (`decnet_clusterer_*`).
-    let work = Arc::new(crate::metrics::NamedCounters::new(&[
-        "passes", "failures", "formed", "linked", "merged", "unmerged",
-    ]));
+    let work =
+        Arc::new(crate::metrics::NamedCounters::new(&["passes", "failures", "formed", "linked", "merged", "unmerged"]));
     let metrics_stop = tokio_util::sync::CancellationToken::new();
     let _stop_metrics = metrics_stop.clone().drop_guard();
     let fields = work.clone();

@@ -178,7 +178,8 @@ impl Stats {
             m.insert(name.into(), Value::from(Self::get(counter)));
         }
         let mut by_transport = Map::new();
-        for (name, counter) in [("unix", &self.received_unix), ("tcp", &self.received_tcp), ("udp", &self.received_udp)] {
+        for (name, counter) in [("unix", &self.received_unix), ("tcp", &self.received_tcp), ("udp", &self.received_udp)]
+        {
             by_transport.insert(name.into(), Value::from(Self::get(counter)));
         }
         m.insert("received_by_transport".into(), Value::Object(by_transport));

@@ -90,8 +90,16 @@ pub const BUS: WorkerMetrics = WorkerMetrics {
         gauge("decnet_bus_index_nodes", "Nodes of the subscription index.", &[at("index_nodes")]),
         gauge("decnet_bus_uptime_seconds", "Seconds since the bus daemon started.", &[at("uptime_sec")]),
         gauge("decnet_federation_connected", "1 while the NATS connection is up.", &[at("federation.connected")]),
-        counter("decnet_federation_connects_total", "Times the NATS connection came (back) up.", &[at("federation.connects")]),
-        counter("decnet_federation_events_exported_total", "Local events handed to NATS.", &[at("federation.exported")]),
+        counter(
+            "decnet_federation_connects_total",
+            "Times the NATS connection came (back) up.",
+            &[at("federation.connects")],
+        ),
+        counter(
+            "decnet_federation_events_exported_total",
+            "Local events handed to NATS.",
+            &[at("federation.exported")],
+        ),
         counter(
             "decnet_federation_events_imported_total",
             "NATS messages delivered to local subscribers.",
@@ -140,14 +148,22 @@ pub const COLLECTOR: WorkerMetrics = WorkerMetrics {
             "Dropped lines by sending address (the first 256 addresses; the rest under source=\"other\").",
             &[each("per_source_drops", "source")],
         ),
-        counter("decnet_collector_lines_oversize_total", "Lines over the line limit (part of the dropped).", &[at("oversize")]),
+        counter(
+            "decnet_collector_lines_oversize_total",
+            "Lines over the line limit (part of the dropped).",
+            &[at("oversize")],
+        ),
         counter("decnet_collector_lines_noise_total", "Parsed lines from noise apps (raw log only).", &[at("noise")]),
         counter(
             "decnet_collector_lines_deduplicated_total",
             "Parsed lines suppressed as duplicates of a recent connect/close.",
             &[at("deduped")],
         ),
-        counter("decnet_collector_records_stored_total", "Records written to the JSON log (lines out).", &[at("stored")]),
+        counter(
+            "decnet_collector_records_stored_total",
+            "Records written to the JSON log (lines out).",
+            &[at("stored")],
+        ),
         counter("decnet_collector_write_errors_total", "Failed appends to the raw or JSON log.", &[at("write_errors")]),
         gauge("decnet_collector_connections", "TCP connections open now.", &[at("connections")]),
         counter(
@@ -168,7 +184,11 @@ pub const COLLECTOR: WorkerMetrics = WorkerMetrics {
             "Records stored flagged untrusted (senders outside --trust-network).",
             &[at("untrusted")],
         ),
-        counter("decnet_collector_raw_rotations_total", "Raw log rotations for its disk budget.", &[at("raw_rotations")]),
+        counter(
+            "decnet_collector_raw_rotations_total",
+            "Raw log rotations for its disk budget.",
+            &[at("raw_rotations")],
+        ),
         gauge("decnet_collector_queue_depth", "Lines waiting for the pipeline.", &[at("queue_depth")]),
         counter(
             "decnet_collector_bus_events_dropped_total",
@@ -180,7 +200,11 @@ pub const COLLECTOR: WorkerMetrics = WorkerMetrics {
             "Datagrams the kernel dropped on the UDP socket (receive buffer full).",
             &[at("udp_kernel_drops")],
         ),
-        gauge("decnet_collector_docker_containers", "Containers whose output is followed now.", &[at("docker.containers")]),
+        gauge(
+            "decnet_collector_docker_containers",
+            "Containers whose output is followed now.",
+            &[at("docker.containers")],
+        ),
         counter("decnet_collector_docker_errors_total", "Docker follow and daemon errors.", &[at("docker.errors")]),
         counter(
             "decnet_collector_docker_reconnects_total",
@@ -214,11 +238,7 @@ pub const INGESTER: WorkerMetrics = WorkerMetrics {
         counter("decnet_ingester_credentials_new_total", "First-seen credentials stored.", &[at("credentials_new")]),
         counter("decnet_ingester_artifacts_new_total", "First-seen artifacts stored.", &[at("artifacts_new")]),
         counter("decnet_ingester_recordings_new_total", "Session recordings stored.", &[at("recordings_new")]),
-        gauge(
-            "decnet_ingester_lag_bytes",
-            "Bytes of the JSON log written but not yet ingested.",
-            &[at("lag_bytes")],
-        ),
+        gauge("decnet_ingester_lag_bytes", "Bytes of the JSON log written but not yet ingested.", &[at("lag_bytes")]),
     ],
 };
 
@@ -328,13 +348,21 @@ pub const PROBER: WorkerMetrics = WorkerMetrics {
 pub const FORWARDER: WorkerMetrics = WorkerMetrics {
     worker: "forwarder",
     metrics: &[
-        counter("decnet_forwarder_lines_shipped_total", "Log lines sent to the listener.", &[at("lines_shipped")]),
+        counter(
+            "decnet_forwarder_lines_shipped_total",
+            "Log lines written to the listener (a line sent into a connection that then broke is sent, and counted, again).",
+            &[at("lines_shipped")],
+        ),
         gauge(
             "decnet_forwarder_lag_bytes",
             "Bytes of the local ingest log the listener has not acknowledged.",
             &[at("lag_bytes")],
         ),
-        counter("decnet_forwarder_connects_total", "Connections to the listener that reached RESUME.", &[at("connects")]),
+        counter(
+            "decnet_forwarder_connects_total",
+            "Connections to the listener that reached RESUME.",
+            &[at("connects")],
+        ),
         counter(
             "decnet_forwarder_reconnects_total",
             "Connections to the listener after the first.",
@@ -347,14 +375,18 @@ pub const FORWARDER: WorkerMetrics = WorkerMetrics {
 pub const LISTENER: WorkerMetrics = WorkerMetrics {
     worker: "listener",
     metrics: &[
-        gauge("decnet_listener_connections", "Forwarders connected now.", &[at("connections")]),
+        gauge("decnet_listener_connections_open", "Forwarders connected now.", &[at("connections")]),
         counter("decnet_listener_connections_total", "Forwarder connections accepted.", &[at("connections_total")]),
         counter(
             "decnet_listener_handshakes_refused_total",
             "TLS handshakes refused or timed out.",
             &[at("handshakes_refused")],
         ),
-        counter("decnet_listener_lines_received_total", "Log lines written to the master log.", &[at("lines_received")]),
+        counter(
+            "decnet_listener_lines_received_total",
+            "Log lines written to the master log.",
+            &[at("lines_received")],
+        ),
     ],
 };
 
@@ -390,10 +422,23 @@ mod tests {
         for w in WORKERS {
             for m in w.metrics {
                 assert!(m.name.starts_with("decnet_"), "{}", m.name);
-                assert_eq!(m.kind == Kind::Counter, m.name.ends_with("_total"), "{}: counters and only counters end in _total", m.name);
+                assert_eq!(
+                    m.kind == Kind::Counter,
+                    m.name.ends_with("_total"),
+                    "{}: counters and only counters end in _total",
+                    m.name
+                );
                 assert!(!m.samples.is_empty(), "{}", m.name);
             }
         }
+        // A counter's family is its name without `_total`: a gauge of that
+        // name would be the same family twice on one page.
+        let families: Vec<&str> =
+            WORKERS.iter().flat_map(|w| w.metrics.iter()).map(|m| m.name.trim_end_matches("_total")).collect();
+        let mut distinct = families.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), families.len(), "two metrics share a family name: {families:?}");
         for n in names {
             assert!(n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{n}");
             assert!(seen.insert(n), "{n} twice");

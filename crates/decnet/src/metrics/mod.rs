@@ -153,6 +153,15 @@ mod tests {
     }
 
     #[test]
+    fn every_daemon_takes_the_flags_without_a_clash() {
+        // The flags are flattened into a dozen subcommands; clap only
+        // notices an id used twice (a daemon's own --listen) when it builds
+        // the command, so build them all.
+        use clap::CommandFactory;
+        crate::cli::Cli::command().debug_assert();
+    }
+
+    #[test]
     fn heartbeat_fields_become_samples_and_missing_ones_none() {
         let fields: Fields = Arc::new(|| {
             serde_json::json!({
