@@ -162,7 +162,7 @@ fn decnet(home: &std::path::Path, collector: &str, args: &[&str]) -> Command {
 /// Every daemon's stderr (see [`decnet`]).
 fn daemon_logs(home: &std::path::Path) -> String {
     let mut out = String::new();
-    for name in ["collector", "mutator", "api"] {
+    for name in ["collector", "mutator", "api", "profiler"] {
         let log = std::fs::read_to_string(home.join(format!("{name}.log"))).unwrap_or_default();
         out.push_str(&format!("--- {name}\n{log}"));
     }
@@ -185,8 +185,8 @@ fn an_attack_moves_the_counters_every_daemon_serves() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
     let syslog = format!("127.0.0.1:{}", free_tcp_udp_port());
-    let [bus_metrics, collector_metrics, mutator_metrics, api_metrics, api_port] =
-        [free_port(), free_port(), free_port(), free_port(), free_port()];
+    let [bus_metrics, collector_metrics, mutator_metrics, api_metrics, api_port, profiler_metrics] =
+        [free_port(), free_port(), free_port(), free_port(), free_port(), free_port()];
     let at = |port: u16| -> SocketAddr { format!("127.0.0.1:{port}").parse().unwrap() };
     let fleet = home.join("fleet.toml");
     std::fs::write(&fleet, format!("[[decky]]\nname = \"gate\"\nservices = [\"ssh\"]\naddress = \"{IP}\"\n")).unwrap();
@@ -213,9 +213,19 @@ fn an_attack_moves_the_counters_every_daemon_serves() {
             .spawn()
             .unwrap(),
     ));
-    for (who, port) in
-        [("bus", bus_metrics), ("collector", collector_metrics), ("mutator", mutator_metrics), ("api", api_metrics)]
-    {
+    let profiler = Killed(Some(
+        decnet(home, &syslog, &["profiler", "--poll-ms", "100", "--heartbeat-secs", "1"])
+            .args(["--metrics-listen", &at(profiler_metrics).to_string()])
+            .spawn()
+            .unwrap(),
+    ));
+    for (who, port) in [
+        ("bus", bus_metrics),
+        ("collector", collector_metrics),
+        ("mutator", mutator_metrics),
+        ("api", api_metrics),
+        ("profiler", profiler_metrics),
+    ] {
         assert!(
             wait_until(20.0, || TcpStream::connect(at(port)).is_ok()),
             "no metrics from the {who} on {port}; logs:\n{}",
@@ -263,6 +273,15 @@ fn an_attack_moves_the_counters_every_daemon_serves() {
         "the API's ingester rows did not move"
     );
 
+    // The profiler folds the rows the API's ingester stored.
+    assert!(
+        wait_until(15.0, || {
+            value(&scrape_valid(at(profiler_metrics)), "decnet_profiler_rows_total", &[]).is_some_and(|v| v > 0.0)
+        }),
+        "the profiler's rows did not move: {:?}",
+        value(&scrape_valid(at(profiler_metrics)), "decnet_profiler_passes_total", &[])
+    );
+
     // The API aggregates heartbeats: the mutator's sessions arrive there,
     // labelled with the worker, within a heartbeat or two.
     assert!(
@@ -303,6 +322,7 @@ fn an_attack_moves_the_counters_every_daemon_serves() {
     assert!(delivered(&after_bus) > delivered(&before_bus), "bus deliveries did not move");
     assert!(value(&after_bus, "decnet_bus_connections", &[]).unwrap() >= 3.0);
 
+    profiler.stop();
     api.stop();
     mutator.stop();
     collector.stop();
