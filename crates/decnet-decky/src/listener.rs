@@ -91,6 +91,8 @@ pub fn bind_udp(service: &str, addr: SocketAddr, netns: Option<&Path>) -> Result
     UdpSocket::from_std(std_socket).map_err(|e| bind_error(service, addr, e))
 }
 
+/// Sessions given a slot (TCP connections, TFTP transfers), all deckies.
+pub static SESSIONS_ADMITTED: AtomicU64 = AtomicU64::new(0);
 /// Connections turned away because the decky had no free session slot.
 pub static REFUSED_BUSY: AtomicU64 = AtomicU64::new(0);
 /// Connections turned away because their address held its share of slots.
@@ -180,7 +182,10 @@ fn admit(
     }
     let hold = SourceHold { ctx: ctx.clone(), source };
     match ctx.slots.clone().try_acquire_owned() {
-        Ok(permit) => Ok((hold, permit)),
+        Ok(permit) => {
+            SESSIONS_ADMITTED.fetch_add(1, Ordering::Relaxed);
+            Ok((hold, permit))
+        }
         Err(_) => {
             REFUSED_BUSY.fetch_add(1, Ordering::Relaxed);
             Err("decky busy")

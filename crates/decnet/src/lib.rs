@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod initial_admin;
 pub mod lock;
 pub mod logship;
+pub mod metrics;
 pub mod mutator;
 pub mod prober;
 pub mod profiler;

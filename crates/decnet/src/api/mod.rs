@@ -18,6 +18,7 @@ pub mod fleet;
 pub mod limits;
 pub mod login;
 pub mod logs;
+pub mod metrics;
 pub mod recordings;
 pub mod redact;
 pub mod revocation;
@@ -85,6 +86,8 @@ pub fn router(state: AppState) -> Router {
         // authenticate in the query string, and debug logs must not hold
         // working credentials.
         .layer(TraceLayer::new_for_http().make_span_with(redact::make_span))
+        // Outermost, so the limits' own 413 and 503 are counted too.
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::count_requests))
         .with_state(state)
 }
 
@@ -135,10 +138,13 @@ async fn heartbeat(state: AppState) {
             _ = tick.tick() => {}
         }
         let Some(bus) = state.bus.get().await.filter(|b| b.is_connected()) else { continue };
-        let payload = decnet_bus::sdk::health_payload("api", None);
+        let metrics = state.metrics.clone();
+        let extra: decnet_bus::sdk::HealthExtra = std::sync::Arc::new(move || Ok(metrics.health_extra()));
+        let payload = decnet_bus::sdk::health_payload("api", Some(&extra));
         match bus.publish(topic.as_str(), "health", payload).await {
             Ok(()) => {
-                state.registry.record("api", decnet_bus::envelope::now_ts(), serde_json::json!({}));
+                let fields = serde_json::Value::Object(state.metrics.health_extra());
+                state.registry.record("api", decnet_bus::envelope::now_ts(), fields);
             }
             Err(e) => tracing::debug!(error = %e, "API heartbeat not published"),
         }

@@ -74,6 +74,8 @@ pub struct AppState {
     /// `decnet up`'s kept admin password, removed on the admin's first
     /// login (see `initial_admin`); `None`: nothing to remove.
     pub initial_password_file: Option<Arc<std::path::PathBuf>>,
+    /// Request counts and the in-process ingester's counters (`api::metrics`).
+    pub metrics: Arc<super::metrics::ApiMetrics>,
 }
 
 impl AppState {
@@ -98,6 +100,7 @@ impl AppState {
             login_guard: Arc::new(LoginGuard::new(&ApiLimits::default())),
             evidence: Arc::new(EvidenceDirs::in_home()),
             initial_password_file: None,
+            metrics: Arc::new(super::metrics::ApiMetrics::default()),
         }
     }
 
@@ -110,6 +113,12 @@ impl AppState {
     /// The same state removing `path` on the initial admin's first login.
     pub fn with_initial_password_file(mut self, path: std::path::PathBuf) -> Self {
         self.initial_password_file = Some(Arc::new(path));
+        self
+    }
+
+    /// The same state reporting `metrics` (with the ingester's counters).
+    pub fn with_metrics(mut self, metrics: super::metrics::ApiMetrics) -> Self {
+        self.metrics = Arc::new(metrics);
         self
     }
 

@@ -53,6 +53,8 @@ pub struct ApiArgs {
     /// Do not run the ingester in this process (e.g. `decnet ingest` runs apart).
     #[arg(long)]
     pub no_ingest: bool,
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
     /// The deckies' quarantine folder, whose files admins download
     /// (default: `$DECNET_HOME/artifacts`).
     #[arg(long, env = "DECNET_ARTIFACTS_DIR")]
@@ -195,9 +197,10 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let socket = decnet_bus::paths::resolve_socket_path(args.socket.as_deref());
     let bus = Arc::new(decnet_bus::sdk::AppBus::new("api", &socket));
     let ingest_stop = CancellationToken::new();
-    let ingester = (!args.no_ingest).then(|| {
+    let ingest_stats = (!args.no_ingest).then(|| Arc::new(crate::ingest::IngestStats::default()));
+    let ingester = ingest_stats.clone().map(|stats| {
         let json = super::ingest::json_path(args.ingest_log.clone());
-        crate::ingest::spawn_in_api(pool.clone(), json, bus.clone(), ingest_stop.clone())
+        crate::ingest::spawn_in_api(pool.clone(), json, bus.clone(), stats, ingest_stop.clone())
     });
     let evidence = api::EvidenceDirs {
         artifacts: args.artifacts_dir.clone().unwrap_or_else(|| home.join("artifacts")),
@@ -228,6 +231,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     )
     .with_events(events)
     .with_limits(limits)
+    .with_metrics(api::metrics::ApiMetrics::with_ingest(ingest_stats))
     .with_evidence(evidence)
     .with_initial_password_file(crate::initial_admin::path_in(&home));
     let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -235,6 +239,8 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, db = %db.display(), socket = %socket.display(), "API listening");
     let shutdown = CancellationToken::new();
+    let registry = api::metrics::registry(state.metrics.clone(), state.registry.clone());
+    crate::metrics::spawn(&args.metrics, registry, shutdown.clone()).await?;
     super::bus::spawn_signal_handler(&shutdown)?;
     let bus_handle = Arc::clone(&state.bus);
     api::serve(listener, state, async move { shutdown.cancelled().await }).await?;

@@ -73,6 +73,8 @@ pub struct BusArgs {
     /// Boxed: its many options would make every `Command` as large.
     #[command(flatten)]
     pub nats: Box<crate::federation::NatsArgs>,
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
 }
 
 pub async fn run(args: BusArgs) -> anyhow::Result<()> {
@@ -131,17 +133,26 @@ pub async fn run(args: BusArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     spawn_signal_handler(&shutdown)?;
     let mut server = BusServer::bind(config)?;
-    let bridge = match federation {
+    let (bridge, extra) = match federation {
         Some(fed) => {
             let bridge = crate::federation::Bridge::start(server.broker(), fed, shutdown.clone()).await?;
-            server.set_health_extra(bridge.health_extra());
-            Some(bridge)
+            let extra = bridge.health_extra();
+            (Some(bridge), extra)
         }
-        None => {
-            server.set_health_extra(crate::federation::host_only_extra(host_id));
-            None
-        }
+        None => (None, crate::federation::host_only_extra(host_id)),
     };
+    server.set_health_extra(extra.clone());
+    // /metrics reads what `system.bus.health` carries: the broker's
+    // counters over the bridge's, as the heartbeat merges them.
+    let broker = server.broker();
+    let fields: crate::metrics::Fields = std::sync::Arc::new(move || {
+        let mut fields = extra().unwrap_or_default();
+        if let serde_json::Value::Object(own) = decnet_bus::server::health_payload(&broker) {
+            fields.extend(own);
+        }
+        fields
+    });
+    crate::metrics::serve_worker(&args.metrics, &crate::metrics::catalogue::BUS, fields, shutdown.clone()).await?;
     server.run(shutdown).await?;
     if let Some(bridge) = bridge {
         bridge.join().await;

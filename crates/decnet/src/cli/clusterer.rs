@@ -19,6 +19,8 @@ pub struct ClustererArgs {
     /// Seconds between `system.clusterer.health` heartbeats.
     #[arg(long, env = "DECNET_CLUSTERER_HEARTBEAT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub heartbeat_secs: u64,
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
 }
 
 pub async fn run(args: ClustererArgs) -> anyhow::Result<()> {
@@ -30,6 +32,7 @@ pub async fn run(args: ClustererArgs) -> anyhow::Result<()> {
         socket_path: decnet_bus::paths::resolve_socket_path(args.socket.as_deref()),
         interval: Duration::from_secs_f64(args.interval_secs),
         heartbeat: Duration::from_secs(args.heartbeat_secs),
+        metrics: args.metrics,
     })
     .await
 }

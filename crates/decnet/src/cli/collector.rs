@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use decnet_bus::sdk::Worker;
@@ -16,6 +17,8 @@ use crate::collector::{docker, Collector, CollectorConfig, DEFAULT_LISTEN, DEFAU
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CollectorArgs {
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
     /// Address for syslog over UDP and TCP (RFC 5424; TCP with RFC 6587
     /// octet counting or LF framing), for network sources.
     #[arg(long, env = "DECNET_COLLECTOR_LISTEN", default_value = DEFAULT_LISTEN)]
@@ -161,6 +164,12 @@ pub async fn run(args: CollectorArgs) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let collector = Collector::start(config, Some(bus.clone()), stop.clone()).await?;
     let stats = collector.stats.clone();
+    let metrics_stats = collector.stats.clone();
+    let registry = crate::metrics::worker_registry(
+        &crate::metrics::catalogue::COLLECTOR,
+        Arc::new(move || metrics_stats.snapshot()),
+    );
+    crate::metrics::spawn(&args.metrics, registry, stop.clone()).await?;
     Worker::new("collector")
         .heartbeat_interval(heartbeat)
         .bus(bus)

@@ -20,6 +20,8 @@ pub struct IngestArgs {
     /// Milliseconds between looks at the file when it has nothing new.
     #[arg(long, env = "DECNET_INGEST_POLL_MS", default_value_t = 100)]
     pub poll_ms: u64,
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
 }
 
 pub fn json_path(ingest_log: Option<PathBuf>) -> PathBuf {
@@ -32,6 +34,14 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     config.poll = std::time::Duration::from_millis(args.poll_ms.max(1));
     let stats = Arc::new(IngestStats::default());
     let extra_stats = stats.clone();
+    let metrics_stats = stats.clone();
+    let registry = crate::metrics::worker_registry(
+        &crate::metrics::catalogue::INGESTER,
+        Arc::new(move || ingest_extra(&metrics_stats)),
+    );
+    let metrics_stop = tokio_util::sync::CancellationToken::new();
+    let _stop_metrics = metrics_stop.clone().drop_guard();
+    crate::metrics::spawn(&args.metrics, registry, metrics_stop).await?;
     let result = Worker::new("ingester")
         .health_extra(move || Ok(ingest_extra(&extra_stats)))
         .run(|ctx| async move {
@@ -54,6 +64,7 @@ pub fn ingest_extra(s: &IngestStats) -> serde_json::Map<String, serde_json::Valu
         ("batches", &s.batches),
         ("conflicts", &s.conflicts),
         ("gaps", &*s.gaps),
+        ("lag_bytes", &s.lag_bytes),
     ] {
         m.insert(k.into(), v.load(Relaxed).into());
     }

@@ -2,8 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
+use decnet_bus::sdk::HealthExtra;
 use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{catalogue, NamedCounters};
 
 use crate::logship::{forwarder, listener, tls};
 
@@ -29,6 +34,35 @@ pub struct ListenerArgs {
     /// Folder for master.log and master.json. Default: $DECNET_HOME.
     #[arg(long, env = "DECNET_LISTENER_OUT")]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub heartbeat: HeartbeatArgs,
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
+}
+
+/// The shipping pair's heartbeat on the local bus (when one runs there).
+#[derive(Debug, clap::Args)]
+pub struct HeartbeatArgs {
+    /// Seconds between `system.<listener|forwarder>.health` heartbeats on
+    /// the local bus (its counters; nothing is sent while no bus runs).
+    #[arg(long, default_value_t = 30.0)]
+    pub heartbeat_secs: f64,
+}
+
+impl HeartbeatArgs {
+    /// Heartbeat as `worker` with `extra` until `shutdown`.
+    fn spawn(&self, worker: &'static str, extra: HealthExtra, shutdown: CancellationToken) -> anyhow::Result<()> {
+        if !(self.heartbeat_secs.is_finite() && self.heartbeat_secs > 0.0) {
+            anyhow::bail!("--heartbeat-secs must be a positive number of seconds");
+        }
+        let bus = decnet_bus::sdk::get_bus(worker)?;
+        let every = Duration::from_secs_f64(self.heartbeat_secs);
+        tokio::spawn(async move {
+            let _ = decnet_bus::sdk::run_health_heartbeat(bus.clone(), worker, every, Some(extra), shutdown).await;
+            bus.close().await;
+        });
+        Ok(())
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,6 +92,10 @@ pub struct ForwarderArgs {
     /// is down, in seconds (waits start at 0.5 s and double, ±20% jitter).
     #[arg(long, env = "DECNET_FORWARDER_RETRY_MAX_SECS", default_value_t = forwarder::RETRY_MAX.as_secs_f64())]
     pub retry_max_secs: f64,
+    #[command(flatten)]
+    pub heartbeat: HeartbeatArgs,
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
 }
 
 fn ca_file(name: &str) -> PathBuf {
@@ -76,7 +114,12 @@ pub async fn run_listener(args: ListenerArgs) -> anyhow::Result<()> {
     let out = args.out.unwrap_or_else(crate::home::decnet_home);
     let shutdown = CancellationToken::new();
     super::bus::spawn_signal_handler(&shutdown)?;
-    listener::run(listener::ListenerConfig { listen: args.listen, tls: config, out }, shutdown).await
+    let stats = Arc::new(NamedCounters::new(listener::STAT_NAMES));
+    let fields = stats.clone();
+    let fields: crate::metrics::Fields = Arc::new(move || fields.snapshot());
+    crate::metrics::serve_worker(&args.metrics, &catalogue::LISTENER, fields.clone(), shutdown.clone()).await?;
+    args.heartbeat.spawn("listener", Arc::new(move || Ok(fields())), shutdown.clone())?;
+    listener::run(listener::ListenerConfig { listen: args.listen, tls: config, out, stats }, shutdown).await
 }
 
 pub async fn run_forwarder(args: ForwarderArgs) -> anyhow::Result<()> {
@@ -96,6 +139,11 @@ pub async fn run_forwarder(args: ForwarderArgs) -> anyhow::Result<()> {
         anyhow::bail!("--retry-max-secs must be at least 0.5 (got {})", args.retry_max_secs);
     }
     let retry_max = std::time::Duration::from_secs_f64(args.retry_max_secs);
+    let stats = Arc::new(forwarder::ForwarderStats::default());
+    let (fields_stats, fields_log) = (stats.clone(), log.clone());
+    let fields: crate::metrics::Fields = Arc::new(move || fields_stats.health(&fields_log));
+    crate::metrics::serve_worker(&args.metrics, &catalogue::FORWARDER, fields.clone(), shutdown.clone()).await?;
+    args.heartbeat.spawn("forwarder", Arc::new(move || Ok(fields())), shutdown.clone())?;
     let config = forwarder::ForwarderConfig {
         master: args.master,
         server_name,
@@ -104,6 +152,7 @@ pub async fn run_forwarder(args: ForwarderArgs) -> anyhow::Result<()> {
         state,
         retry_first: forwarder::RETRY_FIRST,
         retry_max,
+        stats,
     };
     forwarder::run(config, shutdown).await
 }

@@ -240,6 +240,8 @@ pub struct MutatorArgs {
     /// Seconds between `system.mutator.health` heartbeats.
     #[arg(long, env = "DECNET_MUTATOR_HEARTBEAT_SECS", default_value_t = 30)]
     pub heartbeat_secs: u64,
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
 }
 
 pub async fn run(args: MutatorArgs) -> anyhow::Result<()> {
@@ -260,6 +262,7 @@ pub async fn run(args: MutatorArgs) -> anyhow::Result<()> {
         log_path: args.fleet.log_path(),
         heartbeat: Duration::from_secs(args.heartbeat_secs.max(1)),
         native: args.fleet.native_options()?,
+        metrics: args.metrics.clone(),
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let on_signal = shutdown.clone();

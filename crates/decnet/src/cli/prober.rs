@@ -11,6 +11,8 @@ use crate::prober::{Probe, PROBE_TIMEOUT};
 
 #[derive(Debug, clap::Args)]
 pub struct ProberArgs {
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
     /// SQLite database: attackers are read from it at start, fingerprints stored in it
     /// (default: `$DECNET_HOME/decnet.db`).
     #[arg(long, env = "DECNET_DB")]
@@ -88,6 +90,16 @@ pub async fn run(args: ProberArgs) -> anyhow::Result<()> {
     };
     let stats = Arc::new(Stats::default());
     let health = stats.clone();
+    let fields = stats.clone();
+    let metrics_stop = tokio_util::sync::CancellationToken::new();
+    let _stop_metrics = metrics_stop.clone().drop_guard();
+    crate::metrics::serve_worker(
+        &args.metrics,
+        &crate::metrics::catalogue::PROBER,
+        Arc::new(move || fields.health()),
+        metrics_stop,
+    )
+    .await?;
     decnet_bus::sdk::Worker::new("prober")
         .health_extra(move || Ok(health.health()))
         .run(|ctx| async move { crate::prober::worker::run(config, ctx.bus, stats, ctx.shutdown).await })

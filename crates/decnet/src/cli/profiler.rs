@@ -23,6 +23,8 @@ pub struct ProfilerArgs {
     /// Seconds between `system.profiler.health` heartbeats.
     #[arg(long, env = "DECNET_PROFILER_HEARTBEAT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub heartbeat_secs: u64,
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
 }
 
 pub async fn run(args: ProfilerArgs) -> anyhow::Result<()> {
@@ -32,6 +34,7 @@ pub async fn run(args: ProfilerArgs) -> anyhow::Result<()> {
         log_path: args.ingest_log.unwrap_or_else(crate::events::default_ingest_log_path),
         poll: Duration::from_millis(args.poll_ms),
         heartbeat: Duration::from_secs(args.heartbeat_secs),
+        metrics: args.metrics,
     })
     .await
 }

@@ -9,6 +9,8 @@ use crate::sniffer::worker::{parse_decky, SnifferConfig, Stats};
 
 #[derive(Debug, clap::Args)]
 pub struct SnifferArgs {
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
     /// Interface to capture on.
     #[arg(long, short = 'i', env = "DECNET_SNIFFER_INTERFACE", default_value = "lo")]
     pub interface: String,
@@ -47,6 +49,16 @@ pub async fn run(args: SnifferArgs) -> anyhow::Result<()> {
     };
     let stats = Arc::new(Stats::default());
     let health = stats.clone();
+    let fields = stats.clone();
+    let metrics_stop = tokio_util::sync::CancellationToken::new();
+    let _stop_metrics = metrics_stop.clone().drop_guard();
+    crate::metrics::serve_worker(
+        &args.metrics,
+        &crate::metrics::catalogue::SNIFFER,
+        Arc::new(move || fields.health()),
+        metrics_stop,
+    )
+    .await?;
     decnet_bus::sdk::Worker::new("sniffer")
         .health_extra(move || Ok(health.health()))
         .run(|ctx| async move { crate::sniffer::worker::run(config, ctx.bus, stats, ctx.shutdown).await })

@@ -49,27 +49,54 @@ pub struct ClustererConfig {
     pub socket_path: PathBuf,
     pub interval: Duration,
     pub heartbeat: Duration,
+    pub metrics: crate::metrics::MetricsArgs,
 }
 
 /// Run until SIGTERM/SIGINT or a stop on `system.clusterer.control`.
 pub async fn run(config: ClustererConfig) -> anyhow::Result<()> {
     let pool = crate::store::open(&config.db_path).await?;
     let bus: Arc<dyn Bus> = Arc::new(decnet_bus::client::UnixBus::new(WORKER, config.socket_path.clone()));
+    // The heartbeat's and /metrics' counters (`decnet_clusterer_*`).
+    let work =
+        Arc::new(crate::metrics::NamedCounters::new(&["passes", "failures", "formed", "linked", "merged", "unmerged"]));
+    let metrics_stop = tokio_util::sync::CancellationToken::new();
+    let _stop_metrics = metrics_stop.clone().drop_guard();
+    let fields = work.clone();
+    crate::metrics::serve_worker(
+        &config.metrics,
+        &crate::metrics::catalogue::CLUSTERER,
+        Arc::new(move || fields.snapshot()),
+        metrics_stop,
+    )
+    .await?;
+    let extra = work.clone();
     decnet_bus::sdk::Worker::new(WORKER)
         .heartbeat_interval(config.heartbeat)
         .bus(bus)
+        .health_extra(move || Ok(extra.snapshot()))
         .run(|ctx| async move {
             loop {
                 match pass(&pool, Some(ctx.bus.as_ref())).await {
-                    Ok(r) if !r.is_empty() => tracing::info!(
-                        formed = r.formed.len(),
-                        linked = r.linked.len(),
-                        merged = r.merged.len(),
-                        unmerged = r.unmerged.len(),
-                        "clusterer pass"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(error = %e, "clusterer pass failed; retrying"),
+                    Ok(r) => {
+                        work.add("passes", 1);
+                        work.add("formed", r.formed.len() as u64);
+                        work.add("linked", r.linked.len() as u64);
+                        work.add("merged", r.merged.len() as u64);
+                        work.add("unmerged", r.unmerged.len() as u64);
+                        if !r.is_empty() {
+                            tracing::info!(
+                                formed = r.formed.len(),
+                                linked = r.linked.len(),
+                                merged = r.merged.len(),
+                                unmerged = r.unmerged.len(),
+                                "clusterer pass"
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        work.add("failures", 1);
+                        tracing::error!(error = %e, "clusterer pass failed; retrying");
+                    }
                 }
                 tokio::select! {
                     _ = ctx.shutdown.cancelled() => break,

@@ -353,13 +353,13 @@ pub async fn serve<S: AsyncRead + Unpin>(
         while let Some(frame) = decoder.next_frame() {
             match frame {
                 Frame::Line(line) => {
-                    Stats::inc(&stats.received);
+                    stats.received_on(transport);
                     if !hand_over(ctx, transport, source, line, false).await {
                         return; // the pipeline is gone: shutting down
                     }
                 }
                 Frame::Truncated(head) => {
-                    Stats::inc(&stats.received);
+                    stats.received_on(transport);
                     Stats::inc(&stats.oversize);
                     if !hand_over(ctx, transport, source, head, true).await {
                         return;
@@ -370,7 +370,7 @@ pub async fn serve<S: AsyncRead + Unpin>(
     }
     match decoder.finish() {
         Ok(Some(line)) => {
-            Stats::inc(&stats.received);
+            stats.received_on(transport);
             let _ = hand_over(ctx, transport, source, line, false).await;
         }
         Ok(None) => {}

@@ -52,7 +52,7 @@ pub async fn run(socket: UdpSocket, max_line: usize, allow: Networks, ctx: Share
         if data.is_empty() {
             continue;
         }
-        Stats::inc(&stats.received);
+        stats.received_on(Transport::Udp);
         // A longer datagram keeps its head, marked, instead of vanishing.
         let (data, cut) = if data.len() > max_line {
             Stats::inc(&stats.oversize);

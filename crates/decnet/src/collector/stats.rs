@@ -22,6 +22,11 @@ pub const MAX_TRACKED_SOURCES: usize = 256;
 pub struct Stats {
     /// Lines framed by a receiver (before any filtering).
     pub received: AtomicU64,
+    /// Of `received`: by transport (UNIX socket, TCP, UDP); Docker's are
+    /// `docker_lines`. Counted by [`Stats::received_on`].
+    pub received_unix: AtomicU64,
+    pub received_tcp: AtomicU64,
+    pub received_udp: AtomicU64,
     /// Lines that were valid RFC 5424.
     pub parsed: AtomicU64,
     /// Lines that were not (kept in the raw log only).
@@ -116,6 +121,18 @@ impl Stats {
         }
     }
 
+    /// Count one line framed by a receiver of `transport`.
+    pub fn received_on(&self, transport: super::access::Transport) {
+        use super::access::Transport;
+        Self::inc(&self.received);
+        match transport {
+            Transport::Unix => Self::inc(&self.received_unix),
+            Transport::Tcp => Self::inc(&self.received_tcp),
+            Transport::Udp => Self::inc(&self.received_udp),
+            Transport::Docker => Self::inc(&self.docker_lines),
+        }
+    }
+
     /// Count one dropped line from `source`.
     pub fn drop_from(&self, source: IpAddr) {
         Self::inc(&self.dropped);
@@ -160,6 +177,12 @@ impl Stats {
         ] {
             m.insert(name.into(), Value::from(Self::get(counter)));
         }
+        let mut by_transport = Map::new();
+        for (name, counter) in [("unix", &self.received_unix), ("tcp", &self.received_tcp), ("udp", &self.received_udp)]
+        {
+            by_transport.insert(name.into(), Value::from(Self::get(counter)));
+        }
+        m.insert("received_by_transport".into(), Value::Object(by_transport));
         let d = self.per_source_drops.lock().unwrap_or_else(|e| e.into_inner());
         let mut per_source: Map<String, Value> =
             d.by_source.iter().map(|(ip, n)| (ip.to_string(), Value::from(*n))).collect();

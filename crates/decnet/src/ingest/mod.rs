@@ -90,6 +90,9 @@ pub struct IngestStats {
     /// Stretches of a log no reader could have (the cursor's file deleted,
     /// a truncation with no copy); each logged at WARN.
     pub gaps: Arc<AtomicU64>,
+    /// Bytes of the JSON log past the last committed batch, as of that
+    /// batch (0 once caught up): how far behind the collector it runs.
+    pub lag_bytes: AtomicU64,
 }
 
 /// The ingester as a task of `decnet api`, publishing through the API's
@@ -98,10 +101,10 @@ pub fn spawn_in_api(
     pool: SqlitePool,
     json_path: PathBuf,
     bus: Arc<AppBus>,
+    stats: Arc<IngestStats>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let stats = Arc::new(IngestStats::default());
         if let Err(e) = run(pool, IngestConfig::new(json_path), IngestBus::App(bus), stats, shutdown).await {
             tracing::error!(error = %format!("{e:#}"), "ingester stopped");
         }
@@ -127,6 +130,7 @@ pub async fn run(
         let chunk = match follower.next(&pool).await {
             Ok(Some(c)) => c,
             Ok(None) => {
+                stats.lag_bytes.store(0, Ordering::Relaxed);
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
                     _ = tokio::time::sleep(config.poll) => continue,
@@ -158,6 +162,10 @@ pub async fn run(
         match store_batch(&pool, &from, &chunk, follower.modified(), &records).await {
             Ok(Some(stored)) => {
                 follower.advance(&chunk);
+                // The file's size now, against where this batch ended; a
+                // rotated-away file reads as caught up until the next batch.
+                let size = std::fs::metadata(&config.json_path).map(|m| m.len()).unwrap_or(0);
+                stats.lag_bytes.store(size.saturating_sub(chunk.end), Ordering::Relaxed);
                 stats.rows.fetch_add(records.len() as u64, Ordering::Relaxed);
                 stats.batches.fetch_add(1, Ordering::Relaxed);
                 stats.credentials_new.fetch_add(stored.credentials.len() as u64, Ordering::Relaxed);

@@ -90,6 +90,45 @@ pub struct ForwarderConfig {
     /// Back-off between connection attempts, see [`Backoff`].
     pub retry_first: Duration,
     pub retry_max: Duration,
+    pub stats: Arc<ForwarderStats>,
+}
+
+/// What the forwarder reports (heartbeat and `/metrics`).
+#[derive(Debug, Default)]
+pub struct ForwarderStats {
+    /// Connections to the listener that got as far as RESUME.
+    pub connects: AtomicU64,
+    /// Lines written to the listener.
+    pub lines_shipped: AtomicU64,
+    /// Stretches of the log lost before they were shipped.
+    pub gaps: AtomicU64,
+    /// The listener's last acknowledgement: file identity and offset.
+    acked_inode: AtomicU64,
+    acked_offset: AtomicU64,
+}
+
+impl ForwarderStats {
+    /// Heartbeat fields. `lag_bytes` is measured now against the ingest
+    /// log: its size past the acknowledged offset when the master is on
+    /// that file, its whole size when the master is still on an older one
+    /// (a lower bound then); absent before the first acknowledgement.
+    pub fn health(&self, log: &Path) -> serde_json::Map<String, serde_json::Value> {
+        use std::os::unix::fs::MetadataExt;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut m = serde_json::Map::new();
+        m.insert("connects".into(), get(&self.connects).into());
+        m.insert("reconnects".into(), get(&self.connects).saturating_sub(1).into());
+        m.insert("lines_shipped".into(), get(&self.lines_shipped).into());
+        m.insert("gaps".into(), get(&self.gaps).into());
+        let (inode, offset) = (get(&self.acked_inode), get(&self.acked_offset));
+        if inode != 0 {
+            if let Ok(meta) = std::fs::metadata(log) {
+                let lag = if meta.ino() == inode { meta.len().saturating_sub(offset) } else { meta.len() };
+                m.insert("lag_bytes".into(), lag.into());
+            }
+        }
+        m
+    }
 }
 
 pub async fn run(config: ForwarderConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -97,12 +136,12 @@ pub async fn run(config: ForwarderConfig, shutdown: CancellationToken) -> anyhow
         .with_context(|| format!("--server-name {:?} is not a DNS name or IP address", config.server_name))?;
     let connector = TlsConnector::from(Arc::new(config.tls));
     let mut backoff = Backoff::new(config.retry_first, config.retry_max);
+    let stats = config.stats;
     let config = Arc::new((config.master, config.log, config.state));
-    let gaps = AtomicU64::new(0);
     while !shutdown.is_cancelled() {
         let mut connected = false;
         let attempt =
-            ship(&connector, server_name.clone(), &config.0, &config.1, &config.2, &gaps, &shutdown, &mut connected);
+            ship(&connector, server_name.clone(), &config.0, &config.1, &config.2, &stats, &shutdown, &mut connected);
         let error = match attempt.await {
             Ok(()) => return Ok(()),
             Err(e) => format!("{e:#}"),
@@ -180,10 +219,11 @@ async fn ship(
     master: &str,
     log: &Path,
     state: &Path,
-    gaps: &AtomicU64,
+    stats: &Arc<ForwarderStats>,
     shutdown: &CancellationToken,
     connected: &mut bool,
 ) -> anyhow::Result<()> {
+    let gaps = &stats.gaps;
     let tcp = tokio::net::TcpStream::connect(master).await.with_context(|| format!("cannot reach {master}"))?;
     let tls = connector.connect(name, tcp).await.context("TLS handshake with the listener failed")?;
     let (rd, mut wr) = tokio::io::split(tls);
@@ -193,11 +233,17 @@ async fn ship(
         .ok_or_else(|| anyhow::anyhow!("listener closed before RESUME"))?;
     *connected = true;
     tracing::info!(master, inode = m_inode, offset = m_offset, "connected; resuming where the master is");
+    stats.connects.fetch_add(1, Ordering::Relaxed);
+    stats.acked_inode.store(m_inode, Ordering::Relaxed);
+    stats.acked_offset.store(m_offset, Ordering::Relaxed);
 
     // Acks: persist what the master has, in the background.
     let state_path = state.to_path_buf();
+    let acked = stats.clone();
     let acks = tokio::spawn(async move {
         while let Ok(Some((inode, offset))) = frame::read_control(&mut rd, "ACK").await {
+            acked.acked_inode.store(inode, Ordering::Relaxed);
+            acked.acked_offset.store(offset, Ordering::Relaxed);
             if let Err(e) = save_state(&state_path, inode, offset) {
                 tracing::warn!(error = %e, "cannot write the forwarder state file");
             }
@@ -239,6 +285,7 @@ async fn ship(
                             frame::encode(format!("{}{ident} {offset}", frame::POS_PREFIX).as_bytes(), &mut pending);
                         } else {
                             frame::encode(body, &mut pending);
+                            stats.lines_shipped.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                     tail.advance(&chunk);

@@ -106,7 +106,13 @@ pub struct ListenerConfig {
     pub listen: SocketAddr,
     pub tls: tokio_rustls::rustls::ServerConfig,
     pub out: PathBuf,
+    /// What it reports: [`STAT_NAMES`].
+    pub stats: Arc<crate::metrics::NamedCounters>,
 }
+
+/// The listener's heartbeat fields: forwarders connected now (a gauge),
+/// connections accepted, TLS handshakes refused, lines written.
+pub const STAT_NAMES: &[&str] = &["connections", "connections_total", "handshakes_refused", "lines_received"];
 
 pub async fn run(config: ListenerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = Arc::new(Mutex::new(open_store(&config.out)?));
@@ -127,19 +133,36 @@ pub async fn run(config: ListenerConfig, shutdown: CancellationToken) -> anyhow:
             },
         };
         let (acceptor, store, shutdown) = (acceptor.clone(), store.clone(), shutdown.clone());
+        let stats = config.stats.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => return tracing::warn!(%peer, error = %e, "TLS handshake refused"),
-                Err(_) => return tracing::warn!(%peer, "TLS handshake timed out"),
+                Ok(Err(e)) => {
+                    stats.add("handshakes_refused", 1);
+                    return tracing::warn!(%peer, error = %e, "TLS handshake refused");
+                }
+                Err(_) => {
+                    stats.add("handshakes_refused", 1);
+                    return tracing::warn!(%peer, "TLS handshake timed out");
+                }
             };
             let cn = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(super::tls::common_name);
             let Some(cn) = cn else {
                 return tracing::warn!(%peer, "client certificate has no CN; closing");
             };
             tracing::info!(%peer, %cn, "forwarder connected");
+            stats.add("connections_total", 1);
+            stats.add("connections", 1);
+            // Down again however the task ends (a panic included).
+            struct Connected(Arc<crate::metrics::NamedCounters>);
+            impl Drop for Connected {
+                fn drop(&mut self) {
+                    self.0.set("connections", self.0.get("connections").saturating_sub(1));
+                }
+            }
+            let _connected = Connected(stats.clone());
             tokio::select! {
-                r = serve(tls, &cn, store) => match r {
+                r = serve(tls, &cn, store, &stats) => match r {
                     Ok(()) => tracing::info!(%peer, %cn, "forwarder disconnected"),
                     Err(e) => tracing::warn!(%peer, %cn, error = %e, "forwarder connection closed"),
                 },
@@ -153,6 +176,7 @@ async fn serve(
     tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     cn: &str,
     store: Arc<Mutex<Store>>,
+    stats: &crate::metrics::NamedCounters,
 ) -> anyhow::Result<()> {
     let (rd, mut wr) = tokio::io::split(tls);
     let mut rd = BufReader::new(rd);
@@ -190,7 +214,9 @@ async fn serve(
         }
         // Commit when the peer has paused (nothing buffered) or the batch is full.
         if !batch.is_empty() && (ended || rd.buffer().is_empty() || batch.len() >= BATCH) {
+            let lines = batch.len() as u64;
             let acked = commit(&store, cn, conn, batch_start.take().unwrap_or_default(), &mut batch)?;
+            stats.add("lines_received", lines);
             wr.write_all(format!("ACK {} {}\n", acked.inode, acked.offset).as_bytes()).await?;
             wr.flush().await?;
         }

@@ -484,6 +484,7 @@ impl DeployDriver for NativeDriver {
                     "lines_queued": live.sink.backlog(),
                     "bytes_queued": live.sink.backlog_bytes(),
                     "collector_connects": c.connects.load(Relaxed),
+                    "sessions": crate::decky::listener::SESSIONS_ADMITTED.load(Relaxed),
                     "sessions_refused_busy": crate::decky::listener::REFUSED_BUSY.load(Relaxed),
                     "sessions_refused_source": crate::decky::listener::REFUSED_SOURCE.load(Relaxed),
                     "refusals_unlogged": crate::decky::listener::REFUSED_UNLOGGED.load(Relaxed),

@@ -52,6 +52,8 @@ pub struct MutatorConfig {
     pub heartbeat: Duration,
     /// Settings of the native driver's listeners (used when `driver` is native).
     pub native: super::native::NativeOptions,
+    /// `--metrics-listen`: the heartbeat's counters on `/metrics`.
+    pub metrics: crate::metrics::MetricsArgs,
 }
 
 /// Run the mutator until `shutdown` is cancelled (or a `stop` control
@@ -69,6 +71,14 @@ pub async fn run(config: MutatorConfig, shutdown: CancellationToken) -> anyhow::
         poll_secs = config.poll.as_secs_f64(),
         "mutator starting"
     );
+    let fields = driver.clone();
+    crate::metrics::serve_worker(
+        &config.metrics,
+        &crate::metrics::catalogue::MUTATOR,
+        Arc::new(move || fields.health()),
+        shutdown.clone(),
+    )
+    .await?;
     let mutator = Mutator::new(pool, driver.clone(), Some(bus.clone()), config.log_path.clone());
     let side_tasks = start_side_tasks(bus.clone(), config.heartbeat, mutator.driver.clone(), shutdown.clone());
     let result = watch_loop(mutator, config.poll, shutdown.clone()).await;

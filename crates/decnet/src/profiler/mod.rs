@@ -214,6 +214,7 @@ pub struct ProfilerConfig {
     /// Sleep between passes when caught up.
     pub poll: Duration,
     pub heartbeat: Duration,
+    pub metrics: crate::metrics::MetricsArgs,
 }
 
 /// Run the profiler until SIGTERM/SIGINT or a stop on `system.profiler.control`.
@@ -222,14 +223,31 @@ pub async fn run(config: ProfilerConfig) -> anyhow::Result<()> {
     let profiler = Profiler::new(pool, config.log_path.clone());
     let bus: Arc<dyn Bus> = Arc::new(decnet_bus::client::UnixBus::new(WORKER, config.socket_path.clone()));
     let poll = config.poll;
+    // The heartbeat's and /metrics' counters (`decnet_profiler_*`).
+    let work = Arc::new(crate::metrics::NamedCounters::new(&["passes", "failures", "rows", "scored"]));
+    let metrics_stop = tokio_util::sync::CancellationToken::new();
+    let _stop_metrics = metrics_stop.clone().drop_guard();
+    let fields = work.clone();
+    crate::metrics::serve_worker(
+        &config.metrics,
+        &crate::metrics::catalogue::PROFILER,
+        Arc::new(move || fields.snapshot()),
+        metrics_stop,
+    )
+    .await?;
+    let extra = work.clone();
     decnet_bus::sdk::Worker::new(WORKER)
         .heartbeat_interval(config.heartbeat)
         .bus(bus)
+        .health_extra(move || Ok(extra.snapshot()))
         .run(|ctx| async move {
             tracing::info!(db = %config.db_path.display(), "profiler running");
             loop {
                 let more = match profiler.pass(Some(ctx.bus.as_ref())).await {
                     Ok(r) => {
+                        work.add("passes", 1);
+                        work.add("rows", r.rows as u64);
+                        work.add("scored", r.scored.len() as u64);
                         if r.rows > 0 || !r.scored.is_empty() {
                             tracing::info!(
                                 rows = r.rows,
@@ -246,6 +264,7 @@ pub async fn run(config: ProfilerConfig) -> anyhow::Result<()> {
                     Err(e) => {
                         // The transaction rolled back: the same rows are read
                         // again next time, nothing is lost or doubled.
+                        work.add("failures", 1);
                         tracing::error!(error = %e, "profiler pass failed; retrying");
                         false
                     }

@@ -300,8 +300,7 @@ impl Follower {
         let truncated = matches!(item, Item::Truncated(_));
         match item {
             Item::Line(line) | Item::Truncated(line) => {
-                Stats::inc(&self.stats.received);
-                Stats::inc(&self.stats.docker_lines);
+                self.stats.received_on(crate::collector::access::Transport::Docker);
                 if truncated {
                     Stats::inc(&self.stats.oversize);
                     Stats::inc(&self.stats.docker_oversize);
