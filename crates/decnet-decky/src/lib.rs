@@ -128,6 +128,9 @@ pub struct DeckyContext {
     pub sources: std::sync::Mutex<listener::SourceSlots>,
     /// The UDP services' per-source and per-decky datagram budgets.
     pub datagram_rates: std::sync::Mutex<datagram_rate::DatagramRates>,
+    /// The services listening now (catalogue name → port), kept by
+    /// [`listener::ServiceListener`]: what the decky's mDNS advertises.
+    pub serving: std::sync::Mutex<std::collections::BTreeMap<String, u16>>,
     /// The `https` service's TLS configuration (its self-signed
     /// certificate), made when the decky's first https listener opens and
     /// kept for the decky's life, so a rotated-back https serves the same
@@ -182,6 +185,7 @@ impl DeckyContext {
             slots: Arc::new(tokio::sync::Semaphore::new(limits.max_sessions.max(1))),
             sources: std::sync::Mutex::new(listener::SourceSlots::default()),
             datagram_rates: std::sync::Mutex::new(datagram_rate::DatagramRates::new(limits.datagrams.clone())),
+            serving: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             limits,
             tls: std::sync::OnceLock::new(),
             tls_secret: {
