@@ -425,6 +425,34 @@ mod tests {
     }
 
     #[test]
+    fn a_companion_port_moves_with_its_service() {
+        let (conpot, s7) =
+            (services::protocol("conpot").unwrap(), services::protocol("conpot").unwrap().companions()[0]);
+        let at = |port: u16| SocketAddr::new("127.0.0.1".parse().unwrap(), port);
+        assert_eq!(companion_addr(conpot, s7, at(502)), Some(at(102)));
+        assert_eq!(companion_addr(conpot, s7, at(10502)), Some(at(10102)), "--native-port-offset 10000");
+        assert_eq!(companion_addr(conpot, s7, at(0)), Some(at(0)), "any port for any port");
+        assert_eq!(companion_addr(conpot, s7, at(300)), None, "an offset of -202 puts 102 below zero");
+    }
+
+    #[tokio::test]
+    async fn a_service_opens_its_companions_and_the_decky_knows_what_it_serves() {
+        let sink =
+            crate::sink::LineSink::start("127.0.0.1:9".parse::<SocketAddr>().unwrap(), 1024, CancellationToken::new());
+        let persona = crate::Persona::derive("plc-02", None, None, 1_764_000_000);
+        let ctx = DeckyContext::new("plc-02", persona, sink, crate::Limits::default(), b"seed");
+        let l = ServiceListener::open(ctx.clone(), "conpot", "127.0.0.1:0".parse().unwrap()).unwrap();
+        let [(name, s7)] = l.companions[..] else { panic!("{:?}", l.companions) };
+        assert_eq!(name, "s7comm");
+        assert_ne!(s7.port(), l.addr.port());
+        assert!(tokio::net::TcpStream::connect(s7).await.is_ok(), "S7comm accepts");
+        assert_eq!(ctx.serving.lock().unwrap().get("conpot"), Some(&l.addr.port()));
+        l.close().await;
+        assert!(ctx.serving.lock().unwrap().is_empty());
+        assert!(tokio::net::TcpStream::connect(s7).await.is_err(), "the companion closes with its service");
+    }
+
+    #[test]
     fn the_refusal_memory_is_bounded() {
         let mut s = SourceSlots::default();
         let t0 = Instant::now();

@@ -136,7 +136,7 @@ fn module_records(id: &Identity) -> Vec<(u16, Vec<u8>)> {
 /// 32-byte text, 34 bytes each. Six fit the CPU's 240-byte PDU.
 fn component_records(id: &Identity) -> Vec<(u16, Vec<u8>)> {
     [
-        (0x0001, id.system_name.as_str()),
+        (0x0001u16, id.system_name.as_str()),
         (0x0002, id.module_name.as_str()),
         (0x0003, id.plant.as_str()),
         (0x0004, COPYRIGHT),
@@ -145,7 +145,7 @@ fn component_records(id: &Identity) -> Vec<(u16, Vec<u8>)> {
     ]
     .into_iter()
     .map(|(index, text)| {
-        let mut r = (index as u16).to_be_bytes().to_vec();
+        let mut r = index.to_be_bytes().to_vec();
         r.extend(field(text, 32));
         (index, r)
     })
