@@ -88,10 +88,8 @@ impl Protocol for Mdns {
         let services: Vec<(&'static str, u16)> = advertised(&d.ctx.persona, &serving);
         let legacy = d.peer.port() != 5353;
         let answers = Answers::new(&d.ctx.persona, d.local.ip(), &services);
-        let mut reply = Message::response(if legacy { request.metadata.id } else { 0 }, OpCode::Query);
-        reply.metadata.authoritative = true;
-        for query in request.queries.iter().take(MAX_QUESTIONS) {
-            let (found, extra) = answers.to(query);
+        let (reply, asked) = respond(&answers, &request, legacy);
+        for (query, answered) in asked {
             let class = u16::from(query.query_class());
             d.request(
                 vec![
@@ -99,34 +97,12 @@ impl Protocol for Mdns {
                     ("qtype", query.query_type().to_string()),
                     ("qclass", DNSClass::from(class & !TOP_BIT).to_string()),
                     ("unicast_response", (class & TOP_BIT != 0).to_string()),
-                    ("answered", (!found.is_empty()).to_string()),
+                    ("answered", answered.to_string()),
                 ],
                 format!("mDNS {} {}", query.name().to_ascii(), query.query_type()),
             );
-            if legacy {
-                reply.add_query(query.clone());
-            }
-            for r in found {
-                if !reply.answers.contains(&r) {
-                    reply.add_answer(r);
-                }
-            }
-            for r in extra {
-                if !reply.additionals.contains(&r) {
-                    reply.add_additional(r);
-                }
-            }
         }
-        if reply.answers.is_empty() {
-            return None;
-        }
-        for r in reply.answers.iter_mut().chain(reply.additionals.iter_mut()) {
-            if legacy {
-                r.ttl = r.ttl.min(LEGACY_TTL);
-            } else if matches!(r.record_type(), RecordType::A | RecordType::AAAA | RecordType::SRV | RecordType::TXT) {
-                r.dns_class = DNSClass::Unknown(u16::from(DNSClass::IN) | TOP_BIT);
-            }
-        }
+        let mut reply = reply?;
         // Within the reply bound: the additional records go first.
         let max = d.max_reply();
         let bytes = reply.to_vec().ok()?;
@@ -136,6 +112,44 @@ impl Protocol for Mdns {
         reply.additionals.clear();
         reply.to_vec().ok().filter(|b| b.len() <= max)
     }
+}
+
+/// The reply to `request` (`None` when no question is the decky's), and
+/// each question looked at with whether it was answered. `legacy`: the
+/// query came from a port other than 5353 (RFC 6762 6.7).
+pub fn respond<'q>(answers: &Answers, request: &'q Message, legacy: bool) -> (Option<Message>, Vec<(&'q Query, bool)>) {
+    let mut reply = Message::response(if legacy { request.metadata.id } else { 0 }, OpCode::Query);
+    reply.metadata.authoritative = true;
+    let mut asked = Vec::new();
+    for query in request.queries.iter().take(MAX_QUESTIONS) {
+        let (found, extra) = answers.to(query);
+        asked.push((query, !found.is_empty()));
+        if legacy {
+            reply.add_query(query.clone());
+        }
+        for r in found {
+            if !reply.answers.contains(&r) {
+                reply.add_answer(r);
+            }
+        }
+        for r in extra {
+            if !reply.additionals.contains(&r) {
+                reply.add_additional(r);
+            }
+        }
+    }
+    if reply.answers.is_empty() {
+        return (None, asked);
+    }
+    for r in reply.answers.iter_mut().chain(reply.additionals.iter_mut()) {
+        if legacy {
+            r.ttl = r.ttl.min(LEGACY_TTL);
+        } else if matches!(r.record_type(), RecordType::A | RecordType::AAAA | RecordType::SRV | RecordType::TXT) {
+            // The host's unique records flush older cached copies.
+            r.dns_class = DNSClass::Unknown(u16::from(DNSClass::IN) | TOP_BIT);
+        }
+    }
+    (Some(reply), asked)
 }
 
 /// The (DNS-SD type, port) pairs the decky publishes, from `serving`
@@ -292,6 +306,31 @@ mod tests {
         assert!(answers.to(&ask("nas-03.local", RecordType::A)).0.is_empty(), "another's name");
         let (rev, _) = answers.to(&ask("3.2.1.10.in-addr.arpa", RecordType::PTR));
         assert_eq!(rev[0].data, RData::PTR(PTR(Name::from_ascii("nas-02.local.").unwrap())));
+    }
+
+    #[test]
+    fn legacy_and_full_queriers_get_their_own_forms() {
+        let p = linux();
+        let answers = Answers::new(&p, "10.1.2.3".parse().unwrap(), &[]);
+        let mut request = Message::query();
+        request.metadata.id = 0x4242;
+        request.add_query(ask("nas-02.local.", RecordType::A));
+        request.add_query(ask("other.local.", RecordType::A));
+        let (legacy, asked) = respond(&answers, &request, true);
+        let legacy = legacy.unwrap();
+        assert_eq!(asked.iter().map(|(_, a)| *a).collect::<Vec<_>>(), [true, false]);
+        assert_eq!((legacy.metadata.id, legacy.queries.len()), (0x4242, 2), "ID and questions repeated");
+        assert!(legacy.metadata.authoritative);
+        assert_eq!((legacy.answers[0].ttl, legacy.answers[0].dns_class), (LEGACY_TTL, DNSClass::IN));
+        let (full, _) = respond(&answers, &request, false);
+        let full = full.unwrap();
+        assert_eq!((full.metadata.id, full.queries.len()), (0, 0));
+        assert_eq!((full.answers[0].ttl, full.answers[0].dns_class), (HOST_TTL, DNSClass::Unknown(0x8001)));
+        let wire = full.to_vec().unwrap();
+        assert!(wire.windows(4).any(|w| w == [0, 1, 0x80, 1]), "type A, cache-flush IN on the wire");
+        let mut nobody = Message::query();
+        nobody.add_query(ask("other.local.", RecordType::A));
+        assert!(respond(&answers, &nobody, true).0.is_none(), "silence for another's name");
     }
 
     #[test]
