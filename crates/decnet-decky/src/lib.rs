@@ -50,6 +50,14 @@ pub fn default_port(service: &str) -> Option<u16> {
     services::protocol(service).map(|p| p.default_port())
 }
 
+/// Every port a natively served service opens at its defaults: its own,
+/// then its companions' (conpot: 502, 102). Empty when not served.
+pub fn default_ports(service: &str) -> Vec<u16> {
+    services::protocol(service)
+        .map(|p| std::iter::once(p.default_port()).chain(p.companions().iter().map(|c| c.default_port())).collect())
+        .unwrap_or_default()
+}
+
 /// Whether decnet serves `service` natively.
 pub fn is_served(service: &str) -> bool {
     services::protocol(service).is_some()

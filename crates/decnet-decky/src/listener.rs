@@ -432,6 +432,9 @@ mod tests {
         assert_eq!(companion_addr(conpot, s7, at(502)), Some(at(102)));
         assert_eq!(companion_addr(conpot, s7, at(10502)), Some(at(10102)), "--native-port-offset 10000");
         assert_eq!(companion_addr(conpot, s7, at(0)), Some(at(0)), "any port for any port");
+        assert_eq!(crate::default_ports("conpot"), [502, 102], "what `decnet up` shows");
+        assert_eq!(crate::default_ports("ssh"), [22]);
+        assert!(crate::default_ports("gopher").is_empty());
         assert_eq!(companion_addr(conpot, s7, at(300)), None, "an offset of -202 puts 102 below zero");
     }
 
