@@ -129,6 +129,12 @@ if command -v python3 >/dev/null && ! python3 -c "import pymodbus.client, sys; s
   python3 -m pip install -q -U 'pymodbus>=3.9' >/dev/null 2>&1 || echo "warning: pip install pymodbus failed; the Modbus client test will fail" >&2
 fi
 
+# services_iot.rs reads the conpot PLC's S7comm identity with python-snap7
+# (3.x: a pure-Python client, no libsnap7 needed).
+if command -v python3 >/dev/null && ! python3 -c "import snap7.client" 2>/dev/null; then
+  python3 -m pip install -q python-snap7 >/dev/null 2>&1 || echo "warning: pip install python-snap7 failed; the S7comm client test will fail" >&2
+fi
+
 # pycryptodome: DES and MD4 for the VNC client and the NetNTLMv2 check
 # of the Windows decky tests (hashlib's MD4 is gone with OpenSSL 3).
 if command -v python3 >/dev/null && ! python3 -c "import Crypto.Cipher.DES, Crypto.Hash.MD4" 2>/dev/null; then

@@ -37,6 +37,7 @@ pub const SERVICES: &[&str] = &[
     "docker_api",
     "conpot",
     "llmnr",
+    "mdns",
 ];
 
 /// Whether `name` is in [`SERVICES`] (exact, case-sensitive match).
@@ -86,7 +87,7 @@ pub const ARCHETYPES: &[Archetype] = &[
     Archetype {
         name: "iot-device",
         description: "embedded device, camera or PLC",
-        services: &["telnet", "http", "tftp", "snmp", "mqtt", "conpot", "sip"],
+        services: &["telnet", "http", "tftp", "snmp", "mqtt", "conpot", "sip", "mdns"],
     },
     Archetype {
         name: "container-host",

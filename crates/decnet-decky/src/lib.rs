@@ -50,6 +50,14 @@ pub fn default_port(service: &str) -> Option<u16> {
     services::protocol(service).map(|p| p.default_port())
 }
 
+/// Every port a natively served service opens at its defaults: its own,
+/// then its companions' (conpot: 502, 102). Empty when not served.
+pub fn default_ports(service: &str) -> Vec<u16> {
+    services::protocol(service)
+        .map(|p| std::iter::once(p.default_port()).chain(p.companions().iter().map(|c| c.default_port())).collect())
+        .unwrap_or_default()
+}
+
 /// Whether decnet serves `service` natively.
 pub fn is_served(service: &str) -> bool {
     services::protocol(service).is_some()
@@ -128,6 +136,9 @@ pub struct DeckyContext {
     pub sources: std::sync::Mutex<listener::SourceSlots>,
     /// The UDP services' per-source and per-decky datagram budgets.
     pub datagram_rates: std::sync::Mutex<datagram_rate::DatagramRates>,
+    /// The services listening now (catalogue name → port), kept by
+    /// [`listener::ServiceListener`]: what the decky's mDNS advertises.
+    pub serving: std::sync::Mutex<std::collections::BTreeMap<String, u16>>,
     /// The `https` service's TLS configuration (its self-signed
     /// certificate), made when the decky's first https listener opens and
     /// kept for the decky's life, so a rotated-back https serves the same
@@ -182,6 +193,7 @@ impl DeckyContext {
             slots: Arc::new(tokio::sync::Semaphore::new(limits.max_sessions.max(1))),
             sources: std::sync::Mutex::new(listener::SourceSlots::default()),
             datagram_rates: std::sync::Mutex::new(datagram_rate::DatagramRates::new(limits.datagrams.clone())),
+            serving: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             limits,
             tls: std::sync::OnceLock::new(),
             tls_secret: {

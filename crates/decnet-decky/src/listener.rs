@@ -226,9 +226,26 @@ pub(crate) fn refused(ctx: &DeckyContext, service: &str, peer: SocketAddr, reaso
 pub struct ServiceListener {
     pub service: String,
     pub addr: SocketAddr,
+    /// Where each of the service's [`Protocol::companions`] listens, by
+    /// the companion's protocol name (conpot's `s7comm`), in their order.
+    pub companions: Vec<(&'static str, SocketAddr)>,
+    ctx: Arc<DeckyContext>,
     stop: CancellationToken,
-    /// One task per transport (a TCP accept loop, a UDP receive loop).
+    /// One task per transport and port (a TCP accept loop, a UDP receive loop).
     tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Where `companion` of `protocol` listens when `protocol` listens at
+/// `addr`: any free port when the caller asked for any (port 0),
+/// otherwise its well-known port moved by the same offset as the
+/// service's own (`--native-port-offset 10000`: Modbus on 10502, S7comm
+/// on 10102).
+fn companion_addr(protocol: &dyn Protocol, companion: &dyn Protocol, addr: SocketAddr) -> Option<SocketAddr> {
+    if addr.port() == 0 {
+        return Some(addr);
+    }
+    let shifted = i32::from(companion.default_port()) + i32::from(addr.port()) - i32::from(protocol.default_port());
+    u16::try_from(shifted).ok().filter(|p| *p != 0).map(|p| SocketAddr::new(addr.ip(), p))
 }
 
 impl ServiceListener {
@@ -245,44 +262,74 @@ impl ServiceListener {
         addr: SocketAddr,
         netns: Option<&Path>,
     ) -> Result<ServiceListener, BindError> {
-        let fail = |source: std::io::Error| BindError { service: service.to_string(), addr, source, hint: "" };
+        let fail = |addr: SocketAddr, source: std::io::Error| BindError {
+            service: service.to_string(),
+            addr,
+            source,
+            hint: "",
+        };
         let protocol = services::protocol(service)
-            .ok_or_else(|| fail(std::io::Error::other("no native honeypot for this service")))?;
-        protocol.prepare(&ctx).map_err(|e| fail(std::io::Error::other(e)))?;
+            .ok_or_else(|| fail(addr, std::io::Error::other("no native honeypot for this service")))?;
+        protocol.prepare(&ctx).map_err(|e| fail(addr, std::io::Error::other(e)))?;
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
-        let mut bound = addr;
-        for transport in protocol.transports() {
-            // Every transport on the same port: the first one bound fixes
-            // it when the caller asked for any (port 0).
-            let opened = match transport {
-                Transport::Tcp => bind(service, bound, netns).map(|l| {
-                    bound = l.local_addr().unwrap_or(bound);
-                    tokio::spawn(accept_loop(ctx.clone(), protocol, l, stop.clone()))
-                }),
-                Transport::Udp => bind_udp(service, bound, netns).map(|s| {
-                    bound = s.local_addr().unwrap_or(bound);
-                    let netns = netns.map(Path::to_path_buf);
-                    tokio::spawn(crate::udp::receive_loop(ctx.clone(), protocol, s, netns, stop.clone()))
-                }),
-            };
-            match opened {
-                Ok(task) => tasks.push(task),
-                Err(e) => {
-                    // The transports opened so far close with their tasks.
-                    stop.cancel();
-                    for task in tasks {
-                        task.abort();
-                    }
-                    return Err(e);
+        let mut primary = addr;
+        let mut companions = Vec::new();
+        let speakers = std::iter::once(protocol).chain(protocol.companions().iter().copied());
+        let opened = (|| {
+            for (i, speaker) in speakers.enumerate() {
+                let mut bound = if i == 0 {
+                    addr
+                } else {
+                    companion_addr(protocol, speaker, addr).ok_or_else(|| {
+                        fail(addr, std::io::Error::other(format!("{} has no port at this offset", speaker.name())))
+                    })?
+                };
+                for transport in speaker.transports() {
+                    // Every transport on the same port: the first one bound
+                    // fixes it when the caller asked for any (port 0).
+                    tasks.push(match transport {
+                        Transport::Tcp => bind(service, bound, netns).map(|l| {
+                            bound = l.local_addr().unwrap_or(bound);
+                            tokio::spawn(accept_loop(ctx.clone(), protocol.name(), speaker, l, stop.clone()))
+                        })?,
+                        Transport::Udp => bind_udp(service, bound, netns).map(|s| {
+                            bound = s.local_addr().unwrap_or(bound);
+                            let netns = netns.map(Path::to_path_buf);
+                            tokio::spawn(crate::udp::receive_loop(
+                                ctx.clone(),
+                                protocol.name(),
+                                speaker,
+                                s,
+                                netns,
+                                stop.clone(),
+                            ))
+                        })?,
+                    });
+                }
+                if i == 0 {
+                    primary = bound;
+                } else {
+                    companions.push((speaker.name(), bound));
                 }
             }
+            Ok(())
+        })();
+        if let Err(e) = opened {
+            // The sockets opened so far close with their tasks.
+            stop.cancel();
+            for task in tasks {
+                task.abort();
+            }
+            return Err(e);
         }
-        Ok(ServiceListener { service: service.to_string(), addr: bound, stop, tasks })
+        ctx.serving.lock().unwrap_or_else(|e| e.into_inner()).insert(service.to_string(), primary.port());
+        Ok(ServiceListener { service: service.to_string(), addr: primary, companions, ctx, stop, tasks })
     }
 
     /// Stop accepting (the port refuses from now on) and end its sessions.
     pub async fn close(self) {
+        self.ctx.serving.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.service);
         self.stop.cancel();
         for task in self.tasks {
             let _ = task.await;
@@ -290,13 +337,15 @@ impl ServiceListener {
     }
 }
 
+/// Accept connections for `protocol`, recording its sessions as
+/// `service`'s (its own name, or the service it is a companion of).
 async fn accept_loop(
     ctx: Arc<DeckyContext>,
+    service: &'static str,
     protocol: &'static dyn Protocol,
     listener: TcpListener,
     stop: CancellationToken,
 ) {
-    let service = protocol.name();
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => return,
@@ -378,6 +427,37 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(freed, "the UDP side of {addr} stayed bound");
+    }
+
+    #[test]
+    fn a_companion_port_moves_with_its_service() {
+        let (conpot, s7) =
+            (services::protocol("conpot").unwrap(), services::protocol("conpot").unwrap().companions()[0]);
+        let at = |port: u16| SocketAddr::new("127.0.0.1".parse().unwrap(), port);
+        assert_eq!(companion_addr(conpot, s7, at(502)), Some(at(102)));
+        assert_eq!(companion_addr(conpot, s7, at(10502)), Some(at(10102)), "--native-port-offset 10000");
+        assert_eq!(companion_addr(conpot, s7, at(0)), Some(at(0)), "any port for any port");
+        assert_eq!(crate::default_ports("conpot"), [502, 102], "what `decnet up` shows");
+        assert_eq!(crate::default_ports("ssh"), [22]);
+        assert!(crate::default_ports("gopher").is_empty());
+        assert_eq!(companion_addr(conpot, s7, at(300)), None, "an offset of -202 puts 102 below zero");
+    }
+
+    #[tokio::test]
+    async fn a_service_opens_its_companions_and_the_decky_knows_what_it_serves() {
+        let sink =
+            crate::sink::LineSink::start("127.0.0.1:9".parse::<SocketAddr>().unwrap(), 1024, CancellationToken::new());
+        let persona = crate::Persona::derive("plc-02", None, None, 1_764_000_000);
+        let ctx = DeckyContext::new("plc-02", persona, sink, crate::Limits::default(), b"seed");
+        let l = ServiceListener::open(ctx.clone(), "conpot", "127.0.0.1:0".parse().unwrap()).unwrap();
+        let [(name, s7)] = l.companions[..] else { panic!("{:?}", l.companions) };
+        assert_eq!(name, "s7comm");
+        assert_ne!(s7.port(), l.addr.port());
+        assert!(tokio::net::TcpStream::connect(s7).await.is_ok(), "S7comm accepts");
+        assert_eq!(ctx.serving.lock().unwrap().get("conpot"), Some(&l.addr.port()));
+        l.close().await;
+        assert!(ctx.serving.lock().unwrap().is_empty());
+        assert!(tokio::net::TcpStream::connect(s7).await.is_err(), "the companion closes with its service");
     }
 
     #[test]

@@ -198,15 +198,16 @@ fn datagram_line(
 
 /// Serve `protocol` on `socket` until `stop`: each datagram is admitted by
 /// the decky's per-source rate, handed to the protocol, and its reply (if
-/// any, and within the bound) sent back to where it came from.
+/// any, and within the bound) sent back to where it came from. Lines are
+/// `service`'s (the protocol's own name, or the service it is a companion of).
 pub(crate) async fn receive_loop(
     ctx: Arc<DeckyContext>,
+    service: &'static str,
     protocol: &'static dyn Protocol,
     socket: UdpSocket,
     netns: Option<PathBuf>,
     stop: CancellationToken,
 ) {
-    let service = protocol.name();
     let local = socket.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
@@ -322,7 +323,7 @@ mod tests {
         let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let at = server.local_addr().unwrap();
         let stop = CancellationToken::new();
-        tokio::spawn(receive_loop(ctx, &ECHO, server, None, stop.clone()));
+        tokio::spawn(receive_loop(ctx, ECHO.name(), &ECHO, server, None, stop.clone()));
         let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         // Four times the request: sent whole.
         let four = [4u8, 1, 2, 3];
@@ -354,7 +355,7 @@ mod tests {
         let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let at = server.local_addr().unwrap();
         let stop = CancellationToken::new();
-        let task = tokio::spawn(receive_loop(ctx, &ECHO, server, None, stop.clone()));
+        let task = tokio::spawn(receive_loop(ctx, ECHO.name(), &ECHO, server, None, stop.clone()));
         let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         assert!(exchange(&client, at, &[1u8]).await.is_some());
         stop.cancel();

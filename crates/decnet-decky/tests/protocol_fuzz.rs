@@ -144,6 +144,13 @@ fn inputs() -> impl Strategy<Value = Vec<u8>> {
         b"\xa2\x84\0\0\0\x02\xa2\x00",
         b"RFB 003.008\n",
         b"\x02",
+        // S7comm (conpot's companion on 102): a COTP connection request,
+        // setup communication, read SZL 0x001c, read var DB1, a lying TPKT.
+        b"\x03\x00\x00\x16\x11\xe0\x00\x00\x00\x14\x00\xc1\x02\x01\x00\xc2\x02\x01\x02\xc0\x01\x0a",
+        b"\x03\x00\x00\x19\x02\xf0\x80\x32\x01\x00\x00\x00\x00\x00\x08\x00\x00\xf0\x00\x00\x01\x00\x01\x01\xe0",
+        b"\x03\x00\x00\x21\x02\xf0\x80\x32\x07\x00\x00\x00\x00\x00\x08\x00\x08\x00\x01\x12\x04\x11\x44\x01\x00\xff\x09\x00\x04\x00\x1c\x00\x01",
+        b"\x03\x00\x00\x1f\x02\xf0\x80\x32\x01\x00\x00\x00\x01\x00\x0e\x00\x00\x04\x01\x12\x0a\x10\x02\x00\x04\x00\x01\x84\x00\x00\x00",
+        b"\x03\x00\x04\x00\x02\xf0\x80\x32\x07\xff\xff",
     ];
     let binary = proptest::collection::vec(proptest::sample::select(pieces), 0..10).prop_map(|p| p.concat());
     let raw = proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048);
@@ -170,28 +177,32 @@ async fn every_protocol_takes_any_bytes_and_keeps_serving() {
         let persona = Persona::derive(&name, Some("linux-server"), None, 1_764_000_000);
         let ctx = DeckyContext::new(&name, persona, sink.clone(), limits.clone(), b"fuzz-seed");
         let listener = ServiceListener::open(ctx, protocol.name(), "127.0.0.1:0".parse().unwrap()).unwrap();
-        let target = listener.addr;
-        let cases: Vec<Vec<u8>> = (0..CASES).map(|_| inputs().new_tree(&mut runner).unwrap().current()).collect();
-        let mut clients = tokio::task::JoinSet::new();
-        for (j, bytes) in cases.into_iter().enumerate() {
-            // Each client its own source address: per-source limits and
-            // password counts never mask an input.
-            let source = IpAddr::V4(Ipv4Addr::new(127, 60, i as u8, j as u8 + 1));
-            clients.spawn(async move {
-                let socket = TcpSocket::new_v4().unwrap();
-                socket.bind(SocketAddr::new(source, 0)).unwrap();
-                let Ok(mut stream) = socket.connect(target).await else { return };
-                let _ = stream.write_all(&bytes).await;
-                let mut sink = Vec::new();
-                let _ = tokio::time::timeout(Duration::from_secs(4), stream.read_to_end(&mut sink)).await;
-            });
+        // The service's own port, then its companions' (conpot's S7comm).
+        let targets: Vec<SocketAddr> =
+            std::iter::once(listener.addr).chain(listener.companions.iter().map(|(_, at)| *at)).collect();
+        for (k, target) in targets.into_iter().enumerate() {
+            let cases: Vec<Vec<u8>> = (0..CASES).map(|_| inputs().new_tree(&mut runner).unwrap().current()).collect();
+            let mut clients = tokio::task::JoinSet::new();
+            for (j, bytes) in cases.into_iter().enumerate() {
+                // Each client its own source address: per-source limits and
+                // password counts never mask an input.
+                let source = IpAddr::V4(Ipv4Addr::new(127, 60 + 2 * k as u8, i as u8, j as u8 + 1));
+                clients.spawn(async move {
+                    let socket = TcpSocket::new_v4().unwrap();
+                    socket.bind(SocketAddr::new(source, 0)).unwrap();
+                    let Ok(mut stream) = socket.connect(target).await else { return };
+                    let _ = stream.write_all(&bytes).await;
+                    let mut sink = Vec::new();
+                    let _ = tokio::time::timeout(Duration::from_secs(4), stream.read_to_end(&mut sink)).await;
+                });
+            }
+            while let Some(joined) = clients.join_next().await {
+                joined.expect("a client task");
+            }
+            // The service still answers a plain connection afterwards.
+            let probe = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(target)).await;
+            assert!(matches!(probe, Ok(Ok(_))), "{} stopped accepting on {target}", protocol.name());
         }
-        while let Some(joined) = clients.join_next().await {
-            joined.expect("a client task");
-        }
-        // The service still answers a plain connection afterwards.
-        let probe = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(target)).await;
-        assert!(matches!(probe, Ok(Ok(_))), "{} stopped accepting", protocol.name());
         listener.close().await;
     }
     // Every session has ended (service closed) and written its last lines.
@@ -230,6 +241,14 @@ fn udp_probe(service: &str, hostname: &str) -> Vec<u8> {
         "snmp" => b"\x30\x29\x02\x01\x01\x04\x06public\xa0\x1c\x02\x04\x12\x34\x56\x78\x02\x01\x00\x02\x01\x00\x30\x0e\x30\x0c\x06\x08\x2b\x06\x01\x02\x01\x01\x01\x00\x05\x00".to_vec(),
         "sip" => b"OPTIONS sip:nm SIP/2.0\r\nVia: SIP/2.0/UDP nm;branch=foo;rport\r\nFrom: <sip:nm@nm>;tag=root\r\nTo: <sip:nm2@nm2>\r\nCall-ID: 50000\r\nCSeq: 42 OPTIONS\r\nContent-Length: 0\r\n\r\n".to_vec(),
         "tftp" => b"\0\x01startup-config\0octet\0".to_vec(),
+        // <hostname>.local A, as dig asks it (legacy unicast).
+        "mdns" => {
+            let mut q = b"\0\x09\0\0\0\x01\0\0\0\0\0\0".to_vec();
+            q.push(hostname.len() as u8);
+            q.extend_from_slice(hostname.as_bytes());
+            q.extend_from_slice(b"\x05local\0\0\x01\0\x01");
+            q
+        }
         other => panic!("no UDP probe for {other}: add one here"),
     }
 }

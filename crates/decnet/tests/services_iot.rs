@@ -365,6 +365,31 @@ async fn hostile_frames_end_only_their_own_session() {
     // Modbus: nmap's HTTP probe gets the exception real devices send.
     let got = exchange(502, b"GET / HTTP/1.0\r\n\r\n".to_vec()).await;
     assert_eq!(got, b"GET \x00\x03H\xd4\x01");
+    // S7comm: what is not a TPKT, or a TPKT over the TPDU size, ends the
+    // session unanswered and says why; a connection request still gets
+    // its confirm afterwards.
+    let got = exchange(102, b"GET / HTTP/1.0\r\n\r\n".to_vec()).await;
+    assert!(got.is_empty(), "{got:?}");
+    fleet
+        .receiver
+        .wait_for("not tpkt", |l| {
+            is(l, "conpot", "disconnect") && sd(l, "reason").is_some_and(|r| r.contains("not a TPKT frame (version 71"))
+        })
+        .await;
+    let got = exchange(102, vec![3, 0, 0xff, 0xff, 0x02, 0xf0, 0x80]).await;
+    assert!(got.is_empty(), "{got:?}");
+    fleet
+        .receiver
+        .wait_for("tpkt too long", |l| {
+            is(l, "conpot", "disconnect") && sd(l, "reason").is_some_and(|r| r.contains("length 65535"))
+        })
+        .await;
+    // Then a disconnect request, which the CPU closes on.
+    let mut cr_dr = vec![3, 0, 0, 22, 17, 0xe0, 0, 0, 0, 1, 0, 0xc1, 2, 1, 0, 0xc2, 2, 1, 2, 0xc0, 1, 10];
+    cr_dr.extend([3, 0, 0, 11, 6, 0x80, 0, 1, 0, 1, 0]);
+    let got = exchange(102, cr_dr).await;
+    assert_eq!(got.len(), 22, "only the confirm: {got:?}");
+    assert_eq!(got.get(5), Some(&0xd0), "connection confirm: {got:?}");
     // Modbus: a frame cut short ends the session, nothing answered.
     let got = exchange(502, vec![0, 1, 0, 0, 0, 6, 1, 3, 0]).await;
     assert!(got.is_empty(), "{got:?}");
@@ -407,4 +432,75 @@ async fn hostile_frames_end_only_their_own_session() {
     )
     .await;
     assert_eq!(got, [0x20, 2, 0, 0]);
+}
+
+/// The conpot PLC's S7comm side on 102, judged by nmap's s7-info (what
+/// Shodan-style scanners print) and by python-snap7's client, with every
+/// request recorded under the `conpot` service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s7comm_identifies_the_plc_to_nmap_and_snap7_and_records_each_request() {
+    let fleet = NsFleet::start("iots7", &[(DECKY, IP)], |_| {}).await;
+    fleet.deploy(DECKY, &["conpot"]).await;
+    let listening = fleet.driver.listening("fleet", DECKY).await;
+    assert!(listening.iter().any(|(s, at)| s == "conpot" && at.port() == 502), "{listening:?}");
+
+    let out = fleet.ns.run(120, "nmap", &["-sV", "-Pn", "-n", "-p102", "--script", "s7-info", IP]).await;
+    let (report, _) = text(&out);
+    // The persona's facts (they depend on the decky's name only).
+    let plc = decnet::decky::services::s7comm::Identity::of(&decnet::decky::Persona::derive(DECKY, None, None, 0));
+    let plant = format!("Plant Identification: {}", plc.plant);
+    let serial_line = format!("Serial Number: {}", plc.serial);
+    for want in [
+        "102/tcp open  iso-tsap Siemens S7 PLC",
+        "Module: 6ES7 315-2EH14-0AB0",
+        "Basic Hardware: 6ES7 315-2EH14-0AB0",
+        "Version: 3.2.6",
+        "System Name: IOT-01",
+        "Module Type: CPU 315-2 PN/DP",
+        serial_line.as_str(),
+        plant.as_str(),
+        "Copyright: Original Siemens Equipment",
+    ] {
+        assert!(report.contains(want), "s7-info does not print {want:?}\n{report}");
+    }
+
+    let script = format!(
+        r#"
+import json, snap7
+c = snap7.client.Client()
+c.connect("{IP}", 0, 2)
+info = c.get_cpu_info()
+try:
+    c.db_read(1, 0, 4)
+    db = "read"
+except Exception as e:
+    db = type(e).__name__
+print(json.dumps({{
+  "connected": c.get_connected(), "pdu": c.get_pdu_length(),
+  "module_type": info.ModuleTypeName.decode(), "serial": info.SerialNumber.decode(),
+  "as_name": info.ASName.decode(), "module": info.ModuleName.decode(),
+  "copyright": info.Copyright.decode(), "db": db,
+}}))
+c.disconnect()
+"#
+    );
+    let out = fleet.ns.run(60, "python3", &["-c", &script]).await;
+    let (stdout, stderr) = text(&out);
+    let got: serde_json::Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
+    assert_eq!(got["connected"], true);
+    assert_eq!(got["pdu"], 240, "the CPU's PDU size");
+    assert_eq!(got["module_type"], "CPU 315-2 PN/DP");
+    assert_eq!(got["module"], "CPU 315-2 PN/DP");
+    assert_eq!(got["as_name"], "IOT-01");
+    assert_eq!(got["copyright"], "Original Siemens Equipment");
+    assert_eq!(got["serial"], plc.serial.as_str());
+    assert_ne!(got["db"], "read", "a DB the program lacks is an error");
+
+    let has = |needle: &'static str| move |l: &decnet::events::rfc5424::SyslogLine| has_command(l, "conpot", needle);
+    fleet.receiver.wait_for("cotp connect", has("cotp_connect calling_tsap=0100 called_tsap=0102")).await;
+    fleet.receiver.wait_for("setup", has("setup_communication pdu=480")).await;
+    fleet.receiver.wait_for("szl 0x0011", has("read_szl id=0x0011 index=0x0001")).await;
+    fleet.receiver.wait_for("szl 0x001c", has("read_szl id=0x001c index=0x0000")).await;
+    fleet.receiver.wait_for("db read", has("read_var DB1.0.0 size=2 count=4")).await;
 }

@@ -216,3 +216,65 @@ fn ring_sha256(data: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// mDNS as dig (legacy unicast on 5353) and nmap's dns-service-discovery
+/// see it: the decky's `.local` name, the DNS-SD list built from the
+/// services it is serving right now with their ports, every question
+/// recorded, other names unanswered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mdns_answers_its_name_and_lists_what_the_decky_serves() {
+    let fleet = NsFleet::start("mdns", &[(DECKY, IP)], |o| {
+        o.personas.insert(DECKY.into(), serde_json::json!({"release": "debian-12"}));
+    })
+    .await;
+    fleet.deploy(DECKY, &["mdns", "http", "ftp"]).await;
+    let ns = &fleet.ns;
+    let mdns = ["-p", "5353", &format!("@{IP}"), "+tries=1", "+time=2"].map(String::from);
+    let dig = |args: &[&str]| {
+        let mut all: Vec<&str> = mdns.iter().map(String::as_str).collect();
+        all.extend(args);
+        let all: Vec<String> = all.iter().map(|s| s.to_string()).collect();
+        async move {
+            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+            ns.run(20, "dig", &refs).await
+        }
+    };
+    let out = dig(&["ns-01.local", "A", "+short"]).await;
+    assert_eq!(text(&out), IP, "{}", String::from_utf8_lossy(&out.stderr));
+    let out = dig(&["_services._dns-sd._udp.local", "PTR", "+short"]).await;
+    let mut types: Vec<String> = text(&out).lines().map(str::to_string).collect();
+    types.sort();
+    assert_eq!(types, ["_ftp._tcp.local.", "_http._tcp.local."], "{}", text(&out));
+    let out = dig(&["_http._tcp.local", "PTR"]).await;
+    let answer = text(&out);
+    let squashed = answer.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(answer.contains("flags: qr aa;"), "{answer}");
+    assert!(
+        squashed.contains("ns-01._http._tcp.local. 10 IN SRV 0 0 80 ns-01.local."),
+        "legacy TTL, real port\n{answer}"
+    );
+    assert!(squashed.contains("ns-01.local. 10 IN A 127.0.0.1"), "{answer}");
+    // Another host's name: a responder stays silent.
+    let out = dig(&["printer.local", "A"]).await;
+    assert!(text(&out).contains("timed out"), "{}", text(&out));
+
+    let out = ns.run(60, "nmap", &["-sU", "-Pn", "-n", "-p5353", "--script", "dns-service-discovery", IP]).await;
+    let report = text(&out);
+    for want in ["5353/udp open", "80/tcp http", "21/tcp ftp", "Address=127.0.0.1"] {
+        assert!(report.contains(want), "dns-service-discovery does not print {want:?}\n{report}");
+    }
+
+    let line = fleet
+        .receiver
+        .wait_for("mdns request", |l| is(l, "mdns", "request") && sd(l, "name") == Some("printer.local."))
+        .await;
+    assert_eq!((sd(&line, "qtype"), sd(&line, "answered")), (Some("A"), Some("false")));
+    fleet
+        .receiver
+        .wait_for("mdns enumeration", |l| {
+            is(l, "mdns", "request")
+                && sd(l, "name") == Some("_services._dns-sd._udp.local.")
+                && sd(l, "answered") == Some("true")
+        })
+        .await;
+}

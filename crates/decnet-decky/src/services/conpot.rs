@@ -21,8 +21,8 @@
 //! and what its service signatures recognise as Modbus. Every request is
 //! a `command` line (unit, function, address, count, written values).
 //!
-//! S7comm (port 102) is not served: the catalogue gives a service one
-//! port, and `conpot` is Modbus/TCP's.
+//! The same PLC answers S7comm on port 102 ([`super::s7comm`], this
+//! service's companion): one `conpot` in a decky's services opens both.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -46,6 +46,9 @@ impl super::Protocol for Conpot {
     }
     fn serve(&self, session: SharedSession, io: Metered<TcpStream>) -> super::ServeFuture {
         Box::pin(serve(session, io))
+    }
+    fn companions(&self) -> &'static [&'static dyn super::Protocol] {
+        &[&super::s7comm::S7comm]
     }
 }
 

@@ -21,6 +21,7 @@ pub mod k8s;
 pub mod ldap;
 pub mod llmnr;
 pub mod mail_login;
+pub mod mdns;
 pub mod mongo_wire;
 pub mod mongodb;
 pub mod mqtt;
@@ -32,6 +33,7 @@ pub mod postgres;
 pub mod rdp;
 pub mod redis;
 pub mod resp;
+pub mod s7comm;
 pub mod sip;
 pub mod smb;
 pub mod smtp;
@@ -81,6 +83,15 @@ pub trait Protocol: Sync {
     fn transports(&self) -> &'static [Transport] {
         &[Transport::Tcp]
     }
+    /// Further protocols this catalogue service also speaks, each on its
+    /// own well-known port (conpot: S7comm on 102 beside Modbus/TCP on
+    /// 502, as one PLC answers both). They open and close with the
+    /// service, their sessions are recorded under its name, and a port
+    /// offset moves them as it moves the service's own port. They are not
+    /// in [`REGISTRY`]: a companion is not a service one can deploy alone.
+    fn companions(&self) -> &'static [&'static dyn Protocol] {
+        &[]
+    }
     /// Serve one accepted connection until it ends. A UDP-only protocol
     /// keeps this default: it is never called for it.
     fn serve(&self, _session: SharedSession, _io: Metered<TcpStream>) -> ServeFuture {
@@ -120,6 +131,7 @@ pub static REGISTRY: &[&dyn Protocol] = &[
     &mongodb::Mongodb,
     &dns::Dns,
     &llmnr::Llmnr,
+    &mdns::Mdns,
     &snmp::Snmp,
     &sip::Sip,
     &tftp::Tftp,

@@ -364,9 +364,13 @@ async fn print_deckies(db: &Path, port_offset: u16) -> anyhow::Result<()> {
         let services: Vec<String> = d
             .services
             .iter()
-            .map(|s| match crate::decky::default_port(s) {
-                Some(p) => format!("{s}:{}", p.saturating_add(port_offset)),
-                None => format!("{s}(not served)"),
+            .map(|s| match crate::decky::default_ports(s) {
+                ports if ports.is_empty() => format!("{s}(not served)"),
+                // conpot:502+102: a service and its companions' ports.
+                ports => {
+                    let ports: Vec<String> = ports.iter().map(|p| p.saturating_add(port_offset).to_string()).collect();
+                    format!("{s}:{}", ports.join("+"))
+                }
             })
             .collect();
         println!("    {:<12} {:<12} {}", d.name, address, services.join(" "));

@@ -434,7 +434,7 @@ impl NativeDriver {
             }
         }
         for l in opened {
-            tracing::info!(decky = change.decky, service = %l.service, addr = %l.addr, "native service listening");
+            tracing::info!(decky = change.decky, service = %l.service, addr = %l.addr, companions = ?l.companions, "native service listening");
             entry.listeners.insert(l.service.clone(), l);
         }
         Ok(())
