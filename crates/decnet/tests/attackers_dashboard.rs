@@ -494,7 +494,12 @@ async fn the_console_tells_the_attack_story_at_1280_and_1920() {
     let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let (_driver, b) = browser(home).await;
     for (w, h) in [(1280u32, 800u32), (1920, 1080)] {
+        // The viewport (not the window) is w x h: add what the window's
+        // own frame takes, measured.
         b.set_window_size(w, h).await.unwrap();
+        let frame = b.execute("return [outerWidth - innerWidth, outerHeight - innerHeight]", vec![]).await.unwrap();
+        let (fw, fh): (u32, u32) = serde_json::from_value(frame).unwrap();
+        b.set_window_size(w + fw, h + fh).await.unwrap();
         sign_in(&b, &url, "ada", "pw-ada").await;
         // The first screen is the Overview, filled from the attack.
         b.goto(&format!("{url}#overview")).await.unwrap();
@@ -511,7 +516,7 @@ async fn the_console_tells_the_attack_story_at_1280_and_1920() {
         std::fs::write(shots.join(format!("console-overview-{w}.png")), b.screenshot().await.unwrap()).unwrap();
 
         // The attacker page, from the Overview's top sources.
-        click_live(&b, &format!(r#"#top-sources a[href="#attacker/{ip}"]"#)).await;
+        click_live(&b, &format!(r##"#top-sources a[href="#attacker/{ip}"]"##)).await;
         let creds = wait_text(&b, "#attacker-credentials tbody", |t| passwords.iter().all(|p| t.contains(p))).await;
         assert!(creds.contains("root"), "{creds}");
         wait_text(&b, "#attacker-traversal", |t| t == "web-01 → files-02").await;
@@ -540,15 +545,17 @@ async fn the_console_tells_the_attack_story_at_1280_and_1920() {
             .await
             .unwrap();
         let (inner, scroll, bad): (u32, u32, Vec<String>) = serde_json::from_value(fit).unwrap();
-        assert!(inner <= w && inner + 40 >= w, "the window is {w} px wide: innerWidth {inner}");
+        assert_eq!(inner, w, "the viewport is {w} px wide");
         assert!(scroll <= inner, "the page scrolls sideways at {w} px: {scroll} > {inner}");
         assert!(bad.is_empty(), "panels outside the viewport at {w} px: {bad:?}");
+
+        std::fs::write(shots.join(format!("console-attacker-{w}.png")), b.screenshot().await.unwrap()).unwrap();
 
         click_live(&b, &format!(r#"#attacker-sessions tr[data-sid="{sid}"] button.replay"#)).await;
         click_live(&b, "#replay-player .ap-overlay-start").await;
         let shown = wait_text(&b, "#replay-player", |t| t.contains("console-replayed-kernel")).await;
         assert!(shown.contains("uname -a"), "{shown:?}");
-        std::fs::write(shots.join(format!("console-attacker-{w}.png")), b.screenshot().await.unwrap()).unwrap();
+        std::fs::write(shots.join(format!("console-replay-{w}.png")), b.screenshot().await.unwrap()).unwrap();
 
         // The Credentials and Sessions pages.
         b.goto(&format!("{url}#credentials")).await.unwrap();
