@@ -35,6 +35,17 @@ CREATE TABLE console_top (
 -- "Top N of a kind" walks this backwards and stops after N rows.
 CREATE INDEX console_top_by_hits ON console_top (kind, hits);
 
+-- Tries per username/password pair, so the Credentials page's most-tried
+-- pairs are an index walk, not a GROUP BY over every credentials row.
+CREATE TABLE console_pairs (
+    username      TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    last_seen     REAL NOT NULL,
+    PRIMARY KEY (username, secret_sha256)
+);
+CREATE INDEX console_pairs_by_attempts ON console_pairs (attempts);
+
 CREATE TRIGGER console_log_counted AFTER INSERT ON logs
 BEGIN
     INSERT INTO console_hourly (hour, events, sessions)
@@ -71,6 +82,8 @@ BEGIN
         ON CONFLICT (kind, value) DO UPDATE SET hits = hits + NEW.attempts, last_seen = max(last_seen, NEW.last_seen);
     INSERT INTO console_top (kind, value, hits, last_seen) VALUES ('password', NEW.secret_sha256, NEW.attempts, NEW.last_seen)
         ON CONFLICT (kind, value) DO UPDATE SET hits = hits + NEW.attempts, last_seen = max(last_seen, NEW.last_seen);
+    INSERT INTO console_pairs (username, secret_sha256, attempts, last_seen) VALUES (NEW.username, NEW.secret_sha256, NEW.attempts, NEW.last_seen)
+        ON CONFLICT (username, secret_sha256) DO UPDATE SET attempts = attempts + NEW.attempts, last_seen = max(last_seen, NEW.last_seen);
 END;
 
 CREATE TRIGGER console_credential_repeated AFTER UPDATE OF attempts ON credentials
@@ -82,6 +95,8 @@ BEGIN
         ON CONFLICT (kind, value) DO UPDATE SET hits = hits + NEW.attempts - OLD.attempts, last_seen = max(last_seen, NEW.last_seen);
     INSERT INTO console_top (kind, value, hits, last_seen) VALUES ('password', NEW.secret_sha256, NEW.attempts - OLD.attempts, NEW.last_seen)
         ON CONFLICT (kind, value) DO UPDATE SET hits = hits + NEW.attempts - OLD.attempts, last_seen = max(last_seen, NEW.last_seen);
+    INSERT INTO console_pairs (username, secret_sha256, attempts, last_seen) VALUES (NEW.username, NEW.secret_sha256, NEW.attempts - OLD.attempts, NEW.last_seen)
+        ON CONFLICT (username, secret_sha256) DO UPDATE SET attempts = attempts + NEW.attempts - OLD.attempts, last_seen = max(last_seen, NEW.last_seen);
 END;
 
 -- Backfill from what an existing database already holds.
@@ -104,8 +119,12 @@ INSERT INTO console_top (kind, value, hits, last_seen)
     SELECT 'username', username, SUM(attempts), MAX(last_seen) FROM credentials GROUP BY username;
 INSERT INTO console_top (kind, value, hits, last_seen)
     SELECT 'password', secret_sha256, SUM(attempts), MAX(last_seen) FROM credentials GROUP BY secret_sha256;
+INSERT INTO console_pairs (username, secret_sha256, attempts, last_seen)
+    SELECT username, secret_sha256, SUM(attempts), MAX(last_seen) FROM credentials GROUP BY username, secret_sha256;
 
 -- The lists of the Credentials, Sessions and Overview pages.
 CREATE INDEX IF NOT EXISTS credentials_by_pair ON credentials (username, secret_sha256);
 CREATE INDEX IF NOT EXISTS artifacts_by_time ON artifacts (first_seen);
 CREATE INDEX IF NOT EXISTS recordings_by_time ON recordings (started);
+-- The Credentials page filtered by decky groups that decky's rows in pair order.
+CREATE INDEX IF NOT EXISTS credentials_by_decky_pair ON credentials (decky, username, secret_sha256);

@@ -187,7 +187,7 @@ async fn build_console(pool: &sqlx::SqlitePool) {
         "WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < {CREDENTIALS} - 1)
          INSERT INTO credentials (attacker_ip, decky, service, username, secret_sha256, secret_b64, secret_text,
                                   first_seen, last_seen, attempts)
-         SELECT {IP_SQL}, 'decky-' || (x % 8), 'ssh', 'user' || (x % 2000), printf('%064d', x % 5000), 'eA==',
+         SELECT {IP_SQL}, 'decky-' || (x % 7), 'ssh', 'user' || (x % 2000), printf('%064d', x % 5000), 'eA==',
                 'pw-' || (x % 5000), {now} - x * 20, {now} - x * 20, 1 + x % 3 FROM c"
     ))
     .execute(pool)
@@ -253,6 +253,7 @@ async fn console_overview_over_a_million_rows() {
         "/api/v1/overview?hours=720",
         "/api/v1/credentials",
         "/api/v1/credentials?username=user7",
+        "/api/v1/credentials?decky=decky-3",
         "/api/v1/sessions",
         "/api/v1/sessions?decky=decky-3",
         "/api/v1/sessions?ip=10.0.12.34",

@@ -269,14 +269,25 @@ pub async fn credentials(
         clauses.push("decky = ?");
         binds.push(d.clone());
     }
-    let filter = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    // Unfiltered, the most-tried pairs come from the `console_pairs`
+    // roll-up (an index walk) and only their rows are read; a filter
+    // narrows `credentials` by index first and groups what is left.
+    // (`limit` is a checked integer, so it can be part of the SQL text.)
+    let pairs = if clauses.is_empty() {
+        format!(
+            "(SELECT c.* FROM (SELECT username, secret_sha256 FROM console_pairs ORDER BY attempts DESC LIMIT {limit}) AS top
+              JOIN credentials c ON c.username = top.username AND c.secret_sha256 = top.secret_sha256)"
+        )
+    } else {
+        format!("(SELECT * FROM credentials WHERE {})", clauses.join(" AND "))
+    };
     let sql = format!(
         "SELECT username, secret_sha256, MAX(secret_text) AS secret_text, MAX(secret_b64) AS secret_b64,
                 MAX(secret_kind) AS secret_kind, SUM(attempts) AS attempts,
                 json_group_array(DISTINCT attacker_ip) AS attackers,
                 json_group_array(DISTINCT decky || ':' || service) AS targets,
                 MIN(first_seen) AS first_seen, MAX(last_seen) AS last_seen
-         FROM credentials {filter} GROUP BY username, secret_sha256 ORDER BY attempts DESC, last_seen DESC LIMIT ?"
+         FROM {pairs} GROUP BY username, secret_sha256 ORDER BY attempts DESC, last_seen DESC LIMIT ?"
     );
     let mut q = sqlx::query(&sql);
     for b in binds {
