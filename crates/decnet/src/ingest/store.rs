@@ -308,6 +308,7 @@ mod tests {
         assert_eq!(c.username, "root");
         // sha256("hunter2")
         assert_eq!(c.secret_sha256, "f52fbd32b2b3b86ff88ef6c490628285f482af15ddcb29541f94bcf526a3f6c7");
+        assert_eq!(c.secret_text, "hunter2", "the guess kept in clear for the console");
         // Unpadded base64 is accepted too; garbage is no credential.
         let mut r2 = r.clone();
         r2.fields.insert("secret_b64".into(), "aHVudGVyMg".into());
