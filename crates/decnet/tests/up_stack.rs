@@ -60,7 +60,8 @@ async fn up_runs_the_stack_and_the_dashboard_works_in_a_real_browser() {
     field.clear().await.unwrap();
     field.send_keys(&password).await.unwrap();
     browser.find(Locator::Id("login-button")).await.unwrap().click().await.unwrap();
-    for worker in ["bus", "api", "mutator"] {
+    // Every worker `up` runs, and only those: none stays `unknown`.
+    for worker in ["bus", "api", "mutator", "collector", "profiler", "clusterer"] {
         browser
             .wait()
             .at_most(Duration::from_secs(20))
@@ -68,8 +69,10 @@ async fn up_runs_the_stack_and_the_dashboard_works_in_a_real_browser() {
             .await
             .unwrap_or_else(|e| panic!("{worker} never shown ok: {e}"));
     }
-    let unknown = browser.find(Locator::Css("#worker-sniffer .status.unknown")).await;
-    assert!(unknown.is_ok(), "a worker that never reported is unknown");
+    for absent in ["sniffer", "prober", "agent", "updater", "forwarder"] {
+        let row = browser.find(Locator::Id(&format!("worker-{absent}"))).await;
+        assert!(row.is_err(), "{absent} is not run by `up` and has no row");
+    }
     let bus_pill = browser.find(Locator::Id("bus")).await.unwrap().text().await.unwrap();
     assert_eq!(bus_pill, "bus connected");
     let shot = browser.screenshot().await.unwrap();

@@ -250,10 +250,11 @@ pub(crate) fn parse_ip(raw: &str) -> Result<String, ApiError> {
 )]
 pub async fn show(
     State(state): State<AppState>,
-    RequireViewer(_viewer): RequireViewer,
+    RequireViewer(viewer): RequireViewer,
     ApiPath(ip): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let ip = parse_ip(&ip)?;
+    let admin = viewer.role == crate::auth::Role::Admin;
     let row = sqlx::query(&format!("SELECT {SUMMARY}, commands FROM attackers WHERE ip = ?"))
         .bind(&ip)
         .fetch_optional(&state.pool)
@@ -272,13 +273,21 @@ pub async fn show(
     .await?
     .iter()
     .map(|r| {
+        let mut fields = json_column(r, "fields");
+        // The guessed password rides in the line's fields: a viewer gets it
+        // only masked, in `credentials`.
+        if !admin {
+            if let Some(f) = fields.as_object_mut() {
+                f.remove("secret_b64");
+            }
+        }
         Ok(json!({
             "id": r.try_get::<i64, _>("id")?,
             "timestamp": r.try_get::<f64, _>("timestamp")?,
             "decky": r.try_get::<String, _>("decky")?,
             "service": r.try_get::<String, _>("service")?,
             "event_type": r.try_get::<String, _>("event_type")?,
-            "fields": json_column(r, "fields"),
+            "fields": fields,
             "msg": r.try_get::<String, _>("msg")?,
         }))
     })
@@ -286,7 +295,7 @@ pub async fn show(
     body["timeline"] = Value::Array(timeline);
 
     let credentials = sqlx::query(
-        "SELECT decky, service, username, secret_b64, secret_kind, attempts, first_seen, last_seen FROM credentials
+        "SELECT decky, service, username, secret_b64, secret_text, secret_kind, attempts, first_seen, last_seen FROM credentials
          WHERE attacker_ip = ? ORDER BY first_seen LIMIT 1000",
     )
     .bind(&ip)
@@ -294,11 +303,15 @@ pub async fn show(
     .await?
     .iter()
     .map(|r| {
+        // Clear text for an admin, masked for a viewer (api::console);
+        // the base64 form is the clear text too, so admins only.
+        let secret_b64 = if admin { Some(r.try_get::<String, _>("secret_b64")?) } else { None };
         Ok(json!({
             "decky": r.try_get::<String, _>("decky")?,
             "service": r.try_get::<String, _>("service")?,
             "username": r.try_get::<String, _>("username")?,
-            "secret_b64": r.try_get::<String, _>("secret_b64")?,
+            "secret": super::console::shown_secret(viewer.role, &super::console::secret_text_of(r)),
+            "secret_b64": secret_b64,
             "secret_kind": r.try_get::<String, _>("secret_kind")?,
             "attempts": r.try_get::<i64, _>("attempts")?,
             "first_seen": r.try_get::<f64, _>("first_seen")?,

@@ -11,6 +11,7 @@ pub mod artifacts;
 pub mod assets;
 pub mod attacker_events;
 pub mod attackers;
+pub mod console;
 pub mod dashboard;
 pub mod error;
 pub mod events;
@@ -77,6 +78,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/identities", get(attackers::identities))
         .route("/api/v1/logs", get(logs::list))
         .route("/api/v1/fleet", get(fleet::list))
+        .route("/api/v1/overview", get(console::overview))
+        .route("/api/v1/credentials", get(console::credentials))
+        .route("/api/v1/sessions", get(console::sessions))
         .fallback(no_such_route)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         // Outside the limit, so it sees (and turns into JSON) the limit's own 413.
@@ -209,5 +213,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(recordings::RecordingsDoc::openapi());
     doc.merge(logs::LogsDoc::openapi());
     doc.merge(fleet::FleetDoc::openapi());
+    doc.merge(console::ConsoleDoc::openapi());
     doc
 }

@@ -230,6 +230,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         senses.push(env(ChildSpec::this_binary("sniffer", &["sniffer"])?));
     }
 
+    // The Workers page lists what this deployment runs, so no row can only
+    // ever be `unknown` (agent, updater and forwarder are not started here).
+    let mut known_workers = vec!["api", "bus", "mutator", "collector", "profiler", "clusterer"];
+    known_workers.extend(senses.iter().map(|s| s.name.as_str()));
+    let api = api.env("DECNET_KNOWN_WORKERS", known_workers.join(","));
+
     let shutdown = CancellationToken::new();
     super::bus::spawn_signal_handler(&shutdown)?;
 

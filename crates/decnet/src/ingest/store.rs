@@ -201,6 +201,9 @@ pub struct Credential {
     pub secret_b64: String,
     /// Hex SHA-256 of the decoded secret.
     pub secret_sha256: String,
+    /// The decoded secret as text (invalid UTF-8 as U+FFFD): what the
+    /// attacker guessed, shown in clear to admins only (api::credentials).
+    pub secret_text: String,
     /// `password`, or `hash:<hash_type>`.
     pub kind: String,
 }
@@ -231,6 +234,7 @@ pub fn credential_of(record: &Record) -> Option<Credential> {
             username: username.to_string(),
             secret_b64: base64::engine::general_purpose::STANDARD.encode(hash),
             secret_sha256,
+            secret_text: hash.to_string(),
             kind: format!("hash:{hash_type}"),
         });
     };
@@ -253,6 +257,7 @@ pub fn credential_of(record: &Record) -> Option<Credential> {
         username: username.to_string(),
         secret_b64: secret_b64.to_string(),
         secret_sha256,
+        secret_text: String::from_utf8_lossy(&secret).into_owned(),
         kind: "password".to_string(),
     })
 }
@@ -265,8 +270,8 @@ pub async fn upsert_credential(
     cred: &Credential,
 ) -> anyhow::Result<bool> {
     let (attempts,): (i64,) = sqlx::query_as(
-        "INSERT INTO credentials (attacker_ip, decky, service, username, secret_sha256, secret_b64, secret_kind, first_seen, last_seen, attempts) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1) \
+        "INSERT INTO credentials (attacker_ip, decky, service, username, secret_sha256, secret_b64, secret_text, secret_kind, first_seen, last_seen, attempts) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) \
          ON CONFLICT (attacker_ip, decky, service, username, secret_sha256) DO UPDATE SET \
            attempts = attempts + 1, \
            first_seen = min(first_seen, excluded.first_seen), \
@@ -279,6 +284,7 @@ pub async fn upsert_credential(
     .bind(&cred.username)
     .bind(&cred.secret_sha256)
     .bind(&cred.secret_b64)
+    .bind(&cred.secret_text)
     .bind(&cred.kind)
     .bind(record.timestamp)
     .bind(record.timestamp)
@@ -302,6 +308,7 @@ mod tests {
         assert_eq!(c.username, "root");
         // sha256("hunter2")
         assert_eq!(c.secret_sha256, "f52fbd32b2b3b86ff88ef6c490628285f482af15ddcb29541f94bcf526a3f6c7");
+        assert_eq!(c.secret_text, "hunter2", "the guess kept in clear for the console");
         // Unpadded base64 is accepted too; garbage is no credential.
         let mut r2 = r.clone();
         r2.fields.insert("secret_b64".into(), "aHVudGVyMg".into());
