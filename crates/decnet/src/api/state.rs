@@ -71,6 +71,8 @@ pub struct AppState {
     pub login_guard: Arc<LoginGuard>,
     /// The artifacts and recordings folders.
     pub evidence: Arc<EvidenceDirs>,
+    /// Webhooks and the SIEM export (see `crate::alerts`).
+    pub alerts: Arc<crate::alerts::Alerts>,
 }
 
 impl AppState {
@@ -94,7 +96,15 @@ impl AppState {
             limits: Arc::new(ApiLimits::default()),
             login_guard: Arc::new(LoginGuard::new(&ApiLimits::default())),
             evidence: Arc::new(EvidenceDirs::in_home()),
+            alerts: Arc::new(crate::alerts::Alerts::default()),
         }
+    }
+
+    /// The same state alerting through `alerts` (its bus connection,
+    /// SIEM exporter and retry settings).
+    pub fn with_alerts(mut self, alerts: crate::alerts::Alerts) -> Self {
+        self.alerts = Arc::new(alerts);
+        self
     }
 
     /// The same state serving artifacts and recordings from `dirs`.

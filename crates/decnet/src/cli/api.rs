@@ -75,6 +75,31 @@ pub struct ApiArgs {
     /// all addresses).
     #[arg(long, env = "DECNET_API_LOGIN_FAILURES", default_value_t = ThrottleConfig::default().per_user_addr)]
     pub login_failures_per_min: u32,
+    /// Export every bus event as ECS JSON in octet-counted syslog to this
+    /// receiver: `tcp://HOST:PORT` or `tls://HOST:PORT` (docs/alerts.md).
+    #[arg(long, env = "DECNET_SIEM")]
+    pub siem: Option<String>,
+    /// CA certificate (PEM) the `tls://` SIEM receiver's certificate must chain to.
+    #[arg(long, env = "DECNET_SIEM_CA")]
+    pub siem_ca: Option<PathBuf>,
+    /// Events queued for the SIEM receiver at most; more are dropped and counted.
+    #[arg(long, env = "DECNET_SIEM_QUEUE", default_value_t = crate::alerts::siem::DEFAULT_QUEUE)]
+    pub siem_queue: usize,
+}
+
+/// The alerts side from `--siem*`: webhooks always, listening on a bus
+/// connection of its own (`api-alerts`) at `socket`.
+pub fn alerts(args: &ApiArgs, socket: &std::path::Path) -> anyhow::Result<crate::alerts::Alerts> {
+    let mut alerts =
+        crate::alerts::Alerts::default().with_bus(Arc::new(decnet_bus::sdk::AppBus::new("api-alerts", socket)));
+    if let Some(url) = &args.siem {
+        anyhow::ensure!(args.siem_queue > 0, "--siem-queue must be at least 1");
+        let mut config = crate::alerts::SiemConfig::parse(url, args.siem_ca.clone())?;
+        config.queue = args.siem_queue;
+        tracing::info!(destination = %url, "SIEM export on");
+        alerts = alerts.with_siem(crate::alerts::Siem::new(config));
+    }
+    Ok(alerts)
 }
 
 /// The limits from `--max-connections`, `--header-timeout-secs`,
@@ -146,13 +171,14 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
         anyhow::bail!("--token-ttl-secs must be positive");
     }
     let known = parse_known_workers(&args.known_workers)?;
+    let socket = decnet_bus::paths::resolve_socket_path(args.socket.as_deref());
+    let alerts = alerts(&args, &socket)?;
     let home = crate::state_dir::prepare_home()?;
     // One API per home (a `decnet up` holds this for its own API child).
     let _lock = crate::lock::acquire(&home, "api")?;
     let secret = auth::load_or_create_secret(&home)?;
     let db = args.db.unwrap_or_else(crate::store::default_db_path);
     let pool = crate::store::open(&db).await?;
-    let socket = decnet_bus::paths::resolve_socket_path(args.socket.as_deref());
     let bus = Arc::new(decnet_bus::sdk::AppBus::new("api", &socket));
     let ingest_stop = CancellationToken::new();
     let ingester = (!args.no_ingest).then(|| {
@@ -173,6 +199,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     )
     .with_events(events)
     .with_limits(limits)
+    .with_alerts(alerts)
     .with_evidence(api::EvidenceDirs {
         artifacts: args.artifacts_dir.clone().unwrap_or_else(|| home.join("artifacts")),
         recordings: args.recordings_dir.clone().unwrap_or_else(|| home.join("recordings")),

@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod mutations;
 pub mod topology;
 pub mod users;
+pub mod webhooks;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
