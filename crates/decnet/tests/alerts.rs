@@ -438,3 +438,66 @@ async fn a_siem_receiver_down_then_up_gets_the_later_events_and_overflow_is_coun
     cancel.cancel();
     tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
 }
+
+/// `decnet webhook …` as an operator types it, against the running API.
+async fn cli(api: &Api, token: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_decnet"))
+        .arg("webhook")
+        .args(args)
+        .args(["--api", &api.base])
+        .env("DECNET_TOKEN", token)
+        .env("DECNET_HOME", api._dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.unwrap().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[tokio::test]
+async fn the_webhook_cli_adds_lists_tests_and_deletes_through_the_api() {
+    let api = Api::start(None).await;
+    let admin = api.token(ADMIN).await;
+    let (rx, url) = Receiver::start(&[]).await;
+    // The URL comes on stdin: a Slack token stays out of argv.
+    let (ok, out, err) = cli(
+        &api,
+        &admin,
+        &["add", "soc", "--format", "slack", "--topic", "attacker.observed,credential.captured"],
+        &url,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("added webhook soc") && !out.contains("s3cr3t"), "{out}");
+
+    let (ok, out, _) = cli(&api, &admin, &["list"], "").await;
+    assert!(ok);
+    assert!(
+        out.contains("soc") && out.contains("slack") && out.contains("attacker.observed,credential.captured"),
+        "{out}"
+    );
+    assert!(!out.contains("s3cr3t"), "the URL is redacted: {out}");
+
+    let (ok, out, err) = cli(&api, &admin, &["test", "soc"], "").await;
+    assert!(ok, "{err}");
+    assert!(out.contains("delivered"), "{out}");
+    assert_eq!(rx.bodies().len(), 1);
+
+    let (ok, _, err) = cli(&api, &admin, &["add", "bad", "--url", &url, "--topic", "attacker.scored"], "").await;
+    assert!(!ok && err.contains("unknown topic"), "{err}");
+    let viewer = api.token(VIEWER).await;
+    let (ok, _, err) = cli(&api, &viewer, &["list"], "").await;
+    assert!(!ok && err.contains("403"), "{err}");
+
+    let (ok, out, _) = cli(&api, &admin, &["log"], "").await;
+    assert!(ok && out.contains("webhook.test") && out.contains("delivered"), "{out}");
+    let (ok, _, err) = cli(&api, &admin, &["del", "soc"], "").await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&api, &admin, &["test", "soc"], "").await;
+    assert!(!ok && err.contains("404"), "{err}");
+    api.stop().await;
+}
