@@ -103,7 +103,7 @@ async fn lookup(state: &AppState, key: &str) -> Result<Webhook, ApiError> {
 
 #[utoipa::path(get, path = "/api/v1/webhooks", tag = "alerts", security(("bearer" = [])),
     responses((status = 200, description = "`{webhooks: [WebhookView]}`"),
-              (status = 401, body = ErrorBody), (status = 403, description = "Not an admin", body = ErrorBody)))]
+              (status = 401, body = ErrorBody), (status = 403, description = "Not an admin", body = ErrorBody), (status = 500, description = "Database error", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     RequireAdmin(_admin): RequireAdmin,
@@ -114,7 +114,7 @@ pub async fn list(
 
 #[utoipa::path(post, path = "/api/v1/webhooks", tag = "alerts", security(("bearer" = [])), request_body = CreateWebhook,
     responses((status = 201, body = WebhookView), (status = 400, description = "Bad URL, topic, name or rate", body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 409, description = "Name taken", body = ErrorBody)))]
+              (status = 403, body = ErrorBody), (status = 409, description = "Name taken", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 500, description = "Database error", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     RequireAdmin(admin): RequireAdmin,
@@ -135,7 +135,7 @@ pub async fn create(
 
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "alerts", security(("bearer" = [])),
     params(("id" = String, Path, description = "Webhook id or name")),
-    responses((status = 200, body = WebhookView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = WebhookView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 500, description = "Database error", body = ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
     RequireAdmin(_admin): RequireAdmin,
@@ -147,7 +147,7 @@ pub async fn show(
 #[utoipa::path(patch, path = "/api/v1/webhooks/{id}", tag = "alerts", security(("bearer" = [])), request_body = UpdateWebhook,
     params(("id" = String, Path, description = "Webhook id or name")),
     responses((status = 200, body = WebhookView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 500, description = "Database error", body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
     RequireAdmin(admin): RequireAdmin,
@@ -174,7 +174,7 @@ pub async fn update(
 
 #[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "alerts", security(("bearer" = [])),
     params(("id" = String, Path, description = "Webhook id or name")),
-    responses((status = 204, description = "Deleted"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "Deleted"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 500, description = "Database error", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     RequireAdmin(admin): RequireAdmin,
@@ -189,7 +189,7 @@ pub async fn delete(
 #[utoipa::path(post, path = "/api/v1/webhooks/{id}/test", tag = "alerts", security(("bearer" = [])),
     params(("id" = String, Path, description = "Webhook id or name")),
     responses((status = 200, description = "How the test went (delivered or failed, with the error)", body = DeliveryOutcome),
-              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 500, description = "Database error", body = ErrorBody)))]
 pub async fn test(
     State(state): State<AppState>,
     RequireAdmin(admin): RequireAdmin,
@@ -208,7 +208,7 @@ pub struct DeliveriesQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/webhooks/deliveries", tag = "alerts", security(("bearer" = [])), params(DeliveriesQuery),
-    responses((status = 200, description = "`{deliveries: [Delivery]}`, newest first"), (status = 403, body = ErrorBody)))]
+    responses((status = 200, description = "`{deliveries: [Delivery]}`, newest first"), (status = 403, body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 500, description = "Database error", body = ErrorBody)))]
 pub async fn deliveries(
     State(state): State<AppState>,
     RequireAdmin(_admin): RequireAdmin,
@@ -227,7 +227,7 @@ pub async fn deliveries(
 }
 
 #[utoipa::path(get, path = "/api/v1/siem", tag = "alerts", security(("bearer" = [])),
-    responses((status = 200, description = "`SiemStats` with `enabled: true`, or `{enabled: false}`"), (status = 403, body = ErrorBody)))]
+    responses((status = 200, description = "`SiemStats` with `enabled: true`, or `{enabled: false}`"), (status = 403, body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 500, description = "Database error", body = ErrorBody)))]
 pub async fn siem(State(state): State<AppState>, RequireAdmin(_admin): RequireAdmin) -> Json<serde_json::Value> {
     match state.alerts.siem() {
         Some(s) => {
