@@ -83,6 +83,7 @@ impl Api {
         }
         let hub = FakeBus::new();
         let mut alerts = Alerts::new(fast()).with_bus(Arc::new(AppBus::fixed(hub.client("api-alerts"))));
+        let with_siem = siem.is_some();
         if let Some(s) = siem {
             alerts = alerts.with_siem(s);
         }
@@ -100,9 +101,11 @@ impl Api {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let stop = state.shutdown.clone();
         tokio::spawn(api::serve(listener, state.clone(), async move { stop.cancelled().await }));
-        // The alerts loop subscribes `>` on its own connection.
+        // The registry subscribes 2 patterns; the alerts loop, on its own
+        // connection, `>` with a SIEM, else the 5 bus topics webhooks take.
+        let expected = if with_siem { 3 } else { 7 };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while hub.subscription_count() < 3 {
+        while hub.subscription_count() < expected {
             assert!(tokio::time::Instant::now() < deadline, "alerts never subscribed");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

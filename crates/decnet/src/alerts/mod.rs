@@ -6,9 +6,12 @@
 //! API's ingester publishes `credential.captured` and `attacker.artifact`
 //! on the shared connection, so a subscription there would never see them.
 //!
+//! It subscribes `>` when a SIEM export is configured (every event is
+//! exported), else only the topics webhooks may ask for.
+//!
 //! For each event [`run`] hands it to the SIEM exporter (every topic but
 //! worker heartbeats) and, when its topic is one of
-//! [`webhooks::ALERT_TOPICS`], to every enabled webhook that asked for it:
+//! [`crate::store::webhooks::ALERT_TOPICS`], to every enabled webhook that asked for it:
 //! - `attacker.observed` is sent once per attacker IP and webhook, ever
 //!   (the profiler and the sniffer both publish it; the delivery log is
 //!   the memory, so a restart does not repeat it either);
@@ -36,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use decnet_bus::sdk::AppBus;
 use decnet_bus::{Envelope, Subscription};
+use futures_util::stream::SelectAll;
 use futures_util::StreamExt;
 use sqlx::SqlitePool;
 use tokio::sync::Semaphore;
@@ -78,7 +82,7 @@ impl Default for AlertsConfig {
 /// Topics every webhook may ask for and the one a test sends.
 pub const TEST_TOPIC: &str = "webhook.test";
 
-/// Bus events the exporter and webhooks listen to: everything.
+/// Bus events the SIEM exporter listens to: everything.
 const SUBSCRIBE_PATTERN: &str = ">";
 /// Local queue of that subscription (the bus drops past it, counted).
 const SUBSCRIPTION_CAPACITY: usize = 8192;
@@ -360,15 +364,31 @@ impl StaleWatch {
     }
 }
 
-async fn subscribe(bus: &AppBus) -> Option<Subscription> {
+/// What the loop listens to: everything when exporting to a SIEM, else
+/// only the bus topics a webhook may ask for (no need to receive every
+/// log line just to drop it).
+fn patterns(siem: bool) -> Vec<&'static str> {
+    if siem {
+        vec![SUBSCRIBE_PATTERN]
+    } else {
+        store::ALERT_TOPICS.iter().copied().filter(|t| *t != store::WORKER_STALE).collect()
+    }
+}
+
+/// One stream over all `patterns`, or `None` unless every one subscribed.
+async fn subscribe(bus: &AppBus, patterns: &[&str]) -> Option<SelectAll<Subscription>> {
     let bus = bus.get().await?;
-    match bus.subscribe_with_capacity(SUBSCRIBE_PATTERN, SUBSCRIPTION_CAPACITY).await {
-        Ok(sub) => Some(sub),
-        Err(e) => {
-            tracing::debug!(error = %e, "alerts cannot subscribe yet");
-            None
+    let mut subs = Vec::with_capacity(patterns.len());
+    for pattern in patterns {
+        match bus.subscribe_with_capacity(pattern, SUBSCRIPTION_CAPACITY).await {
+            Ok(sub) => subs.push(sub),
+            Err(e) => {
+                tracing::debug!(pattern, error = %e, "alerts cannot subscribe yet");
+                return None;
+            }
         }
     }
+    Some(futures_util::stream::select_all(subs))
 }
 
 /// The alerts loop of the API: listen, dispatch, watch for stale workers,
@@ -380,14 +400,15 @@ pub async fn run(state: AppState) {
     let mut stale = StaleWatch::default();
     let mut tick = tokio::time::interval(alerts.config.stale_check);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut sub: Option<Subscription> = None;
+    let patterns = patterns(alerts.siem.is_some());
+    let mut sub: Option<SelectAll<Subscription>> = None;
     let mut retry_at = tokio::time::Instant::now();
     loop {
         if sub.is_none() && tokio::time::Instant::now() >= retry_at {
             if let Some(bus) = &alerts.bus {
                 sub = tokio::select! {
                     _ = cancel.cancelled() => break,
-                    s = tokio::time::timeout(Duration::from_secs(2), subscribe(bus)) => s.ok().flatten(),
+                    s = tokio::time::timeout(Duration::from_secs(2), subscribe(bus, &patterns)) => s.ok().flatten(),
                 };
                 if sub.is_some() {
                     tracing::info!("alerts listening on the bus");
