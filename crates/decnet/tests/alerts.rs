@@ -504,3 +504,68 @@ async fn the_webhook_cli_adds_lists_tests_and_deletes_through_the_api() {
     assert!(!ok && err.contains("404"), "{err}");
     api.stop().await;
 }
+
+/// A TLS syslog receiver on loopback with a certificate for 127.0.0.1
+/// issued by a CA made in `dir/<ca_name>`; returns the acceptor's address.
+async fn tls_receiver(
+    dir: &std::path::Path,
+    ca_name: &str,
+) -> (tokio::net::TcpListener, tokio_rustls::TlsAcceptor, std::path::PathBuf) {
+    use decnet::logship::{ca, tls};
+    let ca_dir = dir.join(ca_name);
+    let ca_cert = ca::init(&ca_dir, ca_name).unwrap();
+    let (cert, key) = ca::issue(&ca_dir, "siem", &["127.0.0.1".into()]).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(tls::load_certs(&cert).unwrap(), tls::load_key(&key).unwrap())
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    (listener, tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca_cert)
+}
+
+#[tokio::test]
+async fn tls_export_verifies_the_receiver_against_the_given_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (listener, acceptor, ca_cert) = tls_receiver(dir.path(), "good-ca").await;
+    let (_, _, other_ca) = tls_receiver(dir.path(), "other-ca").await;
+    let addr = listener.local_addr().unwrap();
+    let accepting = tokio::spawn(async move {
+        let mut out = Vec::new();
+        // First the exporter that trusts another CA (its handshakes fail,
+        // maybe more than once before it is stopped), then the one that
+        // trusts ours.
+        for _ in 0..50 {
+            let (tcp, _) = listener.accept().await.unwrap();
+            if let Ok(mut tls) = acceptor.accept(tcp).await {
+                let mut buf = vec![0u8; 8192];
+                let n = tls.read(&mut buf).await.unwrap();
+                out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                return out;
+            }
+        }
+        out
+    });
+
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let wrong = Siem::new(SiemConfig::parse(&format!("tls://{addr}"), Some(other_ca)).unwrap());
+    let wrong_task = tokio::spawn(wrong.clone().run(cancel.clone()));
+    wrong.offer(&event(1));
+    eventually("the untrusted receiver to be refused", || wrong.stats().last_error.is_some()).await;
+    assert!(!wrong.stats().connected);
+    assert_eq!(wrong.stats().sent, 0);
+    assert!(wrong.stats().last_error.unwrap().to_lowercase().contains("certificate"), "{:?}", wrong.stats());
+    cancel.cancel();
+    wrong_task.await.unwrap();
+
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let right = Siem::new(SiemConfig::parse(&format!("tls://{addr}"), Some(ca_cert)).unwrap());
+    let right_task = tokio::spawn(right.clone().run(cancel.clone()));
+    right.offer(&event(2));
+    let got = tokio::time::timeout(Duration::from_secs(10), accepting).await.unwrap().unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].contains(r#""id":"e2""#) && got[0].contains(r#""ip":"203.0.113.2""#), "{}", got[0]);
+    cancel.cancel();
+    right_task.await.unwrap();
+}
