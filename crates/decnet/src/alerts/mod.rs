@@ -86,6 +86,8 @@ pub const TEST_TOPIC: &str = "webhook.test";
 const SUBSCRIBE_PATTERN: &str = ">";
 /// Local queue of that subscription (the bus drops past it, counted).
 const SUBSCRIPTION_CAPACITY: usize = 8192;
+/// How often the delivery log is cut back to `KEEP_DELIVERIES` rows.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Pause between subscribe attempts while the bus is away.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_millis(500);
 
@@ -403,6 +405,7 @@ pub async fn run(state: AppState) {
     let patterns = patterns(alerts.siem.is_some());
     let mut sub: Option<SelectAll<Subscription>> = None;
     let mut retry_at = tokio::time::Instant::now();
+    let mut last_prune = std::time::Instant::now();
     loop {
         if sub.is_none() && tokio::time::Instant::now() >= retry_at {
             if let Some(bus) = &alerts.bus {
@@ -432,6 +435,12 @@ pub async fn run(state: AppState) {
             _ = tick.tick() => {
                 for event in stale.check(&state.registry) {
                     alerts.dispatch(&state.pool, &event).await;
+                }
+                if last_prune.elapsed() >= PRUNE_EVERY {
+                    last_prune = std::time::Instant::now();
+                    if let Err(e) = store::prune_deliveries(&state.pool, store::KEEP_DELIVERIES).await {
+                        tracing::warn!(error = %e, "cannot prune the webhook delivery log");
+                    }
                 }
             }
             event = next => match event {

@@ -354,6 +354,24 @@ pub async fn already_notified(pool: &SqlitePool, hook_id: i64, topic: &str, key:
     Ok(row.is_some())
 }
 
+/// Delivery rows kept: older ones are pruned, except those that remember
+/// which attackers were already announced (`dedupe_key`), so the log
+/// stays bounded under a flood of rate-limited notifications.
+pub const KEEP_DELIVERIES: i64 = 10_000;
+
+/// Delete all but the newest `keep` rows without a `dedupe_key`; returns
+/// how many went.
+pub async fn prune_deliveries(pool: &SqlitePool, keep: i64) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query(
+        "DELETE FROM webhook_deliveries WHERE dedupe_key IS NULL AND id <
+         (SELECT id FROM webhook_deliveries WHERE dedupe_key IS NULL ORDER BY id DESC LIMIT 1 OFFSET ?)",
+    )
+    .bind(keep.max(1) - 1)
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected())
+}
+
 /// The newest `limit` delivery rows, newest first (of one webhook when given).
 pub async fn recent_deliveries(
     pool: &SqlitePool,
@@ -388,6 +406,23 @@ pub async fn recent_deliveries(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn pruning_keeps_the_newest_rows_and_every_dedupe_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::store::open(&dir.path().join("d.db")).await.unwrap();
+        let new = hook("https://x.example/h", &["attacker.observed", "credential.captured"]);
+        let h = create(&pool, &new, None).await.unwrap();
+        log_delivery(&pool, &h, "attacker.observed", Some("203.0.113.1"), DeliveryStatus::Delivered).await.unwrap();
+        for _ in 0..10 {
+            log_delivery(&pool, &h, "credential.captured", None, DeliveryStatus::RateLimited).await.unwrap();
+        }
+        assert_eq!(prune_deliveries(&pool, 4).await.unwrap(), 6);
+        let left = recent_deliveries(&pool, None, 100).await.unwrap();
+        assert_eq!(left.len(), 5);
+        assert!(already_notified(&pool, h.id, "attacker.observed", "203.0.113.1").await.unwrap());
+        assert_eq!(prune_deliveries(&pool, 4).await.unwrap(), 0);
+    }
 
     #[test]
     fn redaction_keeps_the_host_and_hides_the_token() {
