@@ -75,7 +75,7 @@ pub struct ApiArgs {
     /// all addresses).
     #[arg(long, env = "DECNET_API_LOGIN_FAILURES", default_value_t = ThrottleConfig::default().per_user_addr)]
     pub login_failures_per_min: u32,
-    /// Export every bus event as ECS JSON in octet-counted syslog to this
+    /// Export every bus event (heartbeats aside) as ECS JSON in octet-counted syslog to this
     /// receiver: `tcp://HOST:PORT` or `tls://HOST:PORT` (docs/alerts.md).
     #[arg(long, env = "DECNET_SIEM")]
     pub siem: Option<String>,
