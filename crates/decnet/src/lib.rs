@@ -2,6 +2,7 @@
 //! store, mutator, events and the operator CLI. Worker-facing pieces live
 //! in the `decnet-bus` crate so workers need none of this.
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod cli;

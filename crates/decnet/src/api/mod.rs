@@ -26,6 +26,7 @@ pub mod revocation;
 pub mod serve;
 pub mod state;
 pub mod topologies;
+pub mod webhooks;
 pub mod workers;
 
 use axum::http::StatusCode;
@@ -81,6 +82,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/overview", get(console::overview))
         .route("/api/v1/credentials", get(console::credentials))
         .route("/api/v1/sessions", get(console::sessions))
+        .route("/api/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/api/v1/webhooks/deliveries", get(webhooks::deliveries))
+        .route("/api/v1/webhooks/{id}", get(webhooks::show).patch(webhooks::update).delete(webhooks::delete))
+        .route("/api/v1/webhooks/{id}/test", post(webhooks::test))
+        .route("/api/v1/siem", get(webhooks::siem))
         .fallback(no_such_route)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         // Outside the limit, so it sees (and turns into JSON) the limit's own 413.
@@ -109,6 +115,7 @@ pub async fn serve(
     let cancel = state.shutdown.clone();
     let registry = tokio::spawn(state.registry.clone().run(state.bus.clone(), cancel.clone()));
     let heartbeat = tokio::spawn(heartbeat(state.clone()));
+    let alerts = tokio::spawn(crate::alerts::run(state.clone()));
     let limits = state.limits.clone();
     let app = router(state);
     let stop = cancel.clone();
@@ -121,7 +128,7 @@ pub async fn serve(
     });
     let result = serve::run(listener, app, limits, cancel.clone()).await;
     cancel.cancel();
-    let _ = tokio::join!(registry, heartbeat);
+    let _ = tokio::join!(registry, heartbeat, alerts);
     result
 }
 
@@ -214,5 +221,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(logs::LogsDoc::openapi());
     doc.merge(fleet::FleetDoc::openapi());
     doc.merge(console::ConsoleDoc::openapi());
+    doc.merge(webhooks::WebhooksDoc::openapi());
     doc
 }

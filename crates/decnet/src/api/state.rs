@@ -76,6 +76,8 @@ pub struct AppState {
     pub initial_password_file: Option<Arc<std::path::PathBuf>>,
     /// Request counts and the in-process ingester's counters (`api::metrics`).
     pub metrics: Arc<super::metrics::ApiMetrics>,
+    /// Webhooks and the SIEM export (see `crate::alerts`).
+    pub alerts: Arc<crate::alerts::Alerts>,
 }
 
 impl AppState {
@@ -101,7 +103,15 @@ impl AppState {
             evidence: Arc::new(EvidenceDirs::in_home()),
             initial_password_file: None,
             metrics: Arc::new(super::metrics::ApiMetrics::default()),
+            alerts: Arc::new(crate::alerts::Alerts::default()),
         }
+    }
+
+    /// The same state alerting through `alerts` (its bus connection,
+    /// SIEM exporter and retry settings).
+    pub fn with_alerts(mut self, alerts: crate::alerts::Alerts) -> Self {
+        self.alerts = Arc::new(alerts);
+        self
     }
 
     /// The same state serving artifacts and recordings from `dirs`.

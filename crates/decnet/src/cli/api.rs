@@ -80,6 +80,16 @@ pub struct ApiArgs {
     pub login_failures_per_min: u32,
     #[command(flatten)]
     pub retention: RetentionArgs,
+    /// Export every bus event (heartbeats aside) as ECS JSON in octet-counted syslog to this
+    /// receiver: `tcp://HOST:PORT` or `tls://HOST:PORT` (docs/alerts.md).
+    #[arg(long, env = "DECNET_SIEM")]
+    pub siem: Option<String>,
+    /// CA certificate (PEM) the `tls://` SIEM receiver's certificate must chain to.
+    #[arg(long, env = "DECNET_SIEM_CA")]
+    pub siem_ca: Option<PathBuf>,
+    /// Events queued for the SIEM receiver at most; more are dropped and counted.
+    #[arg(long, env = "DECNET_SIEM_QUEUE", default_value_t = crate::alerts::siem::DEFAULT_QUEUE)]
+    pub siem_queue: usize,
 }
 
 /// How long the API's pruner keeps each kind of data (`crate::retention`).
@@ -116,6 +126,21 @@ impl RetentionArgs {
             attackers: RetentionPolicy::days(self.retain_attackers_days),
         }
     }
+}
+
+/// The alerts side from `--siem*`: webhooks always, listening on a bus
+/// connection of its own (`api-alerts`) at `socket`.
+pub fn alerts(args: &ApiArgs, socket: &std::path::Path) -> anyhow::Result<crate::alerts::Alerts> {
+    let mut alerts =
+        crate::alerts::Alerts::default().with_bus(Arc::new(decnet_bus::sdk::AppBus::new("api-alerts", socket)));
+    if let Some(url) = &args.siem {
+        anyhow::ensure!(args.siem_queue > 0, "--siem-queue must be at least 1");
+        let mut config = crate::alerts::SiemConfig::parse(url, args.siem_ca.clone())?;
+        config.queue = args.siem_queue;
+        tracing::info!(destination = %url, "SIEM export on");
+        alerts = alerts.with_siem(crate::alerts::Siem::new(config));
+    }
+    Ok(alerts)
 }
 
 /// The limits from `--max-connections`, `--header-timeout-secs`,
@@ -188,13 +213,14 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     }
     let known = parse_known_workers(&args.known_workers)?;
     let prune_interval = positive_secs("--prune-interval-secs", args.retention.prune_interval_secs)?;
+    let socket = decnet_bus::paths::resolve_socket_path(args.socket.as_deref());
+    let alerts = alerts(&args, &socket)?;
     let home = crate::state_dir::prepare_home()?;
     // One API per home (a `decnet up` holds this for its own API child).
     let _lock = crate::lock::acquire(&home, "api")?;
     let secret = auth::load_or_create_secret(&home)?;
     let db = args.db.unwrap_or_else(crate::store::default_db_path);
     let pool = crate::store::open(&db).await?;
-    let socket = decnet_bus::paths::resolve_socket_path(args.socket.as_deref());
     let bus = Arc::new(decnet_bus::sdk::AppBus::new("api", &socket));
     let ingest_stop = CancellationToken::new();
     let ingest_stats = (!args.no_ingest).then(|| Arc::new(crate::ingest::IngestStats::default()));
@@ -232,6 +258,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     .with_events(events)
     .with_limits(limits)
     .with_metrics(api::metrics::ApiMetrics::with_ingest(ingest_stats))
+    .with_alerts(alerts)
     .with_evidence(evidence)
     .with_initial_password_file(crate::initial_admin::path_in(&home));
     let listener = tokio::net::TcpListener::bind(&args.listen)

@@ -35,6 +35,7 @@ pub mod teardown;
 pub mod terminal;
 pub mod up;
 pub mod user;
+pub mod webhook;
 pub mod workers;
 
 #[derive(Debug, Parser)]
@@ -71,6 +72,8 @@ pub enum Command {
     Login(login::LoginArgs),
     /// List, stop and start workers through the API.
     Workers(workers::WorkersArgs),
+    /// Manage alert webhooks through the API: add, list, test, del, log.
+    Webhook(webhook::WebhookArgs),
     /// Fold the ingest log's mutation events per decky and check every chain is unbroken.
     Correlate(correlate::CorrelateArgs),
     /// Deploy the deckies of a fleet file and start rotating them.
@@ -171,6 +174,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::User(args) => user::run(args).await,
             Command::Login(args) => login::run(args).await,
             Command::Workers(args) => workers::run(args).await,
+            Command::Webhook(args) => webhook::run(args).await,
             Command::Correlate(args) => correlate::run(args).await,
             Command::Deploy(args) => deploy::run(args).await,
             Command::Teardown(args) => teardown::run(args).await,

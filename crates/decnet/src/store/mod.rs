@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod mutations;
 pub mod topology;
 pub mod users;
+pub mod webhooks;
 
 use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
