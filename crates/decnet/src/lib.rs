@@ -12,6 +12,7 @@ pub mod events;
 pub mod federation;
 pub mod fleet;
 pub mod ingest;
+pub mod install;
 pub mod lock;
 pub mod logship;
 pub mod mutator;

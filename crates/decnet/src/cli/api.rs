@@ -183,8 +183,10 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, db = %db.display(), socket = %socket.display(), "API listening");
     let shutdown = CancellationToken::new();
     super::bus::spawn_signal_handler(&shutdown)?;
+    decnet_bus::sdk::notify_ready("API listening", shutdown.clone());
     let bus_handle = Arc::clone(&state.bus);
     api::serve(listener, state, async move { shutdown.cancelled().await }).await?;
+    decnet_bus::sdk::notify_stopping();
     ingest_stop.cancel();
     if let Some(task) = ingester {
         let _ = task.await;

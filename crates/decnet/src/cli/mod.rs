@@ -17,6 +17,7 @@ pub mod collector_bench;
 pub mod correlate;
 pub mod deploy;
 pub mod ingest;
+pub mod install;
 pub mod login;
 pub mod logship;
 pub mod mutate;
@@ -99,6 +100,8 @@ pub enum Command {
     Listener(logship::ListenerArgs),
     /// Ship this host's ingest log to the master's listener.
     Forwarder(logship::ForwarderArgs),
+    /// Install the decnet user, folders, config, systemd units and logrotate snippet (from this binary alone).
+    Install(install::InstallArgs),
 }
 
 /// Log to stderr; `RUST_LOG` (e.g. `debug`, `decnet_bus=trace`) overrides
@@ -168,6 +171,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Ca(args) => ca::run(args).await,
             Command::Listener(args) => logship::run_listener(args).await,
             Command::Forwarder(args) => logship::run_forwarder(args).await,
+            Command::Install(args) => install::run(args).await,
         }
     });
     match result {

@@ -54,6 +54,9 @@ pub async fn run(config: ForwarderConfig, shutdown: CancellationToken) -> anyhow
     let config = Arc::new((config.master, config.log, config.state));
     let mut logged = false;
     let gaps = AtomicU64::new(0);
+    // Ready before the first connection: a master that is down for hours
+    // must not fail the unit's start; the forwarder retries by itself.
+    decnet_bus::sdk::notify_ready(&format!("shipping to {}", config.0), shutdown.clone());
     while !shutdown.is_cancelled() {
         let attempt = ship(&connector, server_name.clone(), &config.0, &config.1, &config.2, &gaps, &shutdown);
         match attempt.await {
