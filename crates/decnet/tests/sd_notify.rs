@@ -20,13 +20,38 @@ impl Drop for Killed {
     }
 }
 
-/// Start `decnet ARGS` with a notify socket (and a watchdog of
-/// `watchdog_ms`, if any); every datagram received within `window`.
-fn notifications(home: &Path, args: &[&str], watchdog_ms: Option<u64>, window: Duration) -> Vec<String> {
+/// What the environment says about the watchdog.
+#[derive(Clone, Copy)]
+enum Watchdog {
+    Off,
+    /// As systemd sets it: $WATCHDOG_USEC and $WATCHDOG_PID = the daemon.
+    Systemd {
+        ms: u64,
+    },
+    /// $WATCHDOG_USEC alone (sd_watchdog_enabled(3): then it is ours).
+    NoPid {
+        ms: u64,
+    },
+    /// Inherited from a parent: $WATCHDOG_PID names another process.
+    OtherPid {
+        ms: u64,
+    },
+}
+
+/// Start `decnet ARGS` with a notify socket and `watchdog`; every datagram
+/// received within `window` after READY.
+fn notifications(home: &Path, args: &[&str], watchdog: Watchdog, window: Duration) -> Vec<String> {
     let notify_path = home.join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
-    let mut cmd = Command::new(support::BIN);
-    cmd.args(args)
+    // `exec` keeps the shell's pid, so $$ is the daemon's pid, as systemd's.
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c");
+    match watchdog {
+        Watchdog::Systemd { .. } => cmd.arg(r#"WATCHDOG_PID=$$ exec "$0" "$@""#),
+        _ => cmd.arg(r#"exec "$0" "$@""#),
+    };
+    cmd.arg(support::BIN)
+        .args(args)
         .env("DECNET_HOME", home)
         .env("DECNET_BUS_SOCKET", home.join("bus.sock"))
         .env("NOTIFY_SOCKET", &notify_path)
@@ -35,8 +60,14 @@ fn notifications(home: &Path, args: &[&str], watchdog_ms: Option<u64>, window: D
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    if let Some(ms) = watchdog_ms {
-        cmd.env("WATCHDOG_USEC", (ms * 1000).to_string());
+    match watchdog {
+        Watchdog::Off => {}
+        Watchdog::Systemd { ms } | Watchdog::NoPid { ms } => {
+            cmd.env("WATCHDOG_USEC", (ms * 1000).to_string());
+        }
+        Watchdog::OtherPid { ms } => {
+            cmd.env("WATCHDOG_USEC", (ms * 1000).to_string()).env("WATCHDOG_PID", "1");
+        }
     }
     let _child = Killed(cmd.spawn().unwrap());
     let mut got = Vec::new();
@@ -76,7 +107,7 @@ fn the_bus_sends_ready_and_keepalives_at_half_the_watchdog() {
     let got = notifications(
         home.path(),
         &["bus", "--socket", socket.to_str().unwrap(), "--heartbeat-secs", "0"],
-        Some(200),
+        Watchdog::Systemd { ms: 200 },
         Duration::from_millis(1200),
     );
     assert_ready_then_keepalives("bus", &got);
@@ -88,21 +119,29 @@ fn a_worker_sends_ready_and_keepalives_and_none_without_a_watchdog() {
     let db = home.path().join("decnet.db");
     let log = home.path().join("ingest.log");
     let args = ["ingest", "--db", db.to_str().unwrap(), "--ingest-log", log.to_str().unwrap()];
-    let got = notifications(home.path(), &args, Some(200), Duration::from_millis(1200));
+    let got = notifications(home.path(), &args, Watchdog::NoPid { ms: 200 }, Duration::from_millis(1200));
     assert_ready_then_keepalives("ingest", &got);
 
     // No $WATCHDOG_USEC (a unit without WatchdogSec=): READY only.
     let home = tempfile::tempdir().unwrap();
     let db = home.path().join("decnet.db");
     let args = ["ingest", "--db", db.to_str().unwrap(), "--ingest-log", log.to_str().unwrap()];
-    let got = notifications(home.path(), &args, None, Duration::from_millis(500));
+    let got = notifications(home.path(), &args, Watchdog::Off, Duration::from_millis(500));
     assert_eq!(count(&got, "READY=1"), 1, "{got:?}");
     assert_eq!(count(&got, "WATCHDOG=1"), 0, "keep-alives nobody asked for: {got:?}");
+
+    // A watchdog meant for another process (inherited variables): none.
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("decnet.db");
+    let args = ["ingest", "--db", db.to_str().unwrap(), "--ingest-log", log.to_str().unwrap()];
+    let got = notifications(home.path(), &args, Watchdog::OtherPid { ms: 200 }, Duration::from_millis(500));
+    assert_eq!(count(&got, "READY=1"), 1, "{got:?}");
+    assert_eq!(count(&got, "WATCHDOG=1"), 0, "keep-alives for another pid's watchdog: {got:?}");
 }
 
 #[test]
 fn the_mutator_sends_ready_and_keepalives() {
     let home = tempfile::tempdir().unwrap();
-    let got = notifications(home.path(), &["mutator"], Some(200), Duration::from_millis(1200));
+    let got = notifications(home.path(), &["mutator"], Watchdog::Systemd { ms: 200 }, Duration::from_millis(1200));
     assert_ready_then_keepalives("mutator", &got);
 }

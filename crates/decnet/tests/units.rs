@@ -218,7 +218,7 @@ fn a_bus_without_network_names_the_nats_drop_in() {
     let mut child = Command::new("unshare")
         .args(["-rn", support::BIN, "bus", "--socket"])
         .arg(&socket)
-        .args(["--nats", "nats://192.0.2.1:4222", "--host-id", "sensor-1"])
+        .args(["--nats", "nats://192.0.2.1:4222", "--host-id", "sensor-1", "--export", "attacker.>"])
         .env("DECNET_HOME", dir.path())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())

@@ -31,15 +31,19 @@ pub fn notify_stopping() {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
 }
 
-/// Half of `$WATCHDOG_USEC` when the watchdog is on for this process
-/// (`$WATCHDOG_PID` unset or ours); `None` otherwise.
+/// Half of `$WATCHDOG_USEC` when the watchdog is on for this process;
+/// `None` otherwise. As sd_watchdog_enabled(3): `$WATCHDOG_PID`, when set,
+/// must be our pid (a child that inherited the variables is not watched).
+/// sd-notify's own check insists on `$WATCHDOG_PID`, which the man page
+/// makes optional, hence this one.
 pub fn keepalive_interval() -> Option<Duration> {
-    let mut usec = 0;
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        Some(Duration::from_micros(usec / 2))
-    } else {
-        None
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.trim().parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.trim().parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
     }
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
 }
 
 async fn keepalive(interval: Duration, shutdown: CancellationToken) {
