@@ -16,7 +16,9 @@ if ! cargo deb --version >/dev/null 2>&1; then
 fi
 command -v dpkg-deb >/dev/null || { echo "dpkg-deb (package dpkg) is needed to inspect the package" >&2; exit 1; }
 
-cargo deb -p decnet "$@"
+# --strip: the release profile keeps line tables (debug = 1) for
+# backtraces; the package ships the binary without them (187 MB -> 28 MB; the .deb is 8 MB).
+cargo deb -p decnet --strip "$@"
 deb=$(ls -t target/debian/decnet_*.deb | head -n 1)
 echo "== $deb"
 echo "== contents (dpkg-deb -c)"
