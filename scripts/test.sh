@@ -45,7 +45,7 @@ command -v nc >/dev/null || need_apt+=(netcat-openbsd)
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v ping >/dev/null || need_apt+=(iputils-ping)
 [ -x /usr/sbin/nft ] || need_apt+=(nftables)
-# units.rs: systemd-analyze verify of every shipped unit.
+# units.rs, install.rs: systemd-analyze verify/security of every shipped unit.
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 # Database deckies: Debian's mariadb and psql clients (services_databases.rs).
 command -v mariadb >/dev/null || need_apt+=(mariadb-client)

@@ -15,6 +15,7 @@ pub mod federation;
 pub mod fleet;
 pub mod ingest;
 pub mod initial_admin;
+pub mod install;
 pub mod lock;
 pub mod logship;
 pub mod metrics;

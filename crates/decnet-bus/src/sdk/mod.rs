@@ -10,6 +10,7 @@
 //! - [`AppBus`]: the process-wide bus of a request server, never failing a request.
 //! - [`run_worker`] / [`Worker`]: all of the above wired around a worker body,
 //!   with SIGTERM/SIGINT and the control listener on one shutdown token.
+//! - [`notify_ready`]: `READY=1` and watchdog keep-alives under systemd.
 //!
 //! A whole worker (see `examples/heartbeat_worker.rs`):
 //!
@@ -29,6 +30,7 @@ mod env;
 mod heartbeat;
 mod host;
 mod publish;
+mod systemd_notify;
 mod worker;
 
 pub use app_bus::{AppBus, APP_BUS_RETRY_WINDOW};
@@ -37,6 +39,7 @@ pub use env::{fake_hub, get_bus, BUS_ENABLED_ENV, BUS_TYPE_ENV};
 pub use heartbeat::{health_payload, run_health_heartbeat, HealthExtra, DEFAULT_HEARTBEAT_INTERVAL};
 pub use host::{host_id, hostname, valid_host_id, HOST_ID_ENV, MAX_HOST_ID_LEN};
 pub use publish::{publish_safely, ThreadSafePublisher};
+pub use systemd_notify::{keepalive_interval, notify_ready, notify_stopping};
 pub use worker::{cancel_on_signal, run_worker, ShutdownSignals, Worker, WorkerContext, HEARTBEAT_SECS_ENV};
 
 /// Error type health `extra` functions may return.

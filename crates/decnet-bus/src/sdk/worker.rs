@@ -120,10 +120,13 @@ impl Worker {
             async move { run_health_heartbeat(bus, &name, interval, extra, helpers).await }
         });
         tracing::info!(worker = %self.name, bus = bus.name(), "worker started");
+        // Every worker run through here is a systemd Type=notify unit.
+        super::notify_ready(&format!("{} started", self.name), helpers.clone());
 
         let output =
             body(WorkerContext { name: self.name.clone(), bus: bus.clone(), shutdown: shutdown.clone() }).await;
 
+        super::notify_stopping();
         helpers.cancel();
         shutdown.cancel();
         for task in [listener, heartbeat] {

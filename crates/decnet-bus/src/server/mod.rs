@@ -127,7 +127,7 @@ impl BusServer {
         );
         // Under systemd (Type=notify) this marks the unit started; elsewhere
         // NOTIFY_SOCKET is unset and this does nothing.
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        crate::sdk::notify_ready("bus listening", shutdown.clone());
 
         let mut send_buffer = SendBuffer { wanted: config.send_buffer, warned: false };
         let tracker = TaskTracker::new();
@@ -175,7 +175,7 @@ impl BusServer {
             }
         }
 
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        crate::sdk::notify_stopping();
         drop(listener);
         if let Err(e) = std::fs::remove_file(&config.socket) {
             tracing::warn!(socket = %config.socket.display(), error = %e, "could not remove the socket file");

@@ -269,8 +269,10 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let registry = api::metrics::registry(state.metrics.clone(), state.registry.clone());
     crate::metrics::spawn(&args.metrics, registry, shutdown.clone()).await?;
     super::bus::spawn_signal_handler(&shutdown)?;
+    decnet_bus::sdk::notify_ready("API listening", shutdown.clone());
     let bus_handle = Arc::clone(&state.bus);
     api::serve(listener, state, async move { shutdown.cancelled().await }).await?;
+    decnet_bus::sdk::notify_stopping();
     ingest_stop.cancel();
     if let Some(task) = ingester {
         let _ = task.await;

@@ -21,6 +21,7 @@ pub mod correlate;
 pub mod deploy;
 pub mod ingest;
 pub mod listings;
+pub mod install;
 pub mod login;
 pub mod logship;
 pub mod mutate;
@@ -123,6 +124,8 @@ pub enum Command {
     Attackers(listings::AttackersArgs),
     /// List the fleet's deckies through the API (table, or --json).
     Deckies(listings::DeckiesArgs),
+    /// Install the decnet user, folders, config, systemd units and logrotate snippet (from this binary alone).
+    Install(install::InstallArgs),
 }
 
 /// Log to stderr; `RUST_LOG` (e.g. `debug`, `decnet_bus=trace`) overrides
@@ -199,6 +202,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Completions(args) => completions::run(args).await,
             Command::Attackers(args) => listings::run_attackers(args).await,
             Command::Deckies(args) => listings::run_deckies(args).await,
+            Command::Install(args) => install::run(args).await,
         }
     });
     match result {

@@ -26,6 +26,7 @@ pub mod counters;
 pub mod export;
 pub mod import;
 pub mod options;
+pub mod preflight;
 pub mod presence;
 pub mod sequence;
 

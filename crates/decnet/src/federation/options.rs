@@ -247,6 +247,8 @@ pub async fn connect(
                 }
             }
         });
+    // async-nats says only "IO error" when it cannot connect: name the cause.
+    tokio::spawn(super::preflight::check(config.servers.clone()));
     let client = opts
         .connect(config.servers.clone())
         .await

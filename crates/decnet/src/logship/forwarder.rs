@@ -138,6 +138,9 @@ pub async fn run(config: ForwarderConfig, shutdown: CancellationToken) -> anyhow
     let mut backoff = Backoff::new(config.retry_first, config.retry_max);
     let stats = config.stats;
     let config = Arc::new((config.master, config.log, config.state));
+    // Ready before the first connection: a master that is down for hours
+    // must not fail the unit's start; the forwarder retries by itself.
+    decnet_bus::sdk::notify_ready(&format!("shipping to {}", config.0), shutdown.clone());
     while !shutdown.is_cancelled() {
         let mut connected = false;
         let attempt =

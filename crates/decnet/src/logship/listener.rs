@@ -120,6 +120,7 @@ pub async fn run(config: ListenerConfig, shutdown: CancellationToken) -> anyhow:
         TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let acceptor = TlsAcceptor::from(Arc::new(config.tls));
     tracing::info!(listen = %listener.local_addr()?, out = %config.out.display(), "log listener ready");
+    decnet_bus::sdk::notify_ready("log listener ready", shutdown.clone());
     loop {
         let (tcp, peer) = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),

@@ -81,6 +81,7 @@ pub async fn run(config: MutatorConfig, shutdown: CancellationToken) -> anyhow::
     .await?;
     let mutator = Mutator::new(pool, driver.clone(), Some(bus.clone()), config.log_path.clone());
     let side_tasks = start_side_tasks(bus.clone(), config.heartbeat, mutator.driver.clone(), shutdown.clone());
+    decnet_bus::sdk::notify_ready("mutator watching", shutdown.clone());
     let result = watch_loop(mutator, config.poll, shutdown.clone()).await;
     shutdown.cancel();
     for t in side_tasks {
