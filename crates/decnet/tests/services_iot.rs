@@ -264,8 +264,10 @@ c.close()
     assert_eq!(got["back"], 1234, "a write reads back in its session");
     assert_eq!(got["coils_error"], false);
     assert_eq!(got["bad_exception"], 2, "past the table: illegal data address");
-    assert_eq!(got["info"]["0"], "Schneider Electric");
-    assert_eq!(got["info"]["1"], "BMX P34 2020");
+    // The same CPU the S7comm side names (one device, two protocols).
+    assert_eq!(got["info"]["0"], "Siemens");
+    assert_eq!(got["info"]["1"], "6ES7 315-2EH14-0AB0");
+    assert_eq!(got["info"]["2"], "V3.2.6");
     fleet
         .receiver
         .wait_for("modbus write", |l| has_command(l, "conpot", "write_single_register unit=1 address=5 value=1234"))
@@ -312,7 +314,7 @@ c.close()
     // nmap's mqtt-subscribe (a version script) reads the version topic.
     assert!(port_line(IP, 1883).contains("mosquitto version 2.0.11"), "{report}");
     assert!(port_line(IP, 502).contains("modbus"), "{report}");
-    assert!(report.contains("Schneider Electric BMX P34 2020"), "modbus-discover's device identification\n{report}");
+    assert!(report.contains("Siemens 6ES7 315-2EH14-0AB0"), "modbus-discover's device identification\n{report}");
     // nmap has no kube-apiserver signature: TLS, then an unrecognised
     // HTTP service, as for a real API server.
     assert!(port_line(IP, 6443).contains("open  ssl/"), "{report}");

@@ -1,6 +1,8 @@
-//! ICS honeypot (`conpot`, port 502): a PLC answering Modbus/TCP, as a
-//! Schneider Electric Modicon M340 CPU (BMX P34 2020) with its Ethernet
-//! port open does.
+//! ICS honeypot (`conpot`, port 502): a PLC answering Modbus/TCP. It is
+//! the same Siemens S7-300 CPU its S7comm companion on port 102 describes
+//! (`s7comm.rs`): vendor, order number, firmware and model in Read Device
+//! Identification are that CPU's, so a scanner asking both protocols sees
+//! one device (the way conpot's own default template pairs the two).
 //!
 //! Served: read coils / discrete inputs / holding registers / input
 //! registers (1-4), write single coil / register (5, 6), write multiple
@@ -57,20 +59,23 @@ const TABLE: u32 = 10_000;
 /// Values written that one session remembers.
 const MAX_WRITTEN: usize = 4096;
 
-/// The firmware revision the PLC reports (`versions.conpot` overrides).
+/// The firmware revision the PLC reports: the S7 side's firmware
+/// (`versions.s7comm`), unless `versions.conpot` says otherwise.
 pub fn revision(persona: &Persona) -> String {
-    persona.version_of("conpot", |_| "v2.70".to_string())
+    let (major, minor, patch) = super::s7comm::Identity::of(persona).firmware;
+    persona.version_of("conpot", |_| format!("V{major}.{minor}.{patch}"))
 }
 
-/// Device identification objects 0-5, in id order.
+/// Device identification objects 0-5, in id order: the S7 CPU's facts.
 pub fn identification(persona: &Persona) -> Vec<(u8, String)> {
+    let cpu = super::s7comm::Identity::of(persona);
     vec![
-        (0, "Schneider Electric".into()),
-        (1, "BMX P34 2020".into()),
+        (0, "Siemens".into()),
+        (1, cpu.order_number.clone()),
         (2, revision(persona)),
-        (3, "http://www.schneider-electric.com".into()),
-        (4, "Modicon M340".into()),
-        (5, "BMX P34 2020".into()),
+        (3, "http://www.siemens.com/automation".into()),
+        (4, "SIMATIC S7-300".into()),
+        (5, cpu.module_name),
     ]
 }
 
@@ -471,10 +476,11 @@ mod tests {
         let mut m = Memory::new(&p);
         let basic = answer(&p, &mut m, &[43, 14, 1, 0], &parse(&[43, 14, 1, 0]));
         assert_eq!(&basic[..7], &[43, 14, 1, 0x82, 0, 0, 3]);
-        assert_eq!(&basic[7..9], &[0, 18]);
-        assert_eq!(&basic[9..27], b"Schneider Electric");
+        assert_eq!(&basic[7..9], &[0, 7]);
+        assert_eq!(&basic[9..16], b"Siemens");
         let single = answer(&p, &mut m, &[43, 14, 4, 1], &parse(&[43, 14, 4, 1]));
-        assert_eq!(&single[6..], &[1, 1, 12, b'B', b'M', b'X', b' ', b'P', b'3', b'4', b' ', b'2', b'0', b'2', b'0']);
+        assert_eq!(&single[6..9], &[1, 1, 19]);
+        assert_eq!(&single[9..], b"6ES7 315-2EH14-0AB0", "the order number the S7 side reports");
         assert_eq!(answer(&p, &mut m, &[43, 14, 4, 9], &parse(&[43, 14, 4, 9])), [0xab, 2]);
         let regular = answer(&p, &mut m, &[43, 14, 2, 0], &parse(&[43, 14, 2, 0]));
         assert_eq!(regular[6], 6);
