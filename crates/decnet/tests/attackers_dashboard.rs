@@ -35,6 +35,12 @@ fn spawn(dir: &Path, socket: &Path, args: &[&str]) -> Proc {
     )
 }
 
+/// Now, in the store's seconds: rows the test writes are recent, so the
+/// API's retention pruner (which runs at start) never takes them.
+fn seen_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
 async fn insert_log(pool: &sqlx::SqlitePool, decky: &str, service: &str, event_type: &str, msg: &str) {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     sqlx::query(
@@ -140,9 +146,11 @@ async fn dashboard_shows_the_fleet_then_a_live_two_decky_traversal() {
     for ip in ["127.0.0.1", "127.0.0.2"] {
         sqlx::query(
             "INSERT INTO fingerprints (attacker_ip, kind, port, hash, source, first_seen, last_seen)
-             VALUES (?, 'hassh', 22, 'ec7378c1a92f5a8dde7e8b7a1ddf33d1', 'sniffer', 1, 1)",
+             VALUES (?, 'hassh', 22, 'ec7378c1a92f5a8dde7e8b7a1ddf33d1', 'sniffer', ?, ?)",
         )
         .bind(ip)
+        .bind(seen_now())
+        .bind(seen_now())
         .execute(&pool)
         .await
         .unwrap();
@@ -405,10 +413,12 @@ async fn the_console_tells_the_attack_story_at_1280_and_1920() {
     // found cut off even at 2300 px.
     sqlx::query(
         "INSERT INTO fingerprints (attacker_ip, kind, port, hash, details, source, first_seen, last_seen)
-         VALUES ('127.0.0.31', 'tls_client_hello', 443, ?, ?, 'sniffer', 1, 1)",
+         VALUES ('127.0.0.31', 'tls_client_hello', 443, ?, ?, 'sniffer', ?, ?)",
     )
     .bind("771,4865-4866-4867-49195-49199-49196-49200-52393-52392-49171-49172-156-157-47-53,0-23-65281-10-11-35-16-5-13-18-51-45-43-27-17513,29-23-24,0")
     .bind(serde_json::json!({"ja4": "t13d1516h2_8daaf6152771_02713d6af862", "sni": "a-very-long-server-name-the-attacker-asked-for.example.internal"}).to_string())
+    .bind(seen_now())
+    .bind(seen_now())
     .execute(&pool)
     .await
     .unwrap();

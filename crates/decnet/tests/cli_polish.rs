@@ -100,13 +100,13 @@ fn up_then_the_operator_cli_from_first_login_to_mutation() {
     let bad_filter = cli(&up, &["attackers", "--behavior", "evil"], "");
     assert!(!bad_filter.status.success() && text(&bad_filter).contains("behavior"), "{}", text(&bad_filter));
 
-    // --- workers stop|start --host ---
-    let stop = json(&cli(&up, &["workers", "stop", "sniffer", "--host", &host, "--json"], ""));
-    assert_eq!((stop["worker"].as_str(), stop["host"].as_str()), (Some("sniffer"), Some(host.as_str())));
-    let stop = cli(&up, &["workers", "stop", "sniffer", "--host", "no-such-host"], "");
+    // --- workers stop|start --host (the clusterer: a worker `up` runs, so the API knows it) ---
+    let stop = json(&cli(&up, &["workers", "stop", "clusterer", "--host", &host, "--json"], ""));
+    assert_eq!((stop["worker"].as_str(), stop["host"].as_str()), (Some("clusterer"), Some(host.as_str())));
+    let stop = cli(&up, &["workers", "stop", "clusterer", "--host", "no-such-host"], "");
     assert!(!stop.status.success(), "{}", text(&stop));
     assert!(text(&stop).contains("unknown host \"no-such-host\""), "{}", text(&stop));
-    let start = cli(&up, &["workers", "start", "sniffer", "--host", "no-such-host"], "");
+    let start = cli(&up, &["workers", "start", "clusterer", "--host", "no-such-host"], "");
     assert!(!start.status.success(), "{}", text(&start));
     assert!(text(&start).contains("cannot start a worker on host \"no-such-host\""), "{}", text(&start));
 

@@ -55,6 +55,25 @@ fn the_shipped_example_passes_config_check() {
     }
 }
 
+/// The master and sensor files docs/deployment.md walks an operator
+/// through are valid, and set what the walkthrough says they set.
+#[test]
+fn the_walkthrough_s_master_and_sensor_files_pass_config_check() {
+    let home = tempfile::tempdir().unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/examples");
+    for (file, section, key, value) in [
+        ("master.toml", "listener", "listen", "\"0.0.0.0:6514\""),
+        ("master.toml", "api", "metrics-listen", "\"127.0.0.1:9460\""),
+        ("sensor.toml", "mutator", "driver", "\"native\""),
+        ("sensor.toml", "forwarder", "master", "\"10.0.0.5:6514\""),
+    ] {
+        let (ok, out, err) = run(decnet(home.path()).args(["config", "check", "--config"]).arg(examples.join(file)));
+        assert!(ok, "{file}: {err}");
+        let line = check_line(&out, section, key);
+        assert!(line.starts_with(&format!("{key} = {value}")) && line.ends_with("# file"), "{file}: {line}");
+    }
+}
+
 #[test]
 fn unknown_keys_and_bad_values_name_the_file_line_and_key() {
     let home = tempfile::tempdir().unwrap();
