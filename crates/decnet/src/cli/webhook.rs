@@ -67,31 +67,6 @@ pub struct AddArgs {
     pub disabled: bool,
 }
 
-struct Api {
-    base: String,
-    token: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
-        let resp = req
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot reach the API at {}: {e}", self.base))?;
-        if resp.status().is_success() {
-            Ok(resp)
-        } else {
-            Err(super::login::api_error(resp).await)
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
-
 fn read_url(given: Option<String>) -> anyhow::Result<String> {
     match given.as_deref() {
         Some(u) if u != "-" => return Ok(u.to_owned()),
@@ -154,11 +129,7 @@ fn render_log(rows: &[Delivery]) -> String {
 }
 
 pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
-    let api = Api {
-        base: args.api.trim_end_matches('/').to_owned(),
-        token: super::login::load_token()?,
-        http: reqwest::Client::new(),
-    };
+    let api = super::workers::Api::new(&args.api)?;
     match args.command {
         WebhookCommand::Add(add) => {
             if let Some(t) = add.topics.iter().find(|t| !ALERT_TOPICS.contains(&t.as_str())) {
@@ -169,12 +140,12 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
                 "name": add.name, "url": url, "format": add.format, "topics": add.topics,
                 "rate_per_min": add.rate_per_min, "enabled": !add.disabled,
             });
-            let resp = api.send(api.http.post(api.url("/api/v1/webhooks")).json(&body)).await?;
+            let resp = api.send(api.request(reqwest::Method::POST, "/api/v1/webhooks").json(&body)).await?;
             let hook: WebhookView = resp.json().await?;
             println!("added webhook {} (id {}) → {}", hook.name, hook.id, hook.destination);
         }
         WebhookCommand::List => {
-            let resp = api.send(api.http.get(api.url("/api/v1/webhooks"))).await?;
+            let resp = api.send(api.request(reqwest::Method::GET, "/api/v1/webhooks")).await?;
             #[derive(serde::Deserialize)]
             struct List {
                 webhooks: Vec<WebhookView>,
@@ -188,7 +159,7 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
         }
         WebhookCommand::Test { webhook } => {
             let path = format!("/api/v1/webhooks/{}/test", key(&webhook)?);
-            let resp = api.send(api.http.post(api.url(&path))).await?;
+            let resp = api.send(api.request(reqwest::Method::POST, &path)).await?;
             let outcome: DeliveryOutcome = resp.json().await?;
             match outcome.status {
                 DeliveryStatus::Delivered => {
@@ -202,11 +173,12 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
         }
         WebhookCommand::Del { webhook } => {
             let path = format!("/api/v1/webhooks/{}", key(&webhook)?);
-            api.send(api.http.delete(api.url(&path))).await?;
+            api.send(api.request(reqwest::Method::DELETE, &path)).await?;
             println!("deleted webhook {webhook}");
         }
         WebhookCommand::Log { webhook, limit } => {
-            let mut req = api.http.get(api.url("/api/v1/webhooks/deliveries")).query(&[("limit", limit.to_string())]);
+            let mut req =
+                api.request(reqwest::Method::GET, "/api/v1/webhooks/deliveries").query(&[("limit", limit.to_string())]);
             if let Some(w) = webhook {
                 req = req.query(&[("webhook", w)]);
             }
