@@ -258,6 +258,12 @@ async fn logs_filter_and_page_by_cursor() {
     let (s, v) = h.call("GET", "/api/v1/logs?ip=10.0.0.6&limit=4", t).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["logs"].as_array().unwrap().len(), 4);
+    // The guess rides in a login line's fields: a viewer never gets it
+    // here (only masked, in credentials); an admin does.
+    assert!(v["logs"].as_array().unwrap().iter().all(|l| l["fields"].get("secret_b64").is_none()), "{v}");
+    let admin = h.login(ADMIN).await;
+    let (_, a) = h.call("GET", "/api/v1/logs?ip=10.0.0.6&limit=4", Some(admin.as_str())).await;
+    assert!(a["logs"].as_array().unwrap().iter().all(|l| l["fields"]["secret_b64"].is_string()), "{a}");
     let cursor = v["next_cursor"].as_str().expect("a full page has a next cursor").to_string();
     let (_, v2) = h.call("GET", &format!("/api/v1/logs?ip=10.0.0.6&limit=4&cursor={cursor}"), t).await;
     assert_eq!(v2["logs"].as_array().unwrap().len(), 2);

@@ -133,6 +133,19 @@ pub(crate) fn page_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u
     Ok(limit)
 }
 
+/// A log row's fields as `admin` or a viewer may see them: the guessed
+/// password rides in the line's fields (`secret_b64`), and a viewer gets
+/// it only masked, in `credentials` (issue 27). Every route that returns
+/// log fields goes through here.
+pub(crate) fn fields_for(admin: bool, mut fields: Value) -> Value {
+    if !admin {
+        if let Some(f) = fields.as_object_mut() {
+            f.remove("secret_b64");
+        }
+    }
+    fields
+}
+
 /// A TEXT column holding JSON, as JSON (null when absent or not JSON).
 pub(crate) fn json_column(row: &sqlx::sqlite::SqliteRow, column: &str) -> Value {
     row.try_get::<String, _>(column).ok().and_then(|s| serde_json::from_str::<Value>(&s).ok()).unwrap_or(Value::Null)
@@ -273,14 +286,7 @@ pub async fn show(
     .await?
     .iter()
     .map(|r| {
-        let mut fields = json_column(r, "fields");
-        // The guessed password rides in the line's fields: a viewer gets it
-        // only masked, in `credentials`.
-        if !admin {
-            if let Some(f) = fields.as_object_mut() {
-                f.remove("secret_b64");
-            }
-        }
+        let fields = fields_for(admin, json_column(r, "fields"));
         Ok(json!({
             "id": r.try_get::<i64, _>("id")?,
             "timestamp": r.try_get::<f64, _>("timestamp")?,

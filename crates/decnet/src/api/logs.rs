@@ -57,7 +57,7 @@ pub struct LogFilter {
 )]
 pub async fn list(
     State(state): State<AppState>,
-    RequireViewer(_viewer): RequireViewer,
+    RequireViewer(viewer): RequireViewer,
     ApiQuery(f): ApiQuery<LogFilter>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = super::attackers::page_limit(f.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
@@ -117,6 +117,7 @@ pub async fn list(
         q = b.bind_to(q);
     }
     let rows = q.bind(i64::from(limit)).fetch_all(&state.pool).await?;
+    let admin = viewer.role == crate::auth::Role::Admin;
     let logs = rows
         .iter()
         .map(|r| {
@@ -127,7 +128,7 @@ pub async fn list(
                 "service": r.try_get::<String, _>("service")?,
                 "event_type": r.try_get::<String, _>("event_type")?,
                 "attacker_ip": r.try_get::<String, _>("attacker_ip")?,
-                "fields": super::attackers::json_column(r, "fields"),
+                "fields": super::attackers::fields_for(admin, super::attackers::json_column(r, "fields")),
                 "msg": r.try_get::<String, _>("msg")?,
                 "source": r.try_get::<String, _>("source")?,
             }))
