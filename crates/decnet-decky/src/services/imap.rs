@@ -188,23 +188,6 @@ pub async fn serve(session: SharedSession, io: Metered<TcpStream>) -> End {
     }
 }
 
-/// Record a credential and answer it after the failure delay.
-async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
-    session: &SharedSession,
-    conn: &mut Conn<S>,
-    reply: String,
-    user: &str,
-    secret: &[u8],
-    method: &str,
-    tls: bool,
-) -> Result<(), End> {
-    event::with(session, |s| {
-        s.login_attempt(user, secret, method, vec![("result", "refused".into()), ("tls", tls.to_string())])
-    });
-    tokio::time::sleep(mail_login::failed_login_delay()).await;
-    conn.send_str(&reply).await
-}
-
 async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
     session: &SharedSession,
     replies: &Replies,
@@ -281,7 +264,7 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
             "LOGIN" if command.args.len() == 2 => {
                 let user = printable(&command.args[0]);
                 let reply = replies.failed(tag, "LOGIN");
-                refuse(session, conn, reply, &user, &command.args[1], "password", tls).await
+                mail_login::refuse(session, conn, &reply, (&user, &command.args[1], "password"), tls).await
             }
             "AUTHENTICATE" if !command.args.is_empty() => {
                 match authenticate(session, replies, conn, &command, tls).await {
@@ -334,7 +317,7 @@ async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     match mail_login::b64(&response).and_then(|raw| mail_login::split_plain(&raw)) {
         Some((user, pass)) => {
             let reply = replies.failed(tag, "AUTHENTICATE");
-            refuse(session, conn, reply, &user, &pass, "plain", tls).await
+            mail_login::refuse(session, conn, &reply, (&user, &pass, "plain"), tls).await
         }
         None if initial => conn.send_str(&format!("{tag} BAD Invalid base64 data in initial response\r\n")).await,
         None => conn.send_str(&format!("{tag} NO [ALERT] Invalid base64 in response\r\n")).await,

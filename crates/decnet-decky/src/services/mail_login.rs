@@ -15,7 +15,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::event::ByteCount;
+use crate::event::{self, ByteCount, SharedSession};
 use crate::io::{printable, Conn, End, Metered};
 use crate::persona::OsFamily;
 use crate::Persona;
@@ -93,6 +93,22 @@ pub async fn start_tls<S: AsyncRead + AsyncWrite + Unpin>(
     // this outer meter only satisfies Conn's type.
     let tls = Metered::new(tls, Arc::new(ByteCount::default()), u64::MAX);
     Ok(Conn::new(tls, limits.max_line, limits.idle))
+}
+
+/// A refused login, as both servers handle it: the attempt recorded (with
+/// whether it came over TLS), the failure delay, then `reply`.
+pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    session: &SharedSession,
+    conn: &mut Conn<S>,
+    reply: &str,
+    (user, secret, method): (&str, &[u8], &str),
+    tls: bool,
+) -> Result<(), End> {
+    event::with(session, |s| {
+        s.login_attempt(user, secret, method, vec![("result", "refused".into()), ("tls", tls.to_string())])
+    });
+    tokio::time::sleep(failed_login_delay()).await;
+    conn.send_str(reply).await
 }
 
 #[cfg(test)]

@@ -102,20 +102,6 @@ pub async fn serve(session: SharedSession, io: Metered<TcpStream>) -> End {
     }
 }
 
-async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
-    session: &SharedSession,
-    conn: &mut Conn<S>,
-    replies: &Replies,
-    (user, secret, method): (&str, &[u8], &str),
-    tls: bool,
-) -> Result<(), End> {
-    event::with(session, |s| {
-        s.login_attempt(user, secret, method, vec![("result", "refused".into()), ("tls", tls.to_string())])
-    });
-    tokio::time::sleep(mail_login::failed_login_delay()).await;
-    conn.send_str(replies.failed()).await
-}
-
 async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
     session: &SharedSession,
     replies: &Replies,
@@ -155,7 +141,7 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
             }
             "PASS" => match user.take() {
                 None => conn.send_str("-ERR No username given.\r\n").await,
-                Some(name) => refuse(session, conn, replies, (&name, &arg, "password"), tls).await,
+                Some(name) => mail_login::refuse(session, conn, replies.failed(), (&name, &arg, "password"), tls).await,
             },
             "STLS" if tls => conn.send_str("-ERR TLS is already active.\r\n").await,
             "STLS" => {
@@ -206,7 +192,7 @@ async fn auth<S: AsyncRead + AsyncWrite + Unpin>(
         return conn.send_str("-ERR Authentication aborted by client.\r\n").await;
     }
     match mail_login::b64(&response).and_then(|raw| mail_login::split_plain(&raw)) {
-        Some((user, pass)) => refuse(session, conn, replies, (&user, &pass, "plain"), tls).await,
+        Some((user, pass)) => mail_login::refuse(session, conn, replies.failed(), (&user, &pass, "plain"), tls).await,
         None if initial => conn.send_str("-ERR [AUTH] Invalid base64 data in initial response\r\n").await,
         None => conn.send_str("-ERR [AUTH] Invalid base64 in response\r\n").await,
     }
