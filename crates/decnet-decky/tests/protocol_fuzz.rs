@@ -6,7 +6,6 @@
 //! session of a line protocol can take seconds to end.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use decnet_decky::listener::ServiceListener;
@@ -15,40 +14,14 @@ use decnet_decky::sink::LineSink;
 use decnet_decky::{DeckyContext, Limits, Persona};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpSocket, UdpSocket};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, UdpSocket};
+
+mod common;
+use common::collector;
 
 /// Inputs per protocol.
 const CASES: usize = 48;
-
-/// A collector that keeps every line the sink ships (`<len> <line>` frames).
-async fn collector() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let kept = lines.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let kept = kept.clone();
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(stream);
-                loop {
-                    let mut len = Vec::new();
-                    if reader.read_until(b' ', &mut len).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let n: usize = String::from_utf8_lossy(&len).trim().parse().unwrap();
-                    let mut line = vec![0u8; n];
-                    if reader.read_exact(&mut line).await.is_err() {
-                        return;
-                    }
-                    kept.lock().unwrap().push(String::from_utf8(line).expect("lines are UTF-8"));
-                }
-            });
-        }
-    });
-    (addr, lines)
-}
 
 /// Bytes a client might send: anything, or text shaped like each
 /// protocol's requests (so parsers get past their first check).

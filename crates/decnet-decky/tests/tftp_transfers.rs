@@ -11,36 +11,10 @@ use decnet_decky::listener::ServiceListener;
 use decnet_decky::services::tftp::{MAX_UPLOAD, RETRIES};
 use decnet_decky::sink::LineSink;
 use decnet_decky::{DeckyContext, Limits, Persona};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::UdpSocket;
 
-async fn collector() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let kept = lines.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let kept = kept.clone();
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(stream);
-                loop {
-                    let mut len = Vec::new();
-                    if reader.read_until(b' ', &mut len).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let n: usize = String::from_utf8_lossy(&len).trim().parse().unwrap();
-                    let mut line = vec![0u8; n];
-                    if reader.read_exact(&mut line).await.is_err() {
-                        return;
-                    }
-                    kept.lock().unwrap().push(String::from_utf8(line).unwrap());
-                }
-            });
-        }
-    });
-    (addr, lines)
-}
+mod common;
+use common::collector;
 
 struct Server {
     _listener: ServiceListener,
