@@ -768,6 +768,11 @@ pub async fn serve(session: SharedSession, io: Metered<TcpStream>) -> End {
         peer,
         local,
     };
+    // russh reads each packet with two exact-size reads (its first block,
+    // then the rest): without a buffer that is two or three recv calls per
+    // packet, ~30 per login. 4 KiB holds the largest kex packet a client
+    // sends (sntrup761 + x25519, ~1.2 KiB).
+    let io = tokio::io::BufReader::with_capacity(4096, io);
     let gate = ident::IdentGate::new(io, ident::IdentPolicy::of(&persona));
     let refused = gate.refused.clone();
     let bad_ident = |e: russh::Error| match refused.get() {
