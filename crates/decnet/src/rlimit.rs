@@ -36,8 +36,43 @@ pub fn raise_nofile() -> std::io::Result<(u64, u64)> {
     Ok((lim.rlim_cur, lim.rlim_max))
 }
 
+/// The current soft open-file limit.
+pub fn nofile_soft() -> Option<u64> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes only the struct we pass.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(lim.rlim_cur)
+}
+
+/// Descriptors a serving process keeps for itself (database, bus, logs,
+/// the runtime) beside the deckies' listening sockets.
+const OWN_FILES: u64 = 64;
+
+/// When a fleet's `listening` sockets cannot all be opened under `limit`
+/// open files, the sentence that says so and what to do; `None` when they
+/// fit. Deckies over the limit still fail one by one with the cause; this
+/// says it once, up front, with the numbers.
+pub fn shortfall(listening: u64, limit: u64) -> Option<String> {
+    let needed = listening + OWN_FILES;
+    (needed > limit).then(|| {
+        format!(
+            "the fleet's {listening} services need at least {needed} open files (one per listening socket, \
+             one more per session) and the open-file limit is {limit}: the deckies past it will not listen; \
+             raise LimitNOFILE in the unit (or `ulimit -Hn` as root) or deploy fewer deckies"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_fleet_over_the_limit_is_named_with_its_numbers() {
+        assert_eq!(super::shortfall(1_000, 20_000), None);
+        assert_eq!(super::shortfall(19_936, 20_000), None);
+        let said = super::shortfall(20_000, 20_000).expect("20,000 sockets do not fit in 20,000 files");
+        assert!(said.contains("20000 services") && said.contains("20064 open files"), "{said}");
+        assert!(said.contains("limit is 20000") && said.contains("LimitNOFILE"), "{said}");
+    }
+
     #[test]
     fn the_soft_limit_ends_at_the_hard_limit() {
         let (soft, hard) = super::raise_nofile().unwrap();

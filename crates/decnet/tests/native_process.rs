@@ -178,3 +178,69 @@ fn a_deployed_native_fleet_answers_ssh_through_the_binary() {
     assert!(wait_until(10.0, || !ssh_accepts()), "the torn-down decky still listens");
     stop(mutator);
 }
+
+/// `serving` of every decky (what `decnet deckies` and the fleet page show).
+fn serving(db: &std::path::Path) -> Vec<String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        let rows: Vec<Option<String>> =
+            sqlx::query_scalar("SELECT serving FROM fleet_deckies").fetch_all(&pool).await.unwrap_or_default();
+        pool.close().await;
+        rows.into_iter().flatten().collect()
+    })
+}
+
+#[test]
+fn a_fleet_over_the_open_file_limit_is_said_up_front_and_each_decky_past_it_names_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let (collector, _lines) = receiver();
+    // 40 deckies × 2 services = 80 listening sockets, under a limit of 60
+    // open files for the whole daemon.
+    let mut fleet = String::new();
+    for i in 1..=40 {
+        fleet.push_str(&format!(
+            "[[decky]]\nname = \"lim-{i:02}\"\nservices = [\"http\", \"ftp\"]\naddress = \"127.1.15.{i}\"\n"
+        ));
+    }
+    let fleet_file = dir.path().join("fleet.toml");
+    std::fs::write(&fleet_file, fleet).unwrap();
+    let _bus = Daemon::start(dir.path(), &[]);
+    let deploy =
+        env(Command::new(BIN).args(["deploy", "--config"]).arg(&fleet_file), dir.path(), collector).output().unwrap();
+    assert!(deploy.status.success(), "{deploy:?}");
+
+    // setpriv drops CAP_SYS_RESOURCE, so the daemon cannot lift the hard
+    // limit prlimit sets even where the test runs with that capability.
+    let log_path = dir.path().join("mutator.log");
+    let mutator =
+        Killed(Some(
+            env(
+                Command::new("setpriv")
+                    .args(["--bounding-set", "-sys_resource", "--inh-caps", "-sys_resource"])
+                    .args(["prlimit", "--nofile=60:60", "--", BIN, "mutator", "--poll-secs", "1"]),
+                dir.path(),
+                collector,
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap(),
+        ));
+    let said = "the fleet's 80 services need at least 144 open files";
+    assert!(
+        wait_until(20.0, || std::fs::read_to_string(&log_path).unwrap_or_default().contains(said)),
+        "no up-front word on the file limit:\n{}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
+    let db = dir.path().join("decnet.db");
+    assert!(
+        wait_until(30.0, || serving(&db).iter().any(|s| s.contains("out of file descriptors"))),
+        "no decky names the file limit as its cause: {:?}",
+        serving(&db)
+    );
+    // The deckies within the limit serve.
+    assert!(std::net::TcpStream::connect(("127.1.15.1", 10_080)).is_ok(), "the first decky does not listen");
+    stop(mutator);
+}
