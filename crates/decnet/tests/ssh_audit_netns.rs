@@ -124,8 +124,8 @@ fn nmap_section(report: &str, ip: &str) -> Vec<String> {
 
 /// What nmap's service probe names for a banner: OpenSSH's
 /// `SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10` is `OpenSSH 9.2p1 Debian
-/// 2+deb12u10`, Dropbear's `SSH-2.0-dropbear_2019.78` is `Dropbear sshd
-/// 2019.78`.
+/// 2+deb12u10`, Dropbear's `SSH-2.0-dropbear_2022.83` is `Dropbear sshd
+/// 2022.83`.
 fn product_of(banner: &str) -> String {
     let software = banner.trim_start_matches("SSH-2.0-");
     match software.strip_prefix("dropbear_") {

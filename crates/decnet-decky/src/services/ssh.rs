@@ -44,7 +44,7 @@ use crate::shell::Shell;
 use crate::DeckyContext;
 
 /// `(major, minor)` of the persona's upstream SSH release (`8.9p1`,
-/// `2019.78`), for behaviour that changed between releases.
+/// `2022.83`), for behaviour that changed between releases.
 pub fn release_version(persona: &Persona) -> (u32, u32) {
     let mut parts = persona.ssh_release.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty());
     let major = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
@@ -827,6 +827,6 @@ mod tests {
             assert!((0.005..0.0093).contains(&windows), "{windows}");
         }
         assert_eq!(release_version(&debian), (9, 2));
-        assert_eq!(release_version(&persona("busybox-camera")), (2019, 78));
+        assert_eq!(release_version(&persona("busybox-camera")), (2022, 83));
     }
 }
