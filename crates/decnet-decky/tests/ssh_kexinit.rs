@@ -1,6 +1,7 @@
 //! The SSH decky's KEXINIT is the named release's: compared field by
-//! field with the real sshd of Debian 12 (the openssh-server package
-//! scripts/test.sh installs), equal to the generated lists for every
+//! field with the real sshd of Debian 12 and the real dropbear of Debian
+//! 12 (the openssh-server and dropbear-bin packages scripts/test.sh
+//! installs), equal to the generated lists for every
 //! release, negotiated by the real OpenSSH client for every algorithm it
 //! advertises. (What ssh-audit and nmap make of each release, side by
 //! side with the real sshd, is `crates/decnet/tests/ssh_audit_netns.rs`,
@@ -23,6 +24,7 @@ use decnet_decky::sink::LineSink;
 use decnet_decky::{DeckyContext, Limits};
 
 const SSHD: &str = "/usr/sbin/sshd";
+const DROPBEAR: &str = "/usr/sbin/dropbear";
 
 /// A decky of `release` serving ssh on a loopback port, its host keys made.
 struct Decky {
@@ -103,6 +105,51 @@ impl Drop for RealSshd {
     }
 }
 
+/// The real dropbear of this machine on a loopback port, in the
+/// foreground, with the host keys Debian's package makes (`dropbearkey`
+/// RSA, ECDSA, Ed25519).
+struct RealDropbear {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RealDropbear {
+    fn start() -> RealDropbear {
+        assert!(Path::new(DROPBEAR).exists(), "{DROPBEAR} missing: scripts/test.sh installs dropbear-bin");
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut cmd = Command::new(DROPBEAR);
+        cmd.args(["-F", "-E", "-p", &format!("127.0.0.1:{port}")]).arg("-P").arg(dir.path().join("pid"));
+        for t in ["rsa", "ecdsa", "ed25519"] {
+            let key = dir.path().join(format!("dropbear_{t}_host_key"));
+            let made = Command::new("dropbearkey")
+                .args(["-t", t, "-f"])
+                .arg(&key)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(made.success(), "dropbearkey -t {t} failed");
+            cmd.arg("-r").arg(&key);
+        }
+        let child = cmd.stderr(Stdio::null()).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "dropbear did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        RealDropbear { child, port, _dir: dir }
+    }
+}
+
+impl Drop for RealDropbear {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -153,12 +200,10 @@ fn hassh_server(lists: &[String]) -> String {
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
 }
 
-#[test]
-fn debian_12_kexinit_is_the_real_sshd_s_field_by_field() {
-    let real = RealSshd::start();
-    let decky = Decky::start("debian-12");
-    let (real_banner, real_lists) = kexinit(real.port);
-    let (banner, lists) = kexinit(decky.port);
+/// Every KEXINIT field of the decky equals the real server's, and so its HASSH.
+fn assert_same_kexinit(decky_port: u16, real_port: u16, real: &str) {
+    let (real_banner, real_lists) = kexinit(real_port);
+    let (banner, lists) = kexinit(decky_port);
     let fields = [
         "kex",
         "host key",
@@ -174,7 +219,7 @@ fn debian_12_kexinit_is_the_real_sshd_s_field_by_field() {
     for (i, field) in fields.iter().enumerate() {
         assert_eq!(
             lists[i], real_lists[i],
-            "{field}: decky vs real sshd (regenerate with scripts/gen-ssh-algorithms if the package moved)"
+            "{field}: decky vs real {real} (regenerate with scripts/gen-ssh-algorithms if the package moved)"
         );
     }
     assert_eq!(banner, real_banner);
@@ -182,9 +227,24 @@ fn debian_12_kexinit_is_the_real_sshd_s_field_by_field() {
 }
 
 #[test]
+fn debian_12_kexinit_is_the_real_sshd_s_field_by_field() {
+    let real = RealSshd::start();
+    let decky = Decky::start("debian-12");
+    assert_same_kexinit(decky.port, real.port, "sshd");
+}
+
+#[test]
+fn the_camera_s_kexinit_is_the_real_dropbear_s_field_by_field() {
+    let real = RealDropbear::start();
+    let decky = Decky::start("busybox-camera");
+    assert_same_kexinit(decky.port, real.port, "dropbear");
+}
+
+#[test]
 fn every_release_sends_its_generated_lists_and_so_its_own_hassh() {
     let mut hasshes = std::collections::HashSet::new();
-    for r in RELEASES.iter().filter(|r| r.ssh == SshProduct::OpenSsh) {
+    assert!(RELEASES.iter().any(|r| r.ssh == SshProduct::Dropbear));
+    for r in RELEASES {
         let want = algorithms::lists(r.id).unwrap();
         let decky = Decky::start(r.id);
         let (banner, lists) = kexinit(decky.port);
@@ -197,8 +257,9 @@ fn every_release_sends_its_generated_lists_and_so_its_own_hassh() {
         assert_eq!(lists[6], want.compression.join(","), "{}", r.id);
         hasshes.insert(hassh_server(&lists));
     }
-    // Releases of different OpenSSH lines differ, as real hosts do (no fleet-wide HASSH).
-    assert!(hasshes.len() >= 3, "{hasshes:?}");
+    // Releases of different OpenSSH lines (and Dropbear) differ, as real
+    // hosts do (no fleet-wide HASSH).
+    assert!(hasshes.len() >= 4, "{hasshes:?}");
 }
 
 /// Connect with the OpenSSH client forcing one algorithm; true when the
@@ -221,11 +282,12 @@ fn client_negotiates(port: u16, option: &[&str], name: &str) -> (bool, String) {
 #[test]
 fn the_openssh_client_negotiates_every_advertised_algorithm_when_forced() {
     let mut done = std::collections::HashSet::new();
-    for r in RELEASES.iter().filter(|r| r.ssh == SshProduct::OpenSsh) {
+    for r in RELEASES {
         let want = algorithms::lists(r.id).unwrap();
         let mut todo: Vec<(&str, String)> = Vec::new();
         for k in &want.kex {
-            if !k.starts_with("kex-strict-") && !k.starts_with("ext-info-") {
+            // Markers, not algorithms: strict kex, ext-info, Dropbear's kexguess2.
+            if !k.starts_with("kex-strict-") && !k.starts_with("ext-info-") && !k.starts_with("kexguess2@") {
                 todo.push(("KexAlgorithms", k.clone()));
             }
         }
@@ -238,7 +300,13 @@ fn the_openssh_client_negotiates_every_advertised_algorithm_when_forced() {
         for m in &want.mac {
             todo.push(("MACs", m.clone()));
         }
-        todo.retain(|t| done.insert(t.clone()));
+        // Each name once per server product: the OpenSSH personas share one
+        // implementation, the Dropbear camera gets every one of its own.
+        let product = format!("{:?}", r.ssh);
+        todo.retain(|(option, name)| done.insert((product.clone(), *option, name.clone())));
+        if r.ssh == SshProduct::Dropbear {
+            assert_eq!(todo.len(), want.kex.len() - 2 + want.host_key.len() + want.cipher.len() + want.mac.len());
+        }
         if todo.is_empty() {
             continue;
         }
@@ -258,7 +326,13 @@ fn the_openssh_client_negotiates_every_advertised_algorithm_when_forced() {
 
 #[test]
 fn zlib_at_openssh_com_compresses_an_authenticated_session() {
-    let decky = Decky::start("debian-12");
+    for release in ["debian-12", "busybox-camera"] {
+        zlib_compresses(release);
+    }
+}
+
+fn zlib_compresses(release: &str) {
+    let decky = Decky::start(release);
     let out = Command::new("sshpass")
         .args(["-p", "hunter2", "ssh", "-v", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
         .args(["-o", "Compression=yes", "-o", "PubkeyAuthentication=no", "-p", &decky.port.to_string()])
@@ -267,7 +341,7 @@ fn zlib_at_openssh_com_compresses_an_authenticated_session() {
         .output()
         .expect("sshpass is installed by scripts/test.sh");
     let log = String::from_utf8_lossy(&out.stderr);
-    assert!(log.contains("compression: zlib@openssh.com"), "{log}");
-    assert!(log.contains("Enabling compression"), "{log}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "compressed", "{log}");
+    assert!(log.contains("compression: zlib@openssh.com"), "{release}: {log}");
+    assert!(log.contains("Enabling compression"), "{release}: {log}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "compressed", "{release}: {log}");
 }
