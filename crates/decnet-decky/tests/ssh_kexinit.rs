@@ -240,6 +240,34 @@ fn the_camera_s_kexinit_is_the_real_dropbear_s_field_by_field() {
     assert_same_kexinit(decky.port, real.port, "dropbear");
 }
 
+/// Whether the server's KEXINIT comes without the client sending its
+/// identification line: what a connection that only reads gets in `wait`.
+fn kexinit_unasked(port: u16, wait: Duration) -> bool {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&chunk[..n]);
+    }
+    let after_banner = got.iter().position(|&b| b == b'\n').map(|i| &got[i + 1..]).unwrap_or(&[]);
+    after_banner.len() > 5 && after_banner[5] == 20
+}
+
+#[test]
+fn dropbear_sends_its_kexinit_with_its_banner_and_openssh_waits_for_the_client_s() {
+    let real = RealDropbear::start();
+    let camera = Decky::start("busybox-camera");
+    let debian = Decky::start("debian-12");
+    let wait = Duration::from_millis(700);
+    assert!(kexinit_unasked(real.port, wait), "the real dropbear sends its KEXINIT unasked");
+    assert!(kexinit_unasked(camera.port, wait), "the camera decky as the real dropbear");
+    assert!(!kexinit_unasked(debian.port, wait), "the OpenSSH decky waits for the client's line");
+}
+
 #[test]
 fn every_release_sends_its_generated_lists_and_so_its_own_hassh() {
     let mut hasshes = std::collections::HashSet::new();

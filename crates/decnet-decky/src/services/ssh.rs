@@ -749,6 +749,10 @@ pub async fn serve(session: SharedSession, io: Metered<TcpStream>) -> End {
         // only a backstop a little above it.
         max_auth_attempts: max_auth_tries(&persona) as usize + 2,
         nodelay: true,
+        // Dropbear sends its KEXINIT with its banner, unasked (OpenSSH waits
+        // for the client's line): scanners that read one line and then a
+        // packet, as nmap's ssh-hostkey does, stall on the real one.
+        kexinit_with_id: persona.ssh_product == SshProduct::Dropbear,
         ..Default::default()
     });
     let handle = Arc::new(OnceLock::new());
