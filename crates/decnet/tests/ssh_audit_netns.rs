@@ -220,7 +220,13 @@ async fn ssh_audit_and_nmap_in_a_namespace_see_each_decky_as_its_release() {
     let mut targets: Vec<&str> = deckies.iter().map(|(_, ip, _)| ip.as_str()).collect();
     targets.push(REAL_SSHD_AT);
     targets.push(REAL_DROPBEAR_AT);
-    let mut args = vec!["-sV", "--script", "default,ssh2-enum-algos", "-Pn", "-n", "-p", "22"];
+    // ssh-hostkey reads the banner line, then waits for the KEXINIT its
+    // own KEXINIT should draw; Dropbear sent it with the banner, so on a
+    // real dropbear (and the camera) it waits nmap's 30 s per key type
+    // and shows nothing. The script timeout bounds that wait; the result
+    // is the same.
+    let mut args =
+        vec!["-sV", "--script", "default,ssh2-enum-algos", "--script-timeout", "12s", "-Pn", "-n", "-p", "22"];
     args.extend(targets.iter().copied());
     let out = fleet.ns.run(300, "nmap", &args).await;
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -235,6 +241,8 @@ async fn ssh_audit_and_nmap_in_a_namespace_see_each_decky_as_its_release() {
         let section = nmap_section(&report, ip);
         let port_line = section.first().map(String::as_str).unwrap_or("");
         assert!(port_line.contains(&product_of(r.ssh_banner)), "{name}: {port_line}\n{report}");
-        assert!(section.iter().any(|l| l.contains("ssh-hostkey")), "{name}: no host keys\n{report}");
+        if r.ssh == SshProduct::OpenSsh {
+            assert!(section.iter().any(|l| l.contains("ssh-hostkey")), "{name}: no host keys\n{report}");
+        }
     }
 }
