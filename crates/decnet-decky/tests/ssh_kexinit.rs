@@ -268,6 +268,86 @@ fn dropbear_sends_its_kexinit_with_its_banner_and_openssh_waits_for_the_client_s
     assert!(!kexinit_unasked(debian.port, wait), "the OpenSSH decky waits for the client's line");
 }
 
+/// One unencrypted SSH packet around `payload` (block 8, 4+ bytes of padding).
+fn packet(payload: &[u8]) -> Vec<u8> {
+    let mut pad = 8 - (payload.len() + 5) % 8;
+    if pad < 4 {
+        pad += 8;
+    }
+    let mut out = ((payload.len() + pad + 1) as u32).to_be_bytes().to_vec();
+    out.push(pad as u8);
+    out.extend_from_slice(payload);
+    out.extend(std::iter::repeat_n(0u8, pad));
+    out
+}
+
+fn ssh_string(out: &mut Vec<u8>, s: &[u8]) {
+    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    out.extend_from_slice(s);
+}
+
+/// A client that guesses: its KEXINIT lists `kex` (first choice
+/// ecdh-sha2-nistp256, not the server's first) with first_kex_packet_follows
+/// set, and the guessed ECDH_INIT follows at once. True when the server
+/// answers the guess (ECDH_REPLY within `wait`), false when it ignores it
+/// and waits for another.
+fn answers_a_guess(port: u16, kex: &str, wait: Duration) -> bool {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut kexinit = vec![20u8];
+    kexinit.extend_from_slice(&[7u8; 16]);
+    for list in [kex, "ssh-ed25519", "aes128-ctr", "aes128-ctr", "hmac-sha1", "hmac-sha1", "none", "none", "", ""] {
+        ssh_string(&mut kexinit, list.as_bytes());
+    }
+    kexinit.extend_from_slice(&[1, 0, 0, 0, 0]);
+    // The P-256 base point (private key 1) is a valid public key.
+    let mut point = vec![4u8];
+    for half in [
+        "6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296",
+        "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5",
+    ] {
+        point.extend((0..32).map(|i| u8::from_str_radix(&half[2 * i..2 * i + 2], 16).unwrap()));
+    }
+    let mut ecdh_init = vec![30u8];
+    ssh_string(&mut ecdh_init, &point);
+    let mut out = b"SSH-2.0-OpenSSH_9.2p1 guess-test\r\n".to_vec();
+    out.extend(packet(&kexinit));
+    out.extend(packet(&ecdh_init));
+    stream.write_all(&out).unwrap();
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    while !line.starts_with("SSH-") {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0);
+    }
+    let mut head = [0u8; 6];
+    while reader.read_exact(&mut head).is_ok() {
+        if head[5] == 31 {
+            return true;
+        }
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let mut rest = vec![0u8; len - 2];
+        if reader.read_exact(&mut rest).is_err() {
+            break;
+        }
+    }
+    false
+}
+
+#[test]
+fn kexguess2_judges_a_client_s_guess_as_the_real_dropbear_does() {
+    let real = RealDropbear::start();
+    let camera = Decky::start("busybox-camera");
+    let with = "ecdh-sha2-nistp256,curve25519-sha256,kexguess2@matt.ucc.asn.au";
+    let without = "ecdh-sha2-nistp256,curve25519-sha256";
+    for (port, who) in [(real.port, "real dropbear"), (camera.port, "camera decky")] {
+        // kexguess2 on both sides: the client's first choices were negotiated, the guess stands.
+        assert!(answers_a_guess(port, with, Duration::from_secs(5)), "{who}: kexguess2 guess answered");
+        // RFC 4253: the firsts differ (the server prefers curve25519), the guess is dropped.
+        assert!(!answers_a_guess(port, without, Duration::from_millis(800)), "{who}: wrong guess ignored");
+    }
+}
+
 #[test]
 fn every_release_sends_its_generated_lists_and_so_its_own_hassh() {
     let mut hasshes = std::collections::HashSet::new();
