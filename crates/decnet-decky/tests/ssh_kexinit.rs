@@ -35,15 +35,17 @@ struct Decky {
 
 impl Decky {
     fn start(release: &str) -> Decky {
+        Decky::start_with(release, serde_json::json!({ "accept_after": [1, 1], "credentials": [["root", "hunter2"]] }))
+    }
+
+    /// A decky of `release` under the persona `auth` policy given.
+    fn start_with(release: &str, auth: serde_json::Value) -> Decky {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let name = format!("kex-{release}");
         let persona = Persona::derive(&name, None, None, 1_700_000_000)
             // The password the tests log in with works at once (the default
             // policy wants a few attempts first, root not at all).
-            .with_overrides(&serde_json::json!({
-                "release": release,
-                "auth": { "accept_after": [1, 1], "credentials": [["root", "hunter2"]] },
-            }))
+            .with_overrides(&serde_json::json!({ "release": release, "auth": auth }))
             .unwrap();
         let (listener, port) = rt.block_on(async {
             let ctx: Arc<DeckyContext> =
@@ -346,6 +348,40 @@ fn kexguess2_judges_a_client_s_guess_as_the_real_dropbear_does() {
         // RFC 4253: the firsts differ (the server prefers curve25519), the guess is dropped.
         assert!(!answers_a_guess(port, without, Duration::from_millis(800)), "{who}: wrong guess ignored");
     }
+}
+
+/// The OpenSSH client guessing root's password (always wrong) until the
+/// server ends it: how many refusals it got and how it ended.
+fn guess_passwords(port: u16, dir: &Path) -> (usize, String) {
+    let askpass = dir.join("askpass");
+    std::fs::write(&askpass, "#!/bin/sh\necho wrong-guess\n").unwrap();
+    let executable = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755);
+    std::fs::set_permissions(&askpass, executable).unwrap();
+    let out = Command::new("ssh")
+        .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=20"])
+        .args(["-o", "PreferredAuthentications=password", "-o", "NumberOfPasswordPrompts=15"])
+        .args(["-p", &port.to_string(), "root@127.0.0.1", "true"])
+        .env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", ":0")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    let refusals = log.matches("Permission denied, please try again.").count();
+    let end = log.lines().last().unwrap_or("").replace(&port.to_string(), "PORT");
+    (refusals, end)
+}
+
+#[test]
+fn the_camera_ends_a_password_guesser_as_the_real_dropbear_does() {
+    let real = RealDropbear::start();
+    // Never accepts: every guess fails, as on the real one.
+    let camera = Decky::start_with("busybox-camera", serde_json::json!({ "accept_after": [0, 0], "credentials": [] }));
+    let dir = tempfile::tempdir().unwrap();
+    let want = guess_passwords(real.port, dir.path());
+    assert_eq!(want.0, 9, "the real dropbear refuses 9 times, then ends at the 10th: {want:?}");
+    assert_eq!(guess_passwords(camera.port, dir.path()), want);
 }
 
 #[test]
