@@ -20,6 +20,8 @@ command -v curl >/dev/null || need_apt+=(curl)
 # the reference the SSH deckies are measured against), the OpenSSH client as the
 # independent view of its KEXINIT, openssl for the sniffer's TLS handshake.
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+# ssh_kexinit.rs compares the Dropbear camera decky with the real dropbear.
+{ [ -x /usr/sbin/dropbear ] && command -v dropbearkey >/dev/null; } || need_apt+=(dropbear-bin)
 # ingest_rotation.rs rotates the ingest logs with the real logrotate and
 # deploy/decnet.logrotate while the collector writes.
 command -v logrotate >/dev/null || [ -x /usr/sbin/logrotate ] || need_apt+=(logrotate)

@@ -1173,7 +1173,7 @@ async fn each_decky_offers_its_release_s_host_key_types_and_keys_of_its_own() {
     let deckies = [
         ("kx-ubu", "127.1.27.1", "ubuntu-22.04", vec!["ecdsa-sha2-nistp256", "ssh-ed25519", "ssh-rsa"], 3072),
         ("kx-cent", "127.1.27.2", "centos-7", vec!["ecdsa-sha2-nistp256", "ssh-ed25519", "ssh-rsa"], 2048),
-        ("kx-cam", "127.1.27.3", "busybox-camera", vec!["ecdsa-sha2-nistp256", "ssh-rsa"], 2048),
+        ("kx-cam", "127.1.27.3", "busybox-camera", vec!["ecdsa-sha2-nistp256", "ssh-ed25519", "ssh-rsa"], 2048),
     ];
     let mut o = options(&rx);
     for (name, ip, release, _, _) in &deckies {

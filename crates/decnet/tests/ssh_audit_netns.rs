@@ -1,9 +1,9 @@
 //! The SSH deckies as a scanner sees them from inside a network namespace
 //! the test creates: `ssh-audit` (PyPI) and `nmap -sV -sC` run there,
 //! against deckies of several releases and, side by side on the same
-//! namespace's loopback, the real sshd of this machine (Debian 12's
-//! openssh-server, which scripts/test.sh installs) with the host keys a
-//! default install has.
+//! namespace's loopback, the real sshd and the real dropbear of this
+//! machine (Debian 12's openssh-server and dropbear-bin, which
+//! scripts/test.sh installs) with the host keys a default install has.
 
 mod native_support;
 
@@ -16,6 +16,8 @@ use native_support::{Netns, NsFleet};
 
 const SSHD: &str = "/usr/sbin/sshd";
 const REAL_SSHD_AT: &str = "127.0.0.99";
+const DROPBEAR: &str = "/usr/sbin/dropbear";
+const REAL_DROPBEAR_AT: &str = "127.0.0.98";
 
 /// A decky of every release (the OpenSSH ones, the Dropbear camera, the
 /// Windows server), one address each on the namespace's loopback.
@@ -56,19 +58,47 @@ async fn real_sshd(ns: &Netns) -> RealSshd {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("sshd starts");
-    // Listening once a connection inside the namespace reads its banner.
+    wait_for_banner(ns, REAL_SSHD_AT).await;
+    RealSshd { _child: child, _dir: dir }
+}
+
+/// The real dropbear, in the foreground inside `ns` on port 22 of
+/// [`REAL_DROPBEAR_AT`], with the RSA, ECDSA and Ed25519 host keys
+/// Debian's package makes with dropbearkey; killed on drop.
+async fn real_dropbear(ns: &Netns) -> RealSshd {
+    assert!(Path::new(DROPBEAR).exists(), "{DROPBEAR} missing: scripts/test.sh installs dropbear-bin");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = ns.command(DROPBEAR);
+    cmd.args(["-F", "-E", "-p", &format!("{REAL_DROPBEAR_AT}:22")]).arg("-P").arg(dir.path().join("pid"));
+    for t in ["rsa", "ecdsa", "ed25519"] {
+        let key = dir.path().join(format!("dropbear_{t}_host_key"));
+        let made = std::process::Command::new("dropbearkey")
+            .args(["-t", t, "-f"])
+            .arg(&key)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        assert!(made.unwrap().success(), "dropbearkey -t {t}");
+        cmd.arg("-r").arg(&key);
+    }
+    let child =
+        cmd.stdin(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().expect("dropbear starts");
+    wait_for_banner(ns, REAL_DROPBEAR_AT).await;
+    RealSshd { _child: child, _dir: dir }
+}
+
+/// Returns once a connection to port 22 of `ip` inside the namespace reads a banner.
+async fn wait_for_banner(ns: &Netns, ip: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let out = ns
-            .run(5, "timeout", &["2", "bash", "-c", &format!("exec 3<>/dev/tcp/{REAL_SSHD_AT}/22 && head -c 4 <&3")])
-            .await;
+        let out =
+            ns.run(5, "timeout", &["2", "bash", "-c", &format!("exec 3<>/dev/tcp/{ip}/22 && head -c 4 <&3")]).await;
         if out.stdout.starts_with(b"SSH-") {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the real sshd did not listen in the namespace");
+        assert!(std::time::Instant::now() < deadline, "the real server at {ip} did not listen in the namespace");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    RealSshd { _child: child, _dir: dir }
 }
 
 async fn ssh_audit(ns: &Netns, ip: &str) -> serde_json::Value {
@@ -124,8 +154,8 @@ fn nmap_section(report: &str, ip: &str) -> Vec<String> {
 
 /// What nmap's service probe names for a banner: OpenSSH's
 /// `SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10` is `OpenSSH 9.2p1 Debian
-/// 2+deb12u10`, Dropbear's `SSH-2.0-dropbear_2019.78` is `Dropbear sshd
-/// 2019.78`.
+/// 2+deb12u10`, Dropbear's `SSH-2.0-dropbear_2022.83` is `Dropbear sshd
+/// 2022.83`.
 fn product_of(banner: &str) -> String {
     let software = banner.trim_start_matches("SSH-2.0-");
     match software.strip_prefix("dropbear_") {
@@ -148,6 +178,7 @@ async fn ssh_audit_and_nmap_in_a_namespace_see_each_decky_as_its_release() {
         fleet.deploy(name, &["ssh"]).await;
     }
     let _real = real_sshd(&fleet.ns).await;
+    let _real_dropbear = real_dropbear(&fleet.ns).await;
 
     // ssh-audit: the Debian 12 decky is the real Debian 12 sshd, verdict
     // for verdict (every recommendation and warning the same); every
@@ -156,15 +187,17 @@ async fn ssh_audit_and_nmap_in_a_namespace_see_each_decky_as_its_release() {
     let (_, debian_ip, _) = deckies.iter().find(|(_, _, r)| *r == "debian-12").unwrap();
     let got = verdict(ssh_audit(&fleet.ns, debian_ip).await);
     assert_eq!(got, want, "ssh-audit: decky\n{got:#}\nreal sshd\n{want:#}");
+    // …and the camera decky is the real dropbear, verdict for verdict.
+    let want = verdict(ssh_audit(&fleet.ns, REAL_DROPBEAR_AT).await);
+    let (_, camera_ip, _) = deckies.iter().find(|(_, _, r)| *r == "busybox-camera").unwrap();
+    let got = verdict(ssh_audit(&fleet.ns, camera_ip).await);
+    assert_eq!(got, want, "ssh-audit: camera decky\n{got:#}\nreal dropbear\n{want:#}");
     for (name, ip, release) in &deckies {
         let r = RELEASES.iter().find(|r| r.id == *release).unwrap();
         let report = ssh_audit(&fleet.ns, ip).await;
         assert_eq!(report["banner"]["raw"], r.ssh_banner, "{name}");
         let lists = algorithms::lists(release);
-        if r.ssh != SshProduct::OpenSsh || lists.is_none() {
-            continue;
-        }
-        let want = lists.unwrap();
+        let want = lists.unwrap_or_else(|| panic!("{release} has no generated lists"));
         let names = |key: &str| -> Vec<String> {
             report[key].as_array().unwrap().iter().map(|a| a["algorithm"].as_str().unwrap().to_string()).collect()
         };
@@ -174,8 +207,9 @@ async fn ssh_audit_and_nmap_in_a_namespace_see_each_decky_as_its_release() {
         assert_eq!(names("key"), want.host_key, "{name}");
         for key in report["key"].as_array().unwrap() {
             if key["algorithm"].as_str().unwrap().contains("rsa") {
-                // ssh-keygen's RSA default became 3072 bits in OpenSSH 8.0.
-                let bits = if r.ssh_release.starts_with('7') { 2048 } else { 3072 };
+                // ssh-keygen's RSA default became 3072 bits in OpenSSH 8.0;
+                // dropbearkey's is 2048.
+                let bits = if r.ssh == SshProduct::Dropbear || r.ssh_release.starts_with('7') { 2048 } else { 3072 };
                 assert_eq!(key["keysize"], bits, "{name}: a default install's RSA host key");
             }
         }
@@ -185,18 +219,30 @@ async fn ssh_audit_and_nmap_in_a_namespace_see_each_decky_as_its_release() {
     // listing can join them) over all of them at once, from the namespace.
     let mut targets: Vec<&str> = deckies.iter().map(|(_, ip, _)| ip.as_str()).collect();
     targets.push(REAL_SSHD_AT);
-    let mut args = vec!["-sV", "--script", "default,ssh2-enum-algos", "-Pn", "-n", "-p", "22"];
+    targets.push(REAL_DROPBEAR_AT);
+    // ssh-hostkey reads the banner line, then waits for the KEXINIT its
+    // own KEXINIT should draw; Dropbear sent it with the banner, so on a
+    // real dropbear (and the camera) it waits nmap's 30 s per key type
+    // and shows nothing. The script timeout bounds that wait; the result
+    // is the same.
+    let mut args =
+        vec!["-sV", "--script", "default,ssh2-enum-algos", "--script-timeout", "12s", "-Pn", "-n", "-p", "22"];
     args.extend(targets.iter().copied());
     let out = fleet.ns.run(300, "nmap", &args).await;
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
     let real = nmap_section(&report, REAL_SSHD_AT);
     assert!(real.first().is_some_and(|l| l.contains("OpenSSH")), "{report}");
     assert_eq!(nmap_section(&report, debian_ip), real, "nmap: Debian 12 decky vs real sshd\n{report}");
+    let real = nmap_section(&report, REAL_DROPBEAR_AT);
+    assert!(real.first().is_some_and(|l| l.contains("Dropbear")), "{report}");
+    assert_eq!(nmap_section(&report, camera_ip), real, "nmap: camera decky vs real dropbear\n{report}");
     for (name, ip, release) in &deckies {
         let r = RELEASES.iter().find(|r| r.id == *release).unwrap();
         let section = nmap_section(&report, ip);
         let port_line = section.first().map(String::as_str).unwrap_or("");
         assert!(port_line.contains(&product_of(r.ssh_banner)), "{name}: {port_line}\n{report}");
-        assert!(section.iter().any(|l| l.contains("ssh-hostkey")), "{name}: no host keys\n{report}");
+        if r.ssh == SshProduct::OpenSsh {
+            assert!(section.iter().any(|l| l.contains("ssh-hostkey")), "{name}: no host keys\n{report}");
+        }
     }
 }

@@ -183,6 +183,7 @@ const KEX_EXTENSION_NAMES: &[kex::Name] = &[
     kex::EXTENSION_SUPPORT_AS_SERVER,
     kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT,
     kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
+    kex::KEXGUESS2,
 ];
 
 const CIPHER_ORDER: &[cipher::Name] = &[
@@ -438,6 +439,31 @@ pub(crate) trait Select {
         let follows = u8::decode(&mut r)? != 0;
         u32::decode(&mut r)?;
         ensure_end(&r)?;
+
+        // Dropbear's kexguess2 (decnet addition): when both sides list it,
+        // a guess is right if the negotiated kex and host key are the
+        // client's first choices, whatever the server's first.
+        let kexguess2 = pref.kex.contains(&kex::KEXGUESS2)
+            && kex_list.iter().any(|k| k == kex::KEXGUESS2.as_ref());
+        let (kex_both_first, key_both_first) = if kexguess2 {
+            let (client_kexes, client_keys): (Vec<&str>, Vec<String>) = if Self::is_server() {
+                (
+                    _remote_kexes_no_ext.iter().map(|k| k.as_str()).collect(),
+                    key_list.iter().cloned().collect(),
+                )
+            } else {
+                (
+                    _local_kexes_no_ext.iter().map(|k| k.as_ref()).collect(),
+                    possible_host_key_algos.iter().map(ToString::to_string).collect(),
+                )
+            };
+            (
+                client_kexes.first() == Some(&kex_algorithm.as_ref()),
+                client_keys.first().map(String::as_str) == Some(key_algorithm.as_str()),
+            )
+        } else {
+            (kex_both_first, key_both_first)
+        };
         Ok(Names {
             kex: kex_algorithm,
             key: key_algorithm,
@@ -726,6 +752,28 @@ mod tests {
         let names = Server::read_kex(&buf, &Preferred::DEFAULT, None,
             None, &KexCause::Initial).unwrap();
         assert!(!names.ignore_guessed, "correct guess must be honored");
+    }
+
+    /// kexguess2 (both sides list it): the client's guess of its own first
+    /// kex is right even though the server prefers another.
+    #[test]
+    fn kexguess2_guess_of_the_client_s_first_choice_is_right() {
+        let pref = Preferred {
+            kex: Cow::Borrowed(&[kex::MLKEM768X25519_SHA256, kex::CURVE25519, kex::KEXGUESS2]),
+            ..Preferred::DEFAULT
+        };
+        let buf = build_kexinit(&["curve25519-sha256", "kexguess2@matt.ucc.asn.au"], true);
+        let names = Server::read_kex(&buf, &pref, None, None, &KexCause::Initial).unwrap();
+        assert_eq!(names.kex, kex::CURVE25519);
+        assert!(!names.ignore_guessed, "kexguess2: the client's first choice negotiated");
+        // Without kexguess2 on the client the RFC rule holds: both firsts differ.
+        let buf = build_kexinit(&["curve25519-sha256"], true);
+        let names = Server::read_kex(&buf, &pref, None, None, &KexCause::Initial).unwrap();
+        assert!(names.ignore_guessed);
+        // kexguess2 is never negotiated as a kex.
+        let buf = build_kexinit(&["kexguess2@matt.ucc.asn.au", "curve25519-sha256"], false);
+        let names = Server::read_kex(&buf, &pref, None, None, &KexCause::Initial).unwrap();
+        assert_eq!(names.kex, kex::CURVE25519);
     }
 
     const KEX_FIRST: &[&str] = &["mlkem768x25519-sha256"];

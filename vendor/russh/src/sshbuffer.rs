@@ -607,6 +607,11 @@ impl PacketWriter {
         self.write_buffer.seqn = Wrapping(0);
     }
 
+    /// The identification string, ahead of any packet (decnet addition).
+    pub fn send_ssh_id(&mut self, id: &SshId) {
+        self.write_buffer.send_ssh_id(id);
+    }
+
     pub async fn flush_into<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> std::io::Result<()> {
         if !self.write_buffer.buffer.is_empty() {
             w.write_all(&self.write_buffer.buffer).await?;

@@ -261,13 +261,16 @@ pub const RELEASES: &[Release] = &[
         version_codename: "",
         issue: "",
         kernels: &[
-            ("3.10.14", "#1 PREEMPT Thu Mar 11 17:14:06 CST 2021"),
-            ("4.9.37", "#2 SMP PREEMPT Fri Jul 9 10:11:48 CST 2021"),
+            // Firmware builds after Dropbear 2022.83's release (Nov 2022).
+            ("3.10.14", "#1 PREEMPT Thu Mar 16 17:14:06 CST 2023"),
+            ("4.9.37", "#2 SMP PREEMPT Fri Jul 7 10:11:48 CST 2023"),
         ],
         machine: "armv7l",
         ssh: SshProduct::Dropbear,
-        ssh_banner: "SSH-2.0-dropbear_2019.78",
-        ssh_release: "2019.78",
+        // The release whose lists scripts/gen-ssh-algorithms measured (Debian
+        // 12's dropbear-bin); no 2019.78 package is left to measure.
+        ssh_banner: "SSH-2.0-dropbear_2022.83",
+        ssh_release: "2022.83",
         permit_root_login: "yes",
         http: HttpProduct::Lighttpd,
         http_server: "lighttpd/1.4.55",
@@ -276,7 +279,7 @@ pub const RELEASES: &[Release] = &[
         vsftpd: "",
         postfix: "",
         shell: "/bin/sh",
-        packages: &[("busybox", "1.31.1"), ("dropbear", "2019.78"), ("lighttpd", "1.4.55")],
+        packages: &[("busybox", "1.31.1"), ("dropbear", "2022.83"), ("lighttpd", "1.4.55")],
     },
     Release {
         id: "windows-server-2019",

@@ -44,7 +44,7 @@ use crate::shell::Shell;
 use crate::DeckyContext;
 
 /// `(major, minor)` of the persona's upstream SSH release (`8.9p1`,
-/// `2019.78`), for behaviour that changed between releases.
+/// `2022.83`), for behaviour that changed between releases.
 pub fn release_version(persona: &Persona) -> (u32, u32) {
     let mut parts = persona.ssh_release.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty());
     let major = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
@@ -749,6 +749,10 @@ pub async fn serve(session: SharedSession, io: Metered<TcpStream>) -> End {
         // only a backstop a little above it.
         max_auth_attempts: max_auth_tries(&persona) as usize + 2,
         nodelay: true,
+        // Dropbear sends its KEXINIT with its banner, unasked (OpenSSH waits
+        // for the client's line): scanners that read one line and then a
+        // packet, as nmap's ssh-hostkey does, stall on the real one.
+        kexinit_with_id: persona.ssh_product == SshProduct::Dropbear,
         ..Default::default()
     });
     let handle = Arc::new(OnceLock::new());
@@ -827,6 +831,6 @@ mod tests {
             assert!((0.005..0.0093).contains(&windows), "{windows}");
         }
         assert_eq!(release_version(&debian), (9, 2));
-        assert_eq!(release_version(&persona("busybox-camera")), (2019, 78));
+        assert_eq!(release_version(&persona("busybox-camera")), (2022, 83));
     }
 }

@@ -286,6 +286,10 @@ pub const EXTENSION_SUPPORT_AS_SERVER: Name = Name("ext-info-s");
 pub const EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT: Name = Name("kex-strict-c-v00@openssh.com");
 /// `kex-strict-s-v00@openssh.com`
 pub const EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER: Name = Name("kex-strict-s-v00@openssh.com");
+/// `kexguess2@matt.ucc.asn.au` (decnet addition): Dropbear's marker that a
+/// `first_kex_packet_follows` guess is right when the negotiated kex and
+/// host key are the client's first choices, whatever the server's first.
+pub const KEXGUESS2: Name = Name("kexguess2@matt.ucc.asn.au");
 
 const _CURVE25519: Curve25519KexType = Curve25519KexType {};
 const _DH_GEX_SHA1: DhGexSha1KexType = DhGexSha1KexType {};

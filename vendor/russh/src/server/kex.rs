@@ -109,6 +109,11 @@ impl ServerKex {
         }
     }
 
+    /// Our KEXINIT went out already (with the identification string).
+    pub fn kexinit_sent(&mut self, sent: bytes::Bytes) {
+        self.exchange.server_kex_init = sent;
+    }
+
     pub fn kexinit(&mut self, output: &mut PacketWriter) -> Result<(), Error> {
         self.exchange.server_kex_init =
             negotiation::write_kex(&self.config.preferred, output, Some(self.config.as_ref()))?;

@@ -43,7 +43,7 @@ use msg::{is_kex_msg, validate_client_msg_strict_kex};
 use russh_util::runtime::JoinHandle;
 use russh_util::time::Instant;
 use ssh_key::{Certificate, PrivateKey};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::pin;
 use tokio::sync::{broadcast, mpsc};
@@ -99,6 +99,10 @@ pub struct Config {
     pub keepalive_max: usize,
     /// If active, invoke `set_nodelay(true)` on client sockets; disabled by default (i.e. Nagle's algorithm is active).
     pub nodelay: bool,
+    /// Send the KEXINIT with the identification string, in one write,
+    /// before the client's identification arrives (as Dropbear does)
+    /// instead of after it (as OpenSSH does). Off by default. (decnet addition)
+    pub kexinit_with_id: bool,
 }
 
 impl Default for Config {
@@ -126,6 +130,7 @@ impl Default for Config {
             keepalive_interval: None,
             keepalive_max: 3,
             nodelay: false,
+            kexinit_with_id: false,
         }
     }
 }
@@ -1099,10 +1104,19 @@ where
     H: Handler + Send + 'static,
     R: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // Writing SSH id.
-    let mut write_buffer = SSHBuffer::new();
-    write_buffer.send_ssh_id(&config.as_ref().server_id);
-    map_err!(stream.write_all(&write_buffer.buffer[..]).await)?;
+    // Writing SSH id (and, if so configured, the KEXINIT with it).
+    let mut packet_writer = PacketWriter::clear();
+    packet_writer.send_ssh_id(&config.as_ref().server_id);
+    let early_kexinit = if config.kexinit_with_id {
+        Some(crate::negotiation::write_kex(
+            &config.preferred,
+            &mut packet_writer,
+            Some(config.as_ref()),
+        )?)
+    } else {
+        None
+    };
+    map_err!(packet_writer.flush_into(&mut stream).await)?;
 
     // Reading SSH id and allocating a session.
     let mut stream = SshRead::new(stream);
@@ -1114,7 +1128,7 @@ where
         channel_buffer_size: config.channel_buffer_size,
     };
 
-    let common = read_ssh_id(config, &mut stream).await?;
+    let common = read_ssh_id(config, &mut stream, packet_writer).await?;
     let mut session = Session {
         target_window_size: common.config.window_size,
         common,
@@ -1128,7 +1142,10 @@ where
         kex: SessionKexState::Idle,
     };
 
-    session.begin_rekey()?;
+    match early_kexinit {
+        Some(sent) => session.begin_kex_with_sent_kexinit(sent),
+        None => session.begin_rekey()?,
+    }
 
     let join = russh_util::runtime::spawn(session.run(stream, handler));
 
@@ -1138,6 +1155,7 @@ where
 async fn read_ssh_id<R: AsyncRead + Unpin>(
     config: Arc<Config>,
     read: &mut SshRead<R>,
+    packet_writer: PacketWriter,
 ) -> Result<CommonSession<Arc<Config>>, Error> {
     let sshid = if let Some(t) = config.inactivity_timeout {
         tokio::time::timeout(t, read.read_client_ssh_id()).await??
@@ -1146,7 +1164,7 @@ async fn read_ssh_id<R: AsyncRead + Unpin>(
     };
 
     let session = CommonSession {
-        packet_writer: PacketWriter::clear(),
+        packet_writer,
         // kex: Some(Kex::Init(kexinit)),
         auth_user: String::new(),
         auth_method: None, // Client only.

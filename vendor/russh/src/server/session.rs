@@ -1574,6 +1574,19 @@ impl Session {
         self.kex = SessionKexState::InProgress(kex);
         Ok(())
     }
+
+    /// The initial exchange when our KEXINIT (`sent`) already went out with
+    /// the identification string ([`super::Config::kexinit_with_id`]).
+    pub(crate) fn begin_kex_with_sent_kexinit(&mut self, sent: bytes::Bytes) {
+        let mut kex = ServerKex::new(
+            self.common.config.clone(),
+            &self.common.remote_sshid,
+            &self.common.config.server_id,
+            KexCause::Initial,
+        );
+        kex.kexinit_sent(sent);
+        self.kex = SessionKexState::InProgress(kex);
+    }
 }
 
 #[cfg(all(test, feature = "flate2"))]

@@ -1,11 +1,12 @@
 //! The KEXINIT a decky sends: the algorithm lists (kex, host key, cipher,
-//! MAC, compression, in order) of the OpenSSH release its persona names,
-//! so its HASSH and every list a scanner reads are that release's.
+//! MAC, compression, in order) of the OpenSSH (or Dropbear) release its
+//! persona names, so its HASSH and every list a scanner reads are that
+//! release's.
 //!
 //! The lists are data, written by `scripts/gen-ssh-algorithms` into
-//! `algorithms.json` beside this file: measured off the real sshd of the
-//! Debian packages, derived with named upstream changes for the rest
-//! (each entry says which). This file only turns them into russh's
+//! `algorithms.json` beside this file: measured off the real sshd (or
+//! dropbear) of the Debian packages, derived with named upstream changes
+//! for the rest (each entry says which). This file only turns them into russh's
 //! [`Preferred`], once per release for the life of the process.
 
 use std::borrow::Cow;
@@ -79,9 +80,10 @@ pub struct Resolved {
 
 /// A kex list entry as russh's name: an algorithm, or one of the
 /// pseudo-algorithms a server announces (strict kex, the Terrapin fix;
-/// ext-info), which russh's algorithm table leaves out but acts on.
+/// ext-info; Dropbear's kexguess2), which russh's algorithm table leaves
+/// out but acts on, and never negotiates as a kex.
 fn kex_name(n: &str) -> Option<kex::Name> {
-    [kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER, kex::EXTENSION_SUPPORT_AS_SERVER]
+    [kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER, kex::EXTENSION_SUPPORT_AS_SERVER, kex::KEXGUESS2]
         .into_iter()
         .find(|e| e.as_ref() == n)
         .or_else(|| kex::Name::try_from(n).ok())
@@ -129,8 +131,8 @@ pub fn resolved(id: &str) -> Option<&'static Resolved> {
 
 /// The `preferred` of the server config for a decky of release `id`.
 /// Borrowed from the per-release table, so a session copies no list.
-/// A release without generated lists (the Dropbear camera) gets russh's
-/// defaults.
+/// A release without generated lists gets russh's defaults (none does
+/// today: a test keeps every persona release in the data).
 pub fn preferred(id: &str) -> Preferred {
     match resolved(id) {
         Some(r) => Preferred {
@@ -151,8 +153,9 @@ mod tests {
     use crate::persona::releases::{SshProduct, RELEASES};
 
     #[test]
-    fn every_openssh_release_has_lists_and_the_server_can_negotiate_all_of_them() {
-        for r in RELEASES.iter().filter(|r| r.ssh == SshProduct::OpenSsh) {
+    fn every_release_has_lists_and_the_server_can_negotiate_all_of_them() {
+        assert!(RELEASES.iter().any(|r| r.ssh == SshProduct::Dropbear), "the Dropbear persona is covered");
+        for r in RELEASES {
             let resolved = resolved(r.id).unwrap_or_else(|| panic!("{} has no generated lists", r.id));
             assert!(resolved.unservable.is_empty(), "{}: cannot serve {:?}", r.id, resolved.unservable);
             let l = lists(r.id).unwrap();
