@@ -182,7 +182,7 @@ pub async fn insert_logs(tx: &mut Transaction<'_, Sqlite>, records: &[Record]) -
                 .push_bind(&r.service)
                 .push_bind(&r.event_type)
                 .push_bind(&r.attacker_ip)
-                .push_bind(serde_json::Value::Object(r.fields.clone()).to_string())
+                .push_bind(serde_json::to_string(&r.fields).unwrap_or_else(|_| "{}".into()))
                 .push_bind(&r.msg)
                 .push_bind(&r.raw_line)
                 .push_bind(r.source.as_deref().unwrap_or("local"));
