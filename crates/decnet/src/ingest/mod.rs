@@ -230,6 +230,7 @@ async fn store_batch(
     records: &[Record],
 ) -> anyhow::Result<Option<Stored>> {
     let mut tx = pool.begin().await?;
+    store::tune_for_batches(&mut tx).await?;
     if !store::advance_cursor(&mut tx, from, chunk.end, &chunk.check, modified, chunk.finished).await? {
         tx.rollback().await?;
         return Ok(None);
