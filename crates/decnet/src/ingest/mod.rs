@@ -19,10 +19,13 @@
 //! `artifact` lines become `artifacts` rows ([`artifacts`]; each new one
 //! publishes `attacker.artifact` after the commit) and `session_recorded`
 //! lines naming a recording become `recordings` rows ([`recordings`]).
+//! The Overview's roll-ups of the batch's rows are counted in Rust and
+//! written in the same transaction ([`rollups`]).
 
 pub mod artifacts;
 pub mod follow;
 pub mod recordings;
+pub mod rollups;
 pub mod rotation;
 pub mod store;
 pub mod tail;
@@ -227,11 +230,17 @@ async fn store_batch(
     records: &[Record],
 ) -> anyhow::Result<Option<Stored>> {
     let mut tx = pool.begin().await?;
+    store::tune_for_batches(&mut tx).await?;
     if !store::advance_cursor(&mut tx, from, chunk.end, &chunk.check, modified, chunk.finished).await? {
         tx.rollback().await?;
         return Ok(None);
     }
+    // The batch's roll-ups, one upsert per key, instead of the row
+    // triggers' three upserts per row (see [`rollups`]).
+    rollups::ingester_counts(&mut tx).await?;
     store::insert_logs(&mut tx, records).await?;
+    rollups::LogRollups::of(records).apply(&mut tx).await?;
+    rollups::triggers_count_again(&mut tx).await?;
     let mut stored = Stored::default();
     for r in records {
         if let Some(artifact) = artifacts::artifact_of(r) {
