@@ -67,16 +67,17 @@ impl Drop for Decky {
     }
 }
 
-/// The real sshd of this machine on a loopback port, with the host keys
-/// a default install has (RSA, ECDSA, Ed25519, in sshd's load order).
-struct RealSshd {
+/// A real SSH server of this machine on a loopback port, killed on drop.
+struct RealServer {
     child: Child,
     port: u16,
     _dir: tempfile::TempDir,
 }
 
-impl RealSshd {
-    fn start() -> RealSshd {
+impl RealServer {
+    /// The real sshd, with the host keys a default install has (RSA,
+    /// ECDSA, Ed25519, in sshd's load order).
+    fn sshd() -> RealServer {
         assert!(Path::new(SSHD).exists(), "{SSHD} missing: scripts/test.sh installs openssh-server");
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -91,33 +92,12 @@ impl RealSshd {
         std::fs::write(&cfg, config).unwrap();
         std::fs::create_dir_all("/run/sshd").unwrap();
         let child = Command::new(SSHD).arg("-D").arg("-f").arg(&cfg).stderr(Stdio::null()).spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "sshd did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        RealSshd { child, port, _dir: dir }
+        RealServer::listening(child, port, dir)
     }
-}
 
-impl Drop for RealSshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The real dropbear of this machine on a loopback port, in the
-/// foreground, with the host keys Debian's package makes (`dropbearkey`
-/// RSA, ECDSA, Ed25519).
-struct RealDropbear {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl RealDropbear {
-    fn start() -> RealDropbear {
+    /// The real dropbear, in the foreground, with the host keys Debian's
+    /// package makes (`dropbearkey` RSA, ECDSA, Ed25519).
+    fn dropbear() -> RealServer {
         assert!(Path::new(DROPBEAR).exists(), "{DROPBEAR} missing: scripts/test.sh installs dropbear-bin");
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -136,16 +116,22 @@ impl RealDropbear {
             cmd.arg("-r").arg(&key);
         }
         let child = cmd.stderr(Stdio::null()).spawn().unwrap();
+        RealServer::listening(child, port, dir)
+    }
+
+    /// Returns once `child` accepts connections on `port`.
+    fn listening(child: Child, port: u16, dir: tempfile::TempDir) -> RealServer {
+        let server = RealServer { child, port, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "dropbear did not listen");
+            assert!(Instant::now() < deadline, "the real server did not listen on {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        RealDropbear { child, port, _dir: dir }
+        server
     }
 }
 
-impl Drop for RealDropbear {
+impl Drop for RealServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -230,14 +216,14 @@ fn assert_same_kexinit(decky_port: u16, real_port: u16, real: &str) {
 
 #[test]
 fn debian_12_kexinit_is_the_real_sshd_s_field_by_field() {
-    let real = RealSshd::start();
+    let real = RealServer::sshd();
     let decky = Decky::start("debian-12");
     assert_same_kexinit(decky.port, real.port, "sshd");
 }
 
 #[test]
 fn the_camera_s_kexinit_is_the_real_dropbear_s_field_by_field() {
-    let real = RealDropbear::start();
+    let real = RealServer::dropbear();
     let decky = Decky::start("busybox-camera");
     assert_same_kexinit(decky.port, real.port, "dropbear");
 }
@@ -261,7 +247,7 @@ fn kexinit_unasked(port: u16, wait: Duration) -> bool {
 
 #[test]
 fn dropbear_sends_its_kexinit_with_its_banner_and_openssh_waits_for_the_client_s() {
-    let real = RealDropbear::start();
+    let real = RealServer::dropbear();
     let camera = Decky::start("busybox-camera");
     let debian = Decky::start("debian-12");
     let wait = Duration::from_millis(700);
@@ -338,7 +324,7 @@ fn answers_a_guess(port: u16, kex: &str, wait: Duration) -> bool {
 
 #[test]
 fn kexguess2_judges_a_client_s_guess_as_the_real_dropbear_does() {
-    let real = RealDropbear::start();
+    let real = RealServer::dropbear();
     let camera = Decky::start("busybox-camera");
     let with = "ecdh-sha2-nistp256,curve25519-sha256,kexguess2@matt.ucc.asn.au";
     let without = "ecdh-sha2-nistp256,curve25519-sha256";
@@ -375,7 +361,7 @@ fn guess_passwords(port: u16, dir: &Path) -> (usize, String) {
 
 #[test]
 fn the_camera_ends_a_password_guesser_as_the_real_dropbear_does() {
-    let real = RealDropbear::start();
+    let real = RealServer::dropbear();
     // Never accepts: every guess fails, as on the real one.
     let camera = Decky::start_with("busybox-camera", serde_json::json!({ "accept_after": [0, 0], "credentials": [] }));
     let dir = tempfile::tempdir().unwrap();
