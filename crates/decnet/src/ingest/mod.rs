@@ -23,6 +23,8 @@
 //! written in the same transaction ([`rollups`]).
 
 pub mod artifacts;
+pub mod checkpoint;
+pub mod decode;
 pub mod follow;
 pub mod recordings;
 pub mod rollups;
@@ -41,7 +43,6 @@ use decnet_bus::Bus;
 use sqlx::SqlitePool;
 use tokio_util::sync::CancellationToken;
 
-use crate::collector::Record;
 use follow::Follower;
 
 #[derive(Debug, Clone)]
@@ -125,6 +126,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let file = follow::cursor_key(&config.json_path);
     let mut follower = Follower::start(&pool, &config.json_path, config.max_batch_bytes, stats.gaps.clone()).await?;
+    let mut checkpointer = checkpoint::Checkpointer::start(pool.clone(), shutdown.clone());
     tracing::info!(path = %file, "ingester started");
     loop {
         if shutdown.is_cancelled() {
@@ -151,25 +153,24 @@ pub async fn run(
             tracing::warn!(path = %file, at = chunk.start, "ingester skipped an overlong line");
             stats.bad_lines.fetch_add(1, Ordering::Relaxed);
         }
-        let mut records = Vec::new();
-        for line in chunk.lines() {
-            match serde_json::from_slice::<Record>(line) {
-                Ok(r) => records.push(r),
-                Err(e) => {
-                    stats.bad_lines.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(path = %file, error = %e, "ingester skipped a line that is not a record");
-                }
-            }
-        }
         let Some(from) = follower.at() else { continue };
-        match store_batch(&pool, &from, &chunk, follower.modified(), &records).await {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = checkpointer.bound_wal() => {}
+        }
+        let mut bad_line = |e: &serde_json::Error| {
+            stats.bad_lines.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(path = %file, error = %e, "ingester skipped a line that is not a record");
+        };
+        match store_batch(&pool, &from, &chunk, follower.modified(), &mut bad_line).await {
             Ok(Some(stored)) => {
+                checkpointer.after_commit();
                 follower.advance(&chunk);
                 // The file's size now, against where this batch ended; a
                 // rotated-away file reads as caught up until the next batch.
                 let size = std::fs::metadata(&config.json_path).map(|m| m.len()).unwrap_or(0);
                 stats.lag_bytes.store(size.saturating_sub(chunk.end), Ordering::Relaxed);
-                stats.rows.fetch_add(records.len() as u64, Ordering::Relaxed);
+                stats.rows.fetch_add(stored.rows, Ordering::Relaxed);
                 stats.batches.fetch_add(1, Ordering::Relaxed);
                 stats.credentials_new.fetch_add(stored.credentials.len() as u64, Ordering::Relaxed);
                 stats.artifacts_new.fetch_add(stored.artifacts.len() as u64, Ordering::Relaxed);
@@ -212,6 +213,8 @@ pub async fn run(
 /// What a committed batch added that the bus hears about.
 #[derive(Debug, Default)]
 struct Stored {
+    /// `logs` rows inserted.
+    rows: u64,
     /// `credential.captured` payloads of first-seen credentials.
     credentials: Vec<serde_json::Value>,
     /// `attacker.artifact` payloads of first-seen artifacts.
@@ -222,14 +225,35 @@ struct Stored {
 
 /// One transaction: cursor guard, rows, credentials, artifacts,
 /// recordings. `None` when the cursor was not at `from` (nothing written).
+///
+/// The chunk's lines are decoded a slice at a time while SQLite stores the
+/// slice before (on sqlx's worker thread): the two costs about the same
+/// per line, and done one after the other they were the ingester's whole
+/// time.
 async fn store_batch(
     pool: &SqlitePool,
     from: &store::CursorAt,
     chunk: &tail::Chunk,
     modified: f64,
-    records: &[Record],
+    bad_line: &mut impl FnMut(&serde_json::Error),
 ) -> anyhow::Result<Option<Stored>> {
-    let mut tx = pool.begin().await?;
+    let mut conn = pool.acquire().await?;
+    let stored = store_batch_on(&mut conn, from, chunk, modified, bad_line).await;
+    if let Err(e) = store::restore_autocheckpoint(&mut conn).await {
+        tracing::warn!(error = %format!("{e:#}"), "cannot restore a connection's checkpointing; closing it");
+        conn.close_on_drop();
+    }
+    stored
+}
+
+async fn store_batch_on(
+    conn: &mut sqlx::SqliteConnection,
+    from: &store::CursorAt,
+    chunk: &tail::Chunk,
+    modified: f64,
+    bad_line: &mut impl FnMut(&serde_json::Error),
+) -> anyhow::Result<Option<Stored>> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
     store::tune_for_batches(&mut tx).await?;
     if !store::advance_cursor(&mut tx, from, chunk.end, &chunk.check, modified, chunk.finished).await? {
         tx.rollback().await?;
@@ -238,23 +262,46 @@ async fn store_batch(
     // The batch's roll-ups, one upsert per key, instead of the row
     // triggers' three upserts per row (see [`rollups`]).
     rollups::ingester_counts(&mut tx).await?;
-    store::insert_logs(&mut tx, records).await?;
-    rollups::LogRollups::of(records).apply(&mut tx).await?;
+    let mut lines = chunk.lines();
+    let mut rollups = rollups::LogRollups::default();
+    let mut evidence: Vec<decode::Evidence> = Vec::new();
+    let mut rows = 0u64;
+    let mut spent: Vec<decode::StoredLine> = Vec::new();
+    let mut next = decode::next_lines(&mut lines, store::ROWS_PER_INSERT, bad_line);
+    while !next.is_empty() {
+        let slice = std::mem::take(&mut next);
+        // join! polls the INSERT first: it builds the statement and hands
+        // it to the worker thread; the previous slice is freed and the next
+        // one decoded here meanwhile.
+        let (inserted, decoded) = tokio::join!(store::insert_logs(&mut tx, &slice), async {
+            drop(std::mem::take(&mut spent));
+            decode::next_lines(&mut lines, store::ROWS_PER_INSERT, bad_line)
+        });
+        inserted?;
+        next = decoded;
+        rows += slice.len() as u64;
+        for line in slice {
+            rollups.add(&line.record);
+            evidence.extend(decode::evidence_of(line));
+        }
+    }
+    rollups.apply(&mut tx).await?;
     rollups::triggers_count_again(&mut tx).await?;
-    let mut stored = Stored::default();
-    for r in records {
-        if let Some(artifact) = artifacts::artifact_of(r) {
-            if artifacts::insert(&mut tx, r, &artifact).await? {
-                stored.artifacts.push(artifacts::payload(r, &artifact));
+    let mut stored = Stored { rows, ..Stored::default() };
+    for e in &evidence {
+        let r = &e.record;
+        if let Some(artifact) = &e.artifact {
+            if artifacts::insert(&mut tx, r, artifact).await? {
+                stored.artifacts.push(artifacts::payload(r, artifact));
             }
         }
-        if let Some(recording) = recordings::recording_of(r) {
-            if recordings::insert(&mut tx, r, &recording).await? {
+        if let Some(recording) = &e.recording {
+            if recordings::insert(&mut tx, r, recording).await? {
                 stored.recordings += 1;
             }
         }
-        if let Some(cred) = store::credential_of(r) {
-            if store::upsert_credential(&mut tx, r, &cred).await? {
+        if let Some(cred) = &e.credential {
+            if store::upsert_credential(&mut tx, r, cred).await? {
                 stored.credentials.push(serde_json::json!({
                     "attacker_ip": r.attacker_ip,
                     "decky": r.decky,

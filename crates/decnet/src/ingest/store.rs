@@ -6,8 +6,9 @@ use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
 
 use crate::collector::Record;
 
-/// Rows per multi-row INSERT (9 parameters each, well under SQLite's limit).
-const ROWS_PER_INSERT: usize = 400;
+/// Rows per multi-row INSERT (9 parameters each, well under SQLite's
+/// limit), and so the lines decoded while SQLite stores the previous ones.
+pub const ROWS_PER_INSERT: usize = 400;
 
 /// One row of `file_cursors`: how far one generation of a followed path
 /// has been stored.
@@ -171,39 +172,50 @@ pub async fn mark_finished(pool: &SqlitePool, at: &CursorAt) -> anyhow::Result<(
     Ok(())
 }
 
-/// Page cache and checkpoint interval of the connection that stores a
-/// batch (both per connection, so the API's other connections keep
-/// SQLite's defaults). A batch inserts into `logs` and its five indexes,
-/// whose pages are spread over the file: SQLite's default 2 MB cache read
-/// them back from the kernel on every batch, and its default checkpoint
-/// after 1,000 WAL pages copied the same hot index pages into the database
-/// after every batch. 64 MiB of cache (taken only as pages are used) and
-/// a checkpoint per 8,192 pages (32 MiB of WAL) let consecutive batches
-/// share both. Setting them again costs nothing.
+/// Page cache and checkpointing of the connection while it stores a
+/// batch. A batch inserts into `logs` and its five indexes, whose pages
+/// are spread over the file: SQLite's default 2 MB cache read them back
+/// from the kernel on every batch; 64 MiB (taken only as pages are used,
+/// per connection, so the API's other connections keep the default) let
+/// consecutive batches share them. No automatic checkpoint: the
+/// [`super::checkpoint::Checkpointer`] runs them beside the ingester, and
+/// [`restore_autocheckpoint`] gives the connection SQLite's default back
+/// when the batch is done. Setting them again costs nothing.
 pub async fn tune_for_batches(tx: &mut Transaction<'_, Sqlite>) -> anyhow::Result<()> {
     sqlx::query("PRAGMA cache_size = -65536").execute(&mut **tx).await?;
-    sqlx::query("PRAGMA wal_autocheckpoint = 8192").execute(&mut **tx).await?;
+    sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut **tx).await?;
     Ok(())
 }
 
-pub async fn insert_logs(tx: &mut Transaction<'_, Sqlite>, records: &[Record]) -> anyhow::Result<()> {
-    for rows in records.chunks(ROWS_PER_INSERT) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO logs (timestamp, decky, service, event_type, attacker_ip, fields, msg, raw_line, source) ",
-        );
-        q.push_values(rows, |mut b, r| {
-            b.push_bind(r.timestamp)
-                .push_bind(&r.decky)
-                .push_bind(&r.service)
-                .push_bind(&r.event_type)
-                .push_bind(&r.attacker_ip)
-                .push_bind(serde_json::to_string(&r.fields).unwrap_or_else(|_| "{}".into()))
-                .push_bind(&r.msg)
-                .push_bind(&r.raw_line)
-                .push_bind(r.source.as_deref().unwrap_or("local"));
-        });
-        q.build().execute(&mut **tx).await?;
+/// After a batch, the connection goes back to the pool checkpointing as
+/// every other one does.
+pub async fn restore_autocheckpoint(conn: &mut sqlx::SqliteConnection) -> anyhow::Result<()> {
+    let pragma = format!("PRAGMA wal_autocheckpoint = {}", super::checkpoint::SQLITE_DEFAULT_AUTOCHECKPOINT);
+    sqlx::query(&pragma).execute(conn).await?;
+    Ok(())
+}
+
+/// One multi-row INSERT of `rows` (at most [`ROWS_PER_INSERT`]) into `logs`.
+pub async fn insert_logs(tx: &mut Transaction<'_, Sqlite>, rows: &[super::decode::StoredLine]) -> anyhow::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
     }
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO logs (timestamp, decky, service, event_type, attacker_ip, fields, msg, raw_line, source) ",
+    );
+    q.push_values(rows, |mut b, line| {
+        let r = &line.record;
+        b.push_bind(r.timestamp)
+            .push_bind(&r.decky)
+            .push_bind(&r.service)
+            .push_bind(&r.event_type)
+            .push_bind(&r.attacker_ip)
+            .push_bind(&line.fields_json)
+            .push_bind(&r.msg)
+            .push_bind(&r.raw_line)
+            .push_bind(r.source.as_deref().unwrap_or("local"));
+    });
+    q.build().execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -1,0 +1,121 @@
+//! WAL checkpoints beside the ingester instead of inside its commits.
+//!
+//! With SQLite's automatic checkpoint, the commit that crosses the WAL's
+//! limit copies every page the WAL holds back into the database file (and
+//! syncs both) before the ingester can read its next line: about a third
+//! of the ingester's time under a connect sweep (BENCHMARKS.md, "Connect
+//! sweep"). Here the ingester's connection does no automatic checkpoint
+//! while it stores a batch; after each commit this task, on another
+//! connection and so on another thread, runs a PASSIVE checkpoint (which
+//! never blocks the writer) while the next batch is being stored.
+//!
+//! A WAL is only rewound to its start by a write transaction that begins
+//! when the last checkpoint has copied every frame, which a writer that
+//! never pauses would not see: the file would grow for as long as the load
+//! lasts. So when the WAL passes [`MAX_WAL_FRAMES`], the ingester waits,
+//! before its next batch, for the checkpoint of its last commit to finish;
+//! that batch then starts the WAL over. The wait is one batch's worth of
+//! copying, once per `MAX_WAL_FRAMES` of log, instead of the whole log.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::SqlitePool;
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+/// WAL frames (pages; 4 KiB each by default, so 64 MiB) past which the
+/// ingester lets the checkpoint catch up so the WAL can start over.
+pub const MAX_WAL_FRAMES: i64 = 16_384;
+
+/// SQLite's own automatic checkpoint interval, which every connection the
+/// ingester borrowed gets back after its batch.
+pub const SQLITE_DEFAULT_AUTOCHECKPOINT: i64 = 1_000;
+
+pub struct Checkpointer {
+    /// Commits asked to be checkpointed so far.
+    requested: Arc<AtomicU64>,
+    wake: Arc<Notify>,
+    /// The last `requested` value a finished checkpoint covered.
+    covered: watch::Receiver<u64>,
+    /// Frames in the WAL at the last checkpoint (-1 before the first).
+    wal_frames: Arc<AtomicI64>,
+    max_wal_frames: i64,
+}
+
+impl Checkpointer {
+    /// Start checkpointing `pool`'s database until `shutdown`.
+    pub fn start(pool: SqlitePool, shutdown: CancellationToken) -> Checkpointer {
+        Self::with_limit(pool, shutdown, MAX_WAL_FRAMES)
+    }
+
+    pub fn with_limit(pool: SqlitePool, shutdown: CancellationToken, max_wal_frames: i64) -> Checkpointer {
+        let requested = Arc::new(AtomicU64::new(0));
+        let wake = Arc::new(Notify::new());
+        let (covered_tx, covered) = watch::channel(0);
+        let wal_frames = Arc::new(AtomicI64::new(-1));
+        tokio::spawn(run(pool, requested.clone(), wake.clone(), covered_tx, wal_frames.clone(), shutdown));
+        Checkpointer { requested, wake, covered, wal_frames, max_wal_frames }
+    }
+
+    /// A batch was committed: checkpoint it soon (requests coalesce).
+    pub fn after_commit(&self) {
+        self.requested.fetch_add(1, Ordering::AcqRel);
+        self.wake.notify_one();
+    }
+
+    /// Frames the WAL held at the last checkpoint (-1 before the first).
+    pub fn wal_frames(&self) -> i64 {
+        self.wal_frames.load(Ordering::Acquire)
+    }
+
+    /// Before a batch: when the WAL has grown past the limit, wait for the
+    /// checkpoint of every commit so far, so the batch starts the WAL over.
+    /// Returns at once when the checkpointer is gone (shutdown).
+    pub async fn bound_wal(&mut self) {
+        if self.wal_frames() <= self.max_wal_frames {
+            return;
+        }
+        let wanted = self.requested.load(Ordering::Acquire);
+        let _ = self.covered.wait_for(|covered| *covered >= wanted).await;
+        // The next write transaction rewinds the WAL; until the next
+        // checkpoint says otherwise, it is small again.
+        self.wal_frames.store(0, Ordering::Release);
+    }
+}
+
+async fn run(
+    pool: SqlitePool,
+    requested: Arc<AtomicU64>,
+    wake: Arc<Notify>,
+    covered: watch::Sender<u64>,
+    wal_frames: Arc<AtomicI64>,
+    shutdown: CancellationToken,
+) {
+    let mut last_error_log: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = wake.notified() => {}
+        }
+        // Every commit counted so far is in the WAL: this checkpoint covers it.
+        let covering = requested.load(Ordering::Acquire);
+        let result: Result<(i64, i64, i64), sqlx::Error> =
+            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await;
+        match result {
+            // `log` is -1 when another connection was checkpointing.
+            Ok((_busy, log, _copied)) if log >= 0 => wal_frames.store(log, Ordering::Release),
+            Ok(_) => {}
+            Err(e) => {
+                // The WAL then grows until a checkpoint works again (SQLite
+                // keeps every frame); once per minute is enough to say so.
+                if last_error_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    last_error_log = Some(Instant::now());
+                    tracing::warn!(error = %e, "WAL checkpoint failed; retrying after the next batch");
+                }
+            }
+        }
+        covered.send_replace(covering);
+    }
+}
