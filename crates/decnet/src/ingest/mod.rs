@@ -57,7 +57,7 @@ pub struct IngestConfig {
 
 impl IngestConfig {
     pub fn new(json_path: PathBuf) -> Self {
-        IngestConfig { json_path, poll: Duration::from_millis(100), max_batch_bytes: 4 * 1024 * 1024 }
+        IngestConfig { json_path, poll: Duration::from_millis(100), max_batch_bytes: 16 * 1024 * 1024 }
     }
 }
 
@@ -239,8 +239,14 @@ async fn store_batch(
 ) -> anyhow::Result<Option<Stored>> {
     let mut conn = pool.acquire().await?;
     let stored = store_batch_on(&mut conn, from, chunk, modified, bad_line).await;
-    if let Err(e) = store::restore_autocheckpoint(&mut conn).await {
-        tracing::warn!(error = %format!("{e:#}"), "cannot restore a connection's checkpointing; closing it");
+    // The connection goes back to the pool as every other one is: counted
+    // by the triggers and checkpointing; one that cannot be is closed.
+    let restored = match store::set_triggers(&mut conn, true).await {
+        Ok(()) => store::restore_autocheckpoint(&mut conn).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = restored {
+        tracing::warn!(error = %format!("{e:#}"), "cannot restore a connection's triggers or checkpointing; closing it");
         conn.close_on_drop();
     }
     stored
@@ -259,9 +265,10 @@ async fn store_batch_on(
         tx.rollback().await?;
         return Ok(None);
     }
-    // The batch's roll-ups, one upsert per key, instead of the row
-    // triggers' three upserts per row (see [`rollups`]).
-    rollups::ingester_counts(&mut tx).await?;
+    // The batch's `logs` roll-ups are counted here, one upsert per key,
+    // not by the row triggers (see [`rollups`]); the other tables'
+    // triggers (`credentials`) run as usual, after the rows.
+    store::set_triggers(&mut tx, false).await?;
     let mut lines = chunk.lines();
     let mut rollups = rollups::LogRollups::default();
     let mut evidence: Vec<decode::Evidence> = Vec::new();
@@ -285,8 +292,8 @@ async fn store_batch_on(
             evidence.extend(decode::evidence_of(line));
         }
     }
+    store::set_triggers(&mut tx, true).await?;
     rollups.apply(&mut tx).await?;
-    rollups::triggers_count_again(&mut tx).await?;
     let mut stored = Stored { rows, ..Stored::default() };
     for e in &evidence {
         let r = &e.record;

@@ -5,11 +5,11 @@
 //! upserts each); a batch of thousands of rows touches only a few dozen
 //! keys (hours, deckies, services, commands), so the ingester sums the
 //! batch here and applies one upsert per key, inside the batch's own
-//! transaction (exactly once with the rows). While it does, the row
-//! triggers stand aside (0022_rollups_in_ingest.sql: they fire only while
-//! `console_ingest_counting.active` is 0, and the ingester sets it to 1
-//! only inside its transaction, which no other connection ever sees), so
-//! every other writer of `logs` is still counted by the triggers.
+//! transaction (exactly once with the rows). While it does, its connection
+//! runs no triggers at all (`store::set_triggers`, a per-connection
+//! setting it turns back on before the connection returns to the pool), so
+//! every other writer of `logs` is still counted by the triggers
+//! (0023_rollups_without_flag.sql).
 //!
 //! The numbers are exactly what the triggers would have added:
 //! `console_hourly` (events, sessions = `connect` rows) per
@@ -137,17 +137,4 @@ impl LogRollups {
         }
         Ok(())
     }
-}
-
-/// Make the row triggers stand aside for the rest of this transaction
-/// (the ingester counts its batch itself); [`triggers_count_again`] before
-/// the commit.
-pub async fn ingester_counts(tx: &mut Transaction<'_, Sqlite>) -> anyhow::Result<()> {
-    sqlx::query("UPDATE console_ingest_counting SET active = 1").execute(&mut **tx).await?;
-    Ok(())
-}
-
-pub async fn triggers_count_again(tx: &mut Transaction<'_, Sqlite>) -> anyhow::Result<()> {
-    sqlx::query("UPDATE console_ingest_counting SET active = 0").execute(&mut **tx).await?;
-    Ok(())
 }
