@@ -12,10 +12,26 @@ use crate::collector::Record;
 /// One line: the record, and its `fields` exactly as the collector wrote
 /// them (what the `logs` row stores; decoding them into the record and
 /// encoding them again for the row cost as much as the rest of the line).
+///
+/// `record.fields` is decoded only when something besides the row reads
+/// it ([`reads_fields`]): a command's roll-up, an artifact, a recording, a
+/// credential. For every other line (a sweep's connects and disconnects)
+/// it is empty and the row still gets every field from `fields_json`.
 #[derive(Debug)]
 pub struct StoredLine {
     pub record: Record,
     pub fields_json: String,
+}
+
+/// Whether the ingester reads any of a line's fields beyond storing them:
+/// a `command` (its roll-up key), an artifact or a recording (by event
+/// type), or a credential (any line with a `username`). The test on the
+/// text errs only toward decoding: a key is always a quoted string, and a
+/// value that happens to read `"username"` just costs a decode.
+pub fn reads_fields(event_type: &str, fields_json: &str) -> bool {
+    matches!(event_type, "command" | artifacts::EVENT_TYPE)
+        || (event_type == recordings::EVENT_TYPE && fields_json.contains("\"recording\""))
+        || fields_json.contains("\"username\"")
 }
 
 /// [`Record`]'s JSON with `fields` borrowed as written.
@@ -37,7 +53,10 @@ struct Line<'a> {
 /// One line of `<log>.json`.
 pub fn decode(line: &[u8]) -> Result<StoredLine, serde_json::Error> {
     let l: Line = serde_json::from_slice(line)?;
-    let fields = serde_json::from_str(l.fields.get())?;
+    let fields = match reads_fields(&l.event_type, l.fields.get()) {
+        true => serde_json::from_str(l.fields.get())?,
+        false => serde_json::Map::new(),
+    };
     Ok(StoredLine {
         record: Record {
             timestamp: l.timestamp,
@@ -112,6 +131,30 @@ mod tests {
         assert_eq!(line.fields_json, serde_json::to_string(&record.fields).unwrap());
         assert!(decode(b"{\"timestamp\": 1}").is_err(), "a line without the record's keys is no record");
         assert!(evidence_of(line).is_some_and(|e| e.credential.is_some()));
+    }
+
+    #[test]
+    fn fields_are_decoded_for_every_line_that_can_prove_something() {
+        let line = |text: &str| {
+            let record = crate::collector::parse_record(text, 0.0).unwrap();
+            let l = decode(serde_json::to_string(&record).unwrap().as_bytes()).unwrap();
+            assert_eq!(l.fields_json, serde_json::to_string(&record.fields).unwrap(), "the row keeps every field");
+            (record, l)
+        };
+        // Whatever the event type, a username means a possible credential.
+        let (record, l) =
+            line(r#"<134>1 - db mysql - auth [relay@55555 src_ip="1.2.3.4" username="sa" secret_b64="eA=="]"#);
+        assert_eq!(l.record, record);
+        assert!(evidence_of(l).is_some_and(|e| e.credential.is_some_and(|c| c.username == "sa")));
+        let (record, l) = line(r#"<134>1 - web ssh - command [relay@55555 src_ip="1.2.3.4" command="id"] CMD id"#);
+        assert_eq!(l.record, record, "a command's roll-up key is its field");
+        let (record, l) =
+            line(r#"<134>1 - web ssh - session_recorded [relay@55555 src_ip="1.2.3.4" recording="a/b.cast"]"#);
+        assert_eq!(l.record, record);
+        // A connect proves nothing more: its fields stay undecoded.
+        let (record, l) = line(r#"<134>1 - web ssh - connect [relay@55555 src_ip="1.2.3.4" src_port="5"] hi"#);
+        assert!(l.record.fields.is_empty() && !record.fields.is_empty());
+        assert_eq!((l.record.decky.as_str(), l.record.attacker_ip.as_str()), ("web", "1.2.3.4"));
     }
 
     #[test]

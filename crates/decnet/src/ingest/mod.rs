@@ -57,7 +57,7 @@ pub struct IngestConfig {
 
 impl IngestConfig {
     pub fn new(json_path: PathBuf) -> Self {
-        IngestConfig { json_path, poll: Duration::from_millis(100), max_batch_bytes: 16 * 1024 * 1024 }
+        IngestConfig { json_path, poll: Duration::from_millis(100), max_batch_bytes: 4 * 1024 * 1024 }
     }
 }
 

@@ -48,7 +48,12 @@ pub async fn open(path: &Path) -> anyhow::Result<SqlitePool> {
         // it here, before the migrations; on an older database the pragma
         // is recorded and ignored until a full VACUUM, which `decnet
         // backup` + `decnet restore` performs (docs/deployment.md).
-        .auto_vacuum(SqliteAutoVacuum::Incremental);
+        .auto_vacuum(SqliteAutoVacuum::Incremental)
+        // 8 KiB pages for a new file (an existing one keeps its own): `logs`
+        // rows of about 1 KB and five indexes split pages and log WAL
+        // frames about 7% less often per row than with 4 KiB (BENCHMARKS.md,
+        // "Connect sweep").
+        .page_size(8192);
     // The first connection to a new file switches it to WAL, which needs
     // the file to itself: SQLite answers a second process doing the same at
     // that moment with "database is locked" at once, without waiting out
