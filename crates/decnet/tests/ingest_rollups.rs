@@ -60,6 +60,15 @@ fn records() -> Vec<Record> {
         };
         out.push(r);
     }
+    // Logins: their credentials' triggers (console_pairs) must run in the
+    // ingester's batches even while the `logs` triggers do not; each pair
+    // is tried twice, so the repeat (UPDATE) trigger runs too.
+    for i in 0..20usize {
+        let secret = ["aHVudGVyMg==", "cm9vdA==", "MTIzNDU2", "YWRtaW4=", "cGFzcw=="][i % 5];
+        let username = ["root", "admin"][i % 2];
+        let fields = json!({"username": username, "secret_b64": secret});
+        out.push(record(base + i as f64 * 97.0, &format!("decky-{}", i % 8), "ssh", "login_attempt", fields));
+    }
     out
 }
 
@@ -170,10 +179,33 @@ async fn ingested_rollups_equal_a_group_by_over_logs() {
     assert!(top.iter().any(|(k, v, ..)| k == "command" && v == "42"));
     assert_eq!(hourly.len(), 4);
 
-    // The triggers count again after the ingester's transactions.
-    let (active,): (i64,) =
-        sqlx::query_as("SELECT active FROM console_ingest_counting").fetch_one(&pool).await.unwrap();
-    assert_eq!(active, 0);
+    // Every try counted once, by the credentials' triggers.
+    let (tried, pairs): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT SUM(attempts) FROM credentials), (SELECT SUM(attempts) FROM console_pairs)")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((tried, pairs), (20, 20), "credentials tried and counted in console_pairs");
+
+    // Every connection of the pool (the ingester's among them) counts
+    // rows with the triggers again: one row through each, all held at once.
+    let mut conns = Vec::new();
+    for _ in 0..8 {
+        conns.push(pool.acquire().await.unwrap());
+    }
+    for (i, conn) in conns.iter_mut().enumerate() {
+        let (interval,): (i64,) = sqlx::query_as("PRAGMA wal_autocheckpoint").fetch_one(&mut **conn).await.unwrap();
+        assert_eq!(interval, 1000, "connection {i} checkpoints as SQLite's default again");
+        sqlx::query(
+            "INSERT INTO logs (timestamp, decky, service, event_type, attacker_ip, fields, msg, raw_line) \
+             VALUES (?, 'decky-9', 'ssh', 'connect', '198.51.100.9', '{}', '', '-')",
+        )
+        .bind(1_700_000_100.0 + i as f64)
+        .execute(&mut **conn)
+        .await
+        .unwrap();
+    }
+    drop(conns);
     other_writer(&pool).await;
-    assert_eq!(rollups(&pool).await, grouped(&pool).await, "rows of another writer after the ingester's");
+    assert_eq!(rollups(&pool).await, grouped(&pool).await, "rows of other writers after the ingester's");
 }

@@ -25,9 +25,10 @@ use sqlx::SqlitePool;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-/// WAL frames (pages; 4 KiB each by default, so 64 MiB) past which the
-/// ingester lets the checkpoint catch up so the WAL can start over.
-pub const MAX_WAL_FRAMES: i64 = 16_384;
+/// WAL frames (one page each: 64 MiB with decnet's 8 KiB pages, 32 MiB
+/// in an older 4 KiB database) past which the ingester lets the
+/// checkpoint catch up so the WAL can start over.
+pub const MAX_WAL_FRAMES: i64 = 8_192;
 
 /// SQLite's own automatic checkpoint interval, which every connection the
 /// ingester borrowed gets back after its batch.
@@ -117,5 +118,59 @@ async fn run(
             }
         }
         covered.send_replace(covering);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The WAL frames and the frames copied into the database, as a
+    /// PASSIVE checkpoint reports them.
+    async fn wal(pool: &SqlitePool) -> (i64, i64) {
+        let (_, log, copied): (i64, i64, i64) =
+            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(pool).await.unwrap();
+        (log, copied)
+    }
+
+    /// Batches written as the ingester writes them (no automatic
+    /// checkpoint on their connection), `after_commit` and `bound_wal`
+    /// around each: the WAL stays near the limit instead of holding every
+    /// batch, and the checkpoints were this task's.
+    #[tokio::test]
+    async fn the_wal_stays_bounded_under_batches_that_never_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::store::open(&dir.path().join("decnet.db")).await.unwrap();
+        sqlx::query("CREATE TABLE filler (body TEXT NOT NULL)").execute(&pool).await.unwrap();
+        let stop = CancellationToken::new();
+        let limit = 100;
+        let mut checkpointer = Checkpointer::with_limit(pool.clone(), stop.clone(), limit);
+        let body = "x".repeat(1000);
+        let mut most = 0;
+        for _ in 0..40 {
+            checkpointer.bound_wal().await;
+            let mut conn = pool.acquire().await.unwrap();
+            sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut *conn).await.unwrap();
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
+            for _ in 0..200 {
+                sqlx::query("INSERT INTO filler (body) VALUES (?)").bind(&body).execute(&mut *tx).await.unwrap();
+            }
+            tx.commit().await.unwrap();
+            drop(conn);
+            checkpointer.after_commit();
+            most = most.max(checkpointer.wal_frames());
+        }
+        // 40 batches of ~200 KB are ~1,000 frames of 8 KiB: without the
+        // checkpoints (or without the wait that lets the WAL start over)
+        // the log would hold them all.
+        let (log, copied) = wal(&pool).await;
+        assert!(most > 0, "the checkpointer reported the WAL ({most})");
+        assert!(log < 3 * limit, "WAL of {log} frames after 40 batches (limit {limit}; most seen {most})");
+        assert!(most < 3 * limit, "most frames seen {most} (copied at the end {copied})");
+        stop.cancel();
+        // After shutdown a wait returns at once instead of hanging.
+        checkpointer.wal_frames.store(limit + 1, Ordering::Release);
+        checkpointer.after_commit();
+        tokio::time::timeout(Duration::from_secs(5), checkpointer.bound_wal()).await.expect("no hang after shutdown");
     }
 }
