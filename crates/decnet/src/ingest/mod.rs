@@ -156,7 +156,7 @@ pub async fn run(
         let Some(from) = follower.at() else { continue };
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            _ = checkpointer.bound_wal(&pool) => {}
+            _ = checkpointer.bound_wal() => {}
         }
         let mut bad_line = |e: &serde_json::Error| {
             stats.bad_lines.fetch_add(1, Ordering::Relaxed);
