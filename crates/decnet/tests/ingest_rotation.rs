@@ -335,7 +335,11 @@ fn logrotate_with_the_shipped_snippet_while_the_collector_writes_stores_every_li
         ing_log.lines().filter(|l| l.contains("WARN") && !(lost == 0 && l.contains("is gone"))).collect();
     assert!(gaps.is_empty(), "the ingester warned: {gaps:#?}");
     let col_tail: String = col_log.lines().rev().take(20).collect::<Vec<_>>().join("\n");
-    assert_eq!((lost, duplicated), (0, 0), "files: {listing:?}\ncollector (last lines, newest first):\n{col_tail}");
+    assert_eq!(
+        (lost, duplicated),
+        (0, 0),
+        "files: {listing:?}\ncollector (last lines, newest first):\n{col_tail}\nINGEST:\n{ing_log}"
+    );
     // The writers made every file owner-only.
     for p in [log.clone(), json_of(&log)] {
         assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600, "{}", p.display());
