@@ -139,7 +139,6 @@ mod tests {
     /// checkpoint on their connection), `after_commit` and `bound_wal`
     /// around each: the WAL stays near the limit instead of holding every
     /// batch, and the checkpoints were this task's. Each batch waits for
-    /// its checkpoint so the result does not depend on scheduling. Each batch waits for
     /// its checkpoint so the result does not depend on scheduling.
     #[tokio::test]
     async fn the_wal_stays_bounded_under_batches_that_never_checkpoint() {

@@ -53,6 +53,11 @@ struct Line<'a> {
 /// One line of `<log>.json`.
 pub fn decode(line: &[u8]) -> Result<StoredLine, serde_json::Error> {
     let l: Line = serde_json::from_slice(line)?;
+    // Undecoded fields are still checked to be an object, as a `Record`'s
+    // must be: a line that is not one is no record, decoded or not.
+    if !l.fields.get().starts_with('{') {
+        return Err(serde::de::Error::custom("fields is not a JSON object"));
+    }
     let fields = match reads_fields(&l.event_type, l.fields.get()) {
         true => serde_json::from_str(l.fields.get())?,
         false => serde_json::Map::new(),
@@ -154,6 +159,9 @@ mod tests {
         // A connect proves nothing more: its fields stay undecoded.
         let (record, l) = line(r#"<134>1 - web ssh - connect [relay@55555 src_ip="1.2.3.4" src_port="5"] hi"#);
         assert!(l.record.fields.is_empty() && !record.fields.is_empty());
+        let written = serde_json::to_string(&record).unwrap();
+        let not_object = written.replacen(&l.fields_json, "[1]", 1);
+        assert!(decode(not_object.as_bytes()).is_err(), "fields must be an object, decoded or not");
         assert_eq!((l.record.decky.as_str(), l.record.attacker_ip.as_str()), ("web", "1.2.3.4"));
     }
 

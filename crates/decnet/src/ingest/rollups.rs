@@ -5,11 +5,11 @@
 //! upserts each); a batch of thousands of rows touches only a few dozen
 //! keys (hours, deckies, services, commands), so the ingester sums the
 //! batch here and applies one upsert per key, inside the batch's own
-//! transaction (exactly once with the rows). While it does, its connection
-//! runs no triggers at all (`store::set_triggers`, a per-connection
-//! setting it turns back on before the connection returns to the pool), so
-//! every other writer of `logs` is still counted by the triggers
-//! (0023_rollups_without_flag.sql).
+//! transaction (exactly once with the rows). While it inserts the batch's
+//! `logs` rows its connection runs no triggers (`store::set_triggers`, a
+//! per-connection setting turned back on before the `credentials` upserts
+//! and before the connection returns to the pool), so every other writer
+//! of `logs` is still counted by the triggers (0023_rollups_without_flag.sql).
 //!
 //! The numbers are exactly what the triggers would have added:
 //! `console_hourly` (events, sessions = `connect` rows) per
@@ -75,14 +75,6 @@ pub fn command_key(record: &Record) -> Option<String> {
 }
 
 impl LogRollups {
-    pub fn of(records: &[Record]) -> Self {
-        let mut r = LogRollups::default();
-        for record in records {
-            r.add(record);
-        }
-        r
-    }
-
     pub fn add(&mut self, record: &Record) {
         let hour = self.hourly.entry(hour_of(record.timestamp)).or_default();
         hour.events += 1;
