@@ -2,8 +2,8 @@
 # Issue 24's fleet scale: for each N, deploy N native deckies (ssh + http,
 # loopback addresses 127.2.x.y, ports + 10000) in a scratch DECNET_HOME,
 # time `decnet deploy`, then start `decnet mutator` and time until the
-# last decky's two ports listen (read from /proc/net/tcp, so the wait
-# opens no session), then serve one HTTP request to the last decky.
+# last decky answers HTTP at its own address (sockets are made in name
+# order, so it is the last to open), then serve one more request to it.
 # Prints deploy seconds, seconds to all listening, the mutator's RSS and
 # open descriptors. Every process it starts is stopped on exit.
 #   scripts/bench-fleet.sh 1000 5000 10000
@@ -31,10 +31,10 @@ PY
   "$BIN" mutator --poll-secs 1 >"$home/mutator.out" 2>&1 &
   mutator=$!
   t2=$(date +%s.%N)
-  # The last decky's http port (10080 = 0x2760) in /proc/net/tcp.
-  hexaddr=$(python3 -c "import ipaddress,sys; print('%08X:2760' % int.from_bytes(ipaddress.ip_address(sys.argv[1]).packed[::-1],'big'))" "$last")
+  # Until the last decky answers HTTP on its port: before that the port
+  # refuses (or, on a shared port, resets), which opens no session.
   for _ in $(seq 1 1200); do
-    grep -q " $hexaddr 00000000:0000 0A" /proc/net/tcp && break
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -m 1 "http://$last:10080/" || true)" = 200 ] && break
     sleep 0.05
   done
   t3=$(date +%s.%N)

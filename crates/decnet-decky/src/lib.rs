@@ -34,6 +34,7 @@ pub mod persona;
 pub mod recording;
 pub mod rfc5424;
 pub mod services;
+pub mod shared_port;
 pub mod shell;
 pub mod sink;
 pub mod udp;

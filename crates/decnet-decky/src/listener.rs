@@ -233,7 +233,13 @@ pub struct ServiceListener {
     stop: CancellationToken,
     /// One task per transport and port (a TCP accept loop, a UDP receive loop).
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Its TCP ports served from shared sockets instead (see
+    /// [`crate::shared_port`]).
+    routes: Vec<SharedRoute>,
 }
+
+/// A route on a shared port, with where it is for errors.
+type SharedRoute = crate::shared_port::Routed;
 
 /// Where `companion` of `protocol` listens when `protocol` listens at
 /// `addr`: any free port when the caller asked for any (port 0),
@@ -262,6 +268,29 @@ impl ServiceListener {
         addr: SocketAddr,
         netns: Option<&Path>,
     ) -> Result<ServiceListener, BindError> {
+        Self::open_with(ctx, service, addr, netns, None)
+    }
+
+    /// As [`ServiceListener::open`], with its TCP ports served from the
+    /// process's shared sockets ([`crate::shared_port`]) when `addr` is a
+    /// loopback address with a fixed port; UDP ports keep sockets of their own.
+    pub fn open_shared(
+        ctx: Arc<DeckyContext>,
+        service: &str,
+        addr: SocketAddr,
+        shared: &crate::shared_port::SharedPorts,
+    ) -> Result<ServiceListener, BindError> {
+        let shared = crate::shared_port::SharedPorts::fits(addr).then_some(shared);
+        Self::open_with(ctx, service, addr, None, shared)
+    }
+
+    fn open_with(
+        ctx: Arc<DeckyContext>,
+        service: &str,
+        addr: SocketAddr,
+        netns: Option<&Path>,
+        shared: Option<&crate::shared_port::SharedPorts>,
+    ) -> Result<ServiceListener, BindError> {
         let fail = |addr: SocketAddr, source: std::io::Error| BindError {
             service: service.to_string(),
             addr,
@@ -273,6 +302,7 @@ impl ServiceListener {
         protocol.prepare(&ctx).map_err(|e| fail(addr, std::io::Error::other(e)))?;
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
+        let mut routes = Vec::new();
         let mut primary = addr;
         let mut companions = Vec::new();
         let speakers = std::iter::once(protocol).chain(protocol.companions().iter().copied());
@@ -286,6 +316,16 @@ impl ServiceListener {
                     })?
                 };
                 for transport in speaker.transports() {
+                    if let (Transport::Tcp, Some(shared)) = (transport, shared) {
+                        let route = crate::shared_port::Route {
+                            ctx: ctx.clone(),
+                            service: protocol.name(),
+                            protocol: speaker,
+                            stop: stop.clone(),
+                        };
+                        routes.push(shared.route(bound, route).map_err(|e| bind_error(service, bound, e))?);
+                        continue;
+                    }
                     // Every transport on the same port: the first one bound
                     // fixes it when the caller asked for any (port 0).
                     tasks.push(match transport {
@@ -317,6 +357,7 @@ impl ServiceListener {
         })();
         if let Err(e) = opened {
             // The sockets opened so far close with their tasks.
+            drop(routes);
             stop.cancel();
             for task in tasks {
                 task.abort();
@@ -324,12 +365,14 @@ impl ServiceListener {
             return Err(e);
         }
         ctx.serving.lock().unwrap_or_else(|e| e.into_inner()).insert(service.to_string(), primary.port());
-        Ok(ServiceListener { service: service.to_string(), addr: primary, companions, ctx, stop, tasks })
+        Ok(ServiceListener { service: service.to_string(), addr: primary, companions, ctx, stop, tasks, routes })
     }
 
-    /// Stop accepting (the port refuses from now on) and end its sessions.
+    /// Stop accepting (the port refuses from now on, or on a shared port
+    /// resets) and end its sessions.
     pub async fn close(self) {
         self.ctx.serving.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.service);
+        drop(self.routes);
         self.stop.cancel();
         for task in self.tasks {
             let _ = task.await;
@@ -360,33 +403,47 @@ async fn accept_loop(
                 continue;
             }
         };
-        let (hold, permit) = match admit(&ctx, peer.ip().to_canonical()) {
-            Ok(a) => a,
-            Err(reason) => {
-                drop(stream);
-                refused(&ctx, service, peer, reason);
-                continue;
-            }
-        };
-        let (ctx, stop) = (ctx.clone(), stop.child_token());
-        tokio::spawn(async move {
-            let _ = stream.set_nodelay(true);
-            let session = Session::open(ctx.clone(), service, peer);
-            let bytes = session.bytes.clone();
-            let shared: SharedSession = Arc::new(std::sync::Mutex::new(session));
-            let io = Metered::new(stream, bytes, ctx.limits.max_bytes);
-            let reason = tokio::select! {
-                _ = stop.cancelled() => "service closed".to_string(),
-                _ = tokio::time::sleep(ctx.limits.max_session) => "session time limit".to_string(),
-                end = protocol.serve(shared.clone(), io) => end.reason(),
-            };
-            // The slot is free before the session's last lines go out, so
-            // whoever saw its `disconnect` can connect again at once.
-            drop(permit);
-            drop(hold);
-            event::with(&shared, |s| s.finish(&reason));
-        });
+        serve_connection(&ctx, service, protocol, stream, peer, &stop);
     }
+}
+
+/// Give an accepted connection a session slot and serve it on a task of
+/// its own, or refuse it (logged, rate-limited) when the decky or the
+/// source has no slot left. `stop` ends the session with `service closed`.
+pub(crate) fn serve_connection(
+    ctx: &Arc<DeckyContext>,
+    service: &'static str,
+    protocol: &'static dyn Protocol,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    stop: &CancellationToken,
+) {
+    let (hold, permit) = match admit(ctx, peer.ip().to_canonical()) {
+        Ok(a) => a,
+        Err(reason) => {
+            drop(stream);
+            refused(ctx, service, peer, reason);
+            return;
+        }
+    };
+    let (ctx, stop) = (ctx.clone(), stop.child_token());
+    tokio::spawn(async move {
+        let _ = stream.set_nodelay(true);
+        let session = Session::open(ctx.clone(), service, peer);
+        let bytes = session.bytes.clone();
+        let shared: SharedSession = Arc::new(std::sync::Mutex::new(session));
+        let io = Metered::new(stream, bytes, ctx.limits.max_bytes);
+        let reason = tokio::select! {
+            _ = stop.cancelled() => "service closed".to_string(),
+            _ = tokio::time::sleep(ctx.limits.max_session) => "session time limit".to_string(),
+            end = protocol.serve(shared.clone(), io) => end.reason(),
+        };
+        // The slot is free before the session's last lines go out, so
+        // whoever saw its `disconnect` can connect again at once.
+        drop(permit);
+        drop(hold);
+        event::with(&shared, |s| s.finish(&reason));
+    });
 }
 
 #[cfg(test)]

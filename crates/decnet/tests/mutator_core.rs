@@ -241,3 +241,66 @@ async fn teardown_emits_retirement_and_redeploy_a_creation() {
     assert_eq!(report.chains["a"].len(), 1);
     assert!(rig.dir.path().exists());
 }
+
+#[tokio::test]
+async fn a_big_fleet_is_recorded_whole_and_a_second_deploy_only_updates_settings() {
+    // 600 deckies: past one batch of recorded creations (256) and one
+    // multi-row statement (500).
+    let rig = Rig::new(Arc::new(DryRunDriver)).await;
+    let fleet = |n: usize, interval: u32| {
+        let mut t = format!("interval = {interval}\n");
+        for i in 0..n {
+            t.push_str(&format!(
+                "[[decky]]\nname = \"big-{i:03}\"\nservices = [\"ssh\"]\naddress = \"127.4.{}.{}\"\n",
+                i / 200,
+                i % 200 + 1
+            ));
+        }
+        t
+    };
+    rig.deploy(&fleet(600, 5)).await;
+    let all = fleet_store::list(&rig.mutator.pool).await.unwrap();
+    assert_eq!(all.len(), 600);
+    assert!(all
+        .iter()
+        .all(|d| d.deployed && d.services == ["ssh"] && d.interval_minutes == 5 && d.last_mutated.is_some()));
+    let history = decnet::store::mutations::for_decky(&rig.mutator.pool, "big-599").await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        (history[0].trigger.as_str(), history[0].new_services.as_slice()),
+        ("creation", ["ssh".to_string()].as_slice())
+    );
+    assert_eq!(fleet_store::address_of(&rig.mutator.pool, "big-599").await.unwrap().as_deref(), Some("127.4.2.200"));
+    assert_eq!(rig.log().lines().filter(|l| l.contains("creation")).count(), 600, "one creation line each");
+
+    // Again with a new interval and one more decky: the 600 keep their
+    // services and deploy time, only big-600 is created.
+    let first = rig.last_mutated("big-000").await;
+    rig.deploy(&fleet(601, 9)).await;
+    let all = fleet_store::list(&rig.mutator.pool).await.unwrap();
+    assert_eq!(all.len(), 601);
+    assert!(all.iter().all(|d| d.deployed && d.interval_minutes == 9));
+    assert_eq!(rig.last_mutated("big-000").await, first);
+    assert_eq!(rig.log().lines().filter(|l| l.contains("creation")).count(), 601);
+    let serving = fleet_store::serving_of_many(&rig.mutator.pool, &["big-000", "big-600", "nobody"]).await.unwrap();
+    assert_eq!(serving.len(), 2, "a name not in the fleet is left out: {serving:?}");
+}
+
+#[tokio::test]
+async fn in_a_fleet_deploy_the_deckies_the_driver_fails_are_named_and_not_recorded() {
+    let _serial = SPAWN_LOCK.lock().await;
+    let scripts = tempfile::tempdir().unwrap();
+    let picky =
+        write_script(scripts.path(), "picky", "case \"$1\" in bad-*) echo \"no room for $1\" >&2; exit 3;; esac");
+    let rig = Rig::new(Arc::new(CommandDriver::new(picky))).await;
+    let toml = "interval = 5\n[[decky]]\nname = \"ok-1\"\nservices = [\"ssh\"]\n[[decky]]\nname = \"bad-1\"\nservices = [\"ssh\"]\n[[decky]]\nname = \"ok-2\"\nservices = [\"ssh\"]\n";
+    let failed = rig.mutator.deploy_fleet(&Fleet::parse(toml, "fleet.toml").unwrap()).await.unwrap();
+    assert_eq!(failed, ["bad-1"]);
+    let bad = fleet_store::get(&rig.mutator.pool, "bad-1").await.unwrap().unwrap();
+    assert!(!bad.deployed && bad.services.is_empty() && bad.last_mutated.is_none(), "{bad:?}");
+    for ok in ["ok-1", "ok-2"] {
+        assert!(fleet_store::get(&rig.mutator.pool, ok).await.unwrap().unwrap().deployed, "{ok}");
+    }
+    assert!(!rig.log().contains("bad-1"), "no creation line for the failed decky");
+    assert_eq!(rig.log().lines().filter(|l| l.contains("creation")).count(), 2);
+}

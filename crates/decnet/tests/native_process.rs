@@ -191,43 +191,70 @@ fn serving(db: &std::path::Path) -> Vec<String> {
     })
 }
 
-#[test]
-fn a_fleet_over_the_open_file_limit_is_said_up_front_and_each_decky_past_it_names_the_cause() {
-    let dir = tempfile::tempdir().unwrap();
-    let (collector, _lines) = receiver();
-    // 40 deckies × 2 services = 80 listening sockets, under a limit of 60
-    // open files for the whole daemon.
+/// Deploy deckies `lim-NN` with http + ftp at 127.1.15.NN for each NN in
+/// `range` (the deckies already there stay).
+fn deploy_lim(home: &std::path::Path, collector: std::net::SocketAddr, range: std::ops::RangeInclusive<u32>) {
     let mut fleet = String::new();
-    for i in 1..=40 {
+    for i in range {
         fleet.push_str(&format!(
             "[[decky]]\nname = \"lim-{i:02}\"\nservices = [\"http\", \"ftp\"]\naddress = \"127.1.15.{i}\"\n"
         ));
     }
-    let fleet_file = dir.path().join("fleet.toml");
+    let fleet_file = home.join("fleet.toml");
     std::fs::write(&fleet_file, fleet).unwrap();
-    let _bus = Daemon::start(dir.path(), &[]);
     let deploy =
-        env(Command::new(BIN).args(["deploy", "--config"]).arg(&fleet_file), dir.path(), collector).output().unwrap();
+        env(Command::new(BIN).args(["deploy", "--wait-secs", "0", "--config"]).arg(&fleet_file), home, collector)
+            .output()
+            .unwrap();
     assert!(deploy.status.success(), "{deploy:?}");
+}
+
+/// Deploy 40 deckies × http + ftp (80 listening sockets) at 127.1.15.1-40
+/// and start the mutator under a limit of 60 open files for the whole
+/// daemon, with `--native-shared-ports share`. Returns the home, the
+/// daemon and its log's path.
+fn fleet_over_a_limit_of_60(share: &str) -> (tempfile::TempDir, Daemon, Killed, std::path::PathBuf) {
+    fleet_under_limit(share, 60, 1..=40).0
+}
+
+/// As [`fleet_over_a_limit_of_60`] with a limit of `limit` files and the
+/// deckies of `range`; also returns the collector address.
+fn fleet_under_limit(
+    share: &str,
+    limit: u32,
+    range: std::ops::RangeInclusive<u32>,
+) -> ((tempfile::TempDir, Daemon, Killed, std::path::PathBuf), std::net::SocketAddr) {
+    let dir = tempfile::tempdir().unwrap();
+    let (collector, _lines) = receiver();
+    let bus = Daemon::start(dir.path(), &[]);
+    deploy_lim(dir.path(), collector, range);
 
     // setpriv drops CAP_SYS_RESOURCE, so the daemon cannot lift the hard
     // limit prlimit sets even where the test runs with that capability.
     let log_path = dir.path().join("mutator.log");
-    let mutator =
-        Killed(Some(
-            env(
-                Command::new("setpriv")
-                    .args(["--bounding-set", "-sys_resource", "--inh-caps", "-sys_resource"])
-                    .args(["prlimit", "--nofile=60:60", "--", BIN, "mutator", "--poll-secs", "1"]),
-                dir.path(),
-                collector,
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log_path).unwrap())
-            .spawn()
-            .unwrap(),
-        ));
+    let mutator = Killed(Some(
+        env(
+            Command::new("setpriv")
+                .args(["--bounding-set", "-sys_resource", "--inh-caps", "-sys_resource"])
+                .arg("prlimit")
+                .arg(format!("--nofile={limit}:{limit}"))
+                .args(["--", BIN, "mutator", "--poll-secs", "1"])
+                .args(["--native-shared-ports", share]),
+            dir.path(),
+            collector,
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap(),
+    ));
+    ((dir, bus, mutator, log_path), collector)
+}
+
+#[test]
+fn a_fleet_over_the_open_file_limit_is_said_up_front_and_each_decky_past_it_names_the_cause() {
+    let (dir, _bus, mutator, log_path) = fleet_over_a_limit_of_60("never");
     let said = "the fleet's 80 services need at least 144 open files";
     assert!(
         wait_until(20.0, || std::fs::read_to_string(&log_path).unwrap_or_default().contains(said)),
@@ -242,5 +269,80 @@ fn a_fleet_over_the_open_file_limit_is_said_up_front_and_each_decky_past_it_name
     );
     // The deckies within the limit serve.
     assert!(std::net::TcpStream::connect(("127.1.15.1", 10_080)).is_ok(), "the first decky does not listen");
+    stop(mutator);
+}
+
+#[test]
+fn a_fleet_over_the_open_file_limit_shares_one_socket_per_port_and_every_decky_serves() {
+    let (dir, _bus, mutator, log_path) = fleet_over_a_limit_of_60("auto");
+    let db = dir.path().join("decnet.db");
+    let all_ok = || {
+        let s = serving(&db);
+        s.len() == 40 && s.iter().all(|s| s == "ok")
+    };
+    assert!(
+        wait_until(30.0, all_ok),
+        "not every decky serves: {:?}\n{}",
+        serving(&db),
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(log.contains("share one listening socket per port"), "sharing is not said:\n{log}");
+    // Every decky answers at its own address, ftp with its banner.
+    for i in [1, 20, 40] {
+        let mut ftp = std::net::TcpStream::connect(("127.1.15.".to_string() + &i.to_string(), 10_021)).unwrap();
+        ftp.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        let mut banner = [0u8; 4];
+        ftp.read_exact(&mut banner).unwrap();
+        assert_eq!(&banner, b"220 ", "decky {i}");
+        let http = std::net::TcpStream::connect(("127.1.15.".to_string() + &i.to_string(), 10_080));
+        assert!(http.is_ok(), "decky {i}'s http");
+    }
+    // An address with no decky on the shared port is reset, not served.
+    let mut stray = std::net::TcpStream::connect(("127.1.15.99", 10_021)).unwrap();
+    stray.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    let read = stray.read_to_end(&mut got);
+    assert!(read.is_err() || got.is_empty(), "127.1.15.99 has no decky but answered {got:?}");
+    stop(mutator);
+}
+
+#[test]
+fn deckies_with_sockets_of_their_own_move_to_shared_ones_when_the_fleet_outgrows_the_limit() {
+    // 20 deckies × 2 = 40 sockets fit under 200 files; 80 deckies do not.
+    let ((dir, _bus, mutator, log_path), collector) = fleet_under_limit("auto", 200, 1..=20);
+    let db = dir.path().join("decnet.db");
+    let served = |n: usize| {
+        let db = db.clone();
+        move || serving(&db).iter().filter(|s| s.as_str() == "ok").count() == n
+    };
+    assert!(wait_until(30.0, served(20)), "the first 20 do not serve: {:?}", serving(&dir.path().join("decnet.db")));
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(!log().contains("share one listening socket"), "shared before it had to:\n{}", log());
+    let own = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    assert!(
+        own.contains(&format!("{:08X}:{:04X}", u32::from_le_bytes([127, 1, 15, 1]), 10_080)),
+        "decky 1 has no socket of its own"
+    );
+
+    deploy_lim(dir.path(), collector, 1..=80);
+    assert!(wait_until(30.0, served(80)), "not all 80 serve: {:?}\n{}", serving(&dir.path().join("decnet.db")), log());
+    assert!(log().contains("moving loopback deckies onto the shared sockets"), "{}", log());
+    // The first deckies moved (their own sockets are gone) and still answer.
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let own = format!("{:08X}:{:04X} 00000000:0000 0A", u32::from_le_bytes([127, 1, 15, 1]), 10_080);
+    assert!(
+        !tcp.contains(&own),
+        "decky 1 kept its own socket: {}",
+        tcp.lines().filter(|l| l.contains(&own[..13])).collect::<Vec<_>>().join("\n")
+    );
+    for i in [1, 20, 21, 80] {
+        let at = format!("127.1.15.{i}:10021");
+        let mut ftp = std::net::TcpStream::connect(&at).unwrap();
+        ftp.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        let mut banner = [0u8; 4];
+        ftp.read_exact(&mut banner).unwrap_or_else(|e| panic!("{at}: {e}"));
+        assert_eq!(&banner, b"220 ", "{at}");
+    }
     stop(mutator);
 }

@@ -48,10 +48,9 @@ async fn report_serving(db: &std::path::Path, names: &[&str], wait: std::time::D
     let deadline = std::time::Instant::now() + wait;
     let mut states: Vec<(String, Option<String>)> = Vec::new();
     loop {
+        let serving = crate::store::fleet::serving_of_many(&pool, names).await?;
         states.clear();
-        for name in names {
-            states.push((name.to_string(), crate::store::fleet::serving_of(&pool, name).await?));
-        }
+        states.extend(names.iter().map(|n| (n.to_string(), serving.get(*n).cloned().flatten())));
         if states.iter().all(|(_, s)| s.is_some()) || std::time::Instant::now() >= deadline {
             break;
         }

@@ -66,6 +66,14 @@ pub struct FleetArgs {
     /// ssh on 10022), for hosts where ports below 1024 are not available.
     #[arg(long, env = "DECNET_NATIVE_PORT_OFFSET", default_value_t = 0)]
     pub native_port_offset: u16,
+    /// Native driver: when loopback deckies share one listening socket
+    /// per port instead of a socket each. `auto` shares once the fleet's
+    /// sockets would not fit under the open-file limit (10,000 ssh + http
+    /// deckies need 20,000 descriptors, or 2 when shared). On a shared
+    /// port, an address where no decky serves it accepts and resets
+    /// instead of refusing. Deckies on a LAN always keep their own sockets.
+    #[arg(long, env = "DECNET_NATIVE_SHARED_PORTS", value_enum, default_value = "auto")]
+    pub native_shared_ports: crate::mutator::native::SharePorts,
     /// Native driver: folder of the shell sessions' asciicast recordings
     /// (default: `$DECNET_HOME/recordings`).
     #[arg(long, env = "DECNET_RECORDINGS_DIR")]
@@ -173,6 +181,7 @@ impl FleetArgs {
         };
         let mut options = crate::mutator::native::NativeOptions::new(target, seed);
         options.port_offset = self.native_port_offset;
+        options.share_ports = self.native_shared_ports;
         anyhow::ensure!(
             self.session_log_lines > 0 && self.session_log_bytes > 0 && self.sink_queue_bytes > 0,
             "--session-log-lines, --session-log-bytes and --sink-queue-bytes must be positive"

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::drivers::{Change, DeckyShape, DeployDriver, DeployError, FLEET_PROJECT};
 use crate::decky::listener::ServiceListener;
+use crate::decky::shared_port::SharedPorts;
 use crate::decky::sink::LineSink;
 use crate::decky::{self, DeckyContext, Limits};
 
@@ -68,6 +69,22 @@ pub struct NativeOptions {
     /// Whether and from where payloads attackers download are fetched
     /// (off by default).
     pub fetch: decky::fetch::FetchSettings,
+    /// Whether loopback deckies share one listening socket per port
+    /// ([`decky::shared_port`]) instead of a socket each.
+    pub share_ports: SharePorts,
+}
+
+/// When loopback deckies share one listening socket per port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SharePorts {
+    /// When the fleet's sockets would not fit under the open-file limit
+    /// (each decky keeps its own until then).
+    #[default]
+    Auto,
+    /// Always: one socket per port for the whole loopback fleet.
+    Always,
+    /// Never: a socket per decky and service; deckies past the limit fail.
+    Never,
 }
 
 impl NativeOptions {
@@ -87,6 +104,7 @@ impl NativeOptions {
             artifacts: None,
             artifact_limits: decky::artifacts::StoreLimits::default(),
             fetch: decky::fetch::FetchSettings::default(),
+            share_ports: SharePorts::default(),
         }
     }
 
@@ -126,6 +144,11 @@ pub fn load_host_key_seed(home: &Path) -> anyhow::Result<Vec<u8>> {
 /// resumes after the last assignment instead of starting over).
 struct TakenAddresses {
     set: BTreeSet<IpAddr>,
+    /// Each decky's address as read with `set` (kept up to date by this
+    /// driver's assignments). Only a deferred driver trusts it: a one-shot
+    /// deploy is the one assigning, while the daemon must see addresses
+    /// other processes assigned after it started.
+    by_name: HashMap<String, String>,
     next: u32,
 }
 
@@ -180,6 +203,59 @@ struct Live {
     sink: LineSink,
     artifacts: Option<Arc<decky::artifacts::Artifacts>>,
     stop: CancellationToken,
+    /// The shared listening sockets, used while `sharing` is on.
+    shared: Arc<SharedPorts>,
+    sharing: std::sync::atomic::AtomicBool,
+    /// The fleet size the open-file budget was last judged for (said once
+    /// per size, not on every pass).
+    budget_for: std::sync::Mutex<Option<u64>>,
+}
+
+impl Live {
+    fn sharing(&self) -> bool {
+        self.sharing.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Judge the open-file budget for a fleet of `listening` sockets: turn
+    /// sharing on when it is needed and allowed (the caller then moves the
+    /// loopback deckies onto shared sockets), or say up front that deckies
+    /// past the limit will not listen. Returns whether sharing was just
+    /// turned on.
+    fn judge_budget(&self, listening: u64) -> bool {
+        let mut judged = self.budget_for.lock().unwrap_or_else(|e| e.into_inner());
+        if *judged == Some(listening) {
+            return false;
+        }
+        *judged = Some(listening);
+        let limit = crate::rlimit::nofile_soft().unwrap_or(u64::MAX);
+        let short = crate::rlimit::shortfall(listening, limit);
+        let want = match self.options.share_ports {
+            SharePorts::Always => true,
+            SharePorts::Never => false,
+            // On a LAN every decky is in a namespace of its own: nothing to share.
+            SharePorts::Auto => short.is_some() && self.options.lan.is_none(),
+        };
+        if want && !self.sharing() {
+            self.sharing.store(true, std::sync::atomic::Ordering::Relaxed);
+            match short {
+                Some(_) => tracing::warn!(
+                    listening,
+                    limit,
+                    "the fleet's services would not fit under the open-file limit with a socket each: \
+                     loopback deckies share one listening socket per port from now on (a port a decky \
+                     does not serve resets instead of refusing)"
+                ),
+                None => tracing::info!(
+                    "loopback deckies share one listening socket per port (--native-shared-ports always)"
+                ),
+            }
+            return true;
+        }
+        if let (Some(said), false) = (short, self.sharing()) {
+            tracing::error!("{said}");
+        }
+        false
+    }
 }
 
 impl NativeDriver {
@@ -197,12 +273,14 @@ impl NativeDriver {
                 }
             }
         });
+        let sharing = std::sync::atomic::AtomicBool::new(false);
+        let (shared, budget_for) = (SharedPorts::new(), std::sync::Mutex::new(None));
         NativeDriver {
             fixed: options.addresses.clone(),
             auto_range: options.lan.as_ref().and_then(|l| l.range),
             taken: tokio::sync::Mutex::new(None),
             serving: tokio::sync::Mutex::new(HashMap::new()),
-            live: Some(Live { options, sink, artifacts, stop }),
+            live: Some(Live { options, sink, artifacts, stop, shared, sharing, budget_for }),
             pool,
             deckies: tokio::sync::Mutex::new(HashMap::new()),
         }
@@ -269,7 +347,8 @@ impl NativeDriver {
         if let Some(d) = running.get(&(project.to_string(), decky.to_string())) {
             return Ok(d.address);
         }
-        if let (Some(pool), true) = (&self.pool, project == FLEET_PROJECT) {
+        let fleet = self.pool.as_ref().filter(|_| project == FLEET_PROJECT);
+        if let (Some(pool), Some(_)) = (fleet, &self.live) {
             if let Some(text) = crate::store::fleet::address_of(pool, decky).await.map_err(|e| e.to_string())? {
                 return text.parse().map_err(|_| format!("decky {decky} has an invalid address {text:?}"));
             }
@@ -278,13 +357,19 @@ impl NativeDriver {
         if cache.is_none() {
             let mut set: BTreeSet<IpAddr> = self.fixed.values().copied().collect();
             set.extend(running.values().map(|d| d.address));
+            let mut by_name = HashMap::new();
             if let Some(pool) = &self.pool {
-                let all = crate::store::fleet::addresses(pool).await.map_err(|e| e.to_string())?;
-                set.extend(all.values().filter_map(|t| t.parse::<IpAddr>().ok()));
+                by_name = crate::store::fleet::addresses(pool).await.map_err(|e| e.to_string())?;
+                set.extend(by_name.values().filter_map(|t| t.parse::<IpAddr>().ok()));
             }
-            *cache = Some(TakenAddresses { set, next: 0 });
+            *cache = Some(TakenAddresses { set, by_name, next: 0 });
         }
         let taken = cache.as_mut().expect("filled above");
+        if let (Some(_), None) = (fleet, &self.live) {
+            if let Some(text) = taken.by_name.get(decky) {
+                return text.parse().map_err(|_| format!("decky {decky} has an invalid address {text:?}"));
+            }
+        }
         // On a LAN, the operator's range; else loopback addresses.
         let range = self.auto_range;
         let (base, count) = match range {
@@ -300,6 +385,7 @@ impl NativeDriver {
                 None => "no free automatic address left".to_string(),
             })?;
         taken.set.insert(address);
+        taken.by_name.insert(decky.to_string(), address.to_string());
         taken.next = index + 1;
         if let (Some(pool), true) = (&self.pool, project == FLEET_PROJECT) {
             crate::store::fleet::set_address(pool, decky, &address.to_string()).await.map_err(|e| e.to_string())?;
@@ -412,7 +498,12 @@ impl NativeDriver {
             }
             let port = live.options.port_for(service).unwrap_or(0);
             let netns = placed.as_deref().or_else(|| live.options.netns.get(change.decky).map(|p| p.as_path()));
-            match ServiceListener::open_in(ctx.clone(), service, SocketAddr::new(address, port), netns) {
+            let at = SocketAddr::new(address, port);
+            let opened_now = match netns {
+                None if live.sharing() => ServiceListener::open_shared(ctx.clone(), service, at, &live.shared),
+                _ => ServiceListener::open_in(ctx.clone(), service, at, netns),
+            };
+            match opened_now {
                 Ok(l) => opened.push(l),
                 Err(e) => {
                     for l in opened {
@@ -493,6 +584,8 @@ impl DeployDriver for NativeDriver {
                     "datagram_replies_oversize": crate::decky::udp::REPLIES_OVERSIZE.load(Relaxed),
                     "datagram_lines_dropped": crate::decky::udp::LINES_DROPPED.load(Relaxed),
                     "listeners": self.deckies.try_lock().map(|m| m.values().map(|d| d.listeners.len()).sum::<usize>()).ok(),
+                    "shared_ports": live.sharing().then(|| live.shared.listening()),
+                    "shared_port_resets": crate::decky::shared_port::UNROUTED.load(Relaxed),
                 }),
             );
         }
@@ -510,6 +603,32 @@ impl DeployDriver for NativeDriver {
 
     async fn sync(&self, project: &str, deployed: &[DeckyShape]) {
         let Some(live) = &self.live else { return };
+        let listening = deployed.iter().flat_map(|d| &d.services).filter(|s| decky::default_port(s).is_some()).count();
+        if live.judge_budget(listening as u64) {
+            // Sharing just began: the loopback deckies' own sockets close
+            // here and the pass below reopens them on the shared ones.
+            let moved: Vec<RunningDecky> = {
+                let mut map = self.deckies.lock().await;
+                map.values_mut()
+                    .filter(|d| d.placed.is_none() && !live.options.netns.contains_key(&d.ctx.name))
+                    .map(|d| RunningDecky {
+                        address: d.address,
+                        ctx: d.ctx.clone(),
+                        listeners: std::mem::take(&mut d.listeners),
+                        placed: None,
+                    })
+                    .collect()
+            };
+            if !moved.is_empty() {
+                tracing::warn!(
+                    deckies = moved.len(),
+                    "moving loopback deckies onto the shared sockets; their open sessions end"
+                );
+            }
+            for d in moved {
+                d.close(None).await;
+            }
+        }
         let stale: Vec<String> = {
             let map = self.deckies.lock().await;
             map.keys()

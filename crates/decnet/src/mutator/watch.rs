@@ -211,26 +211,6 @@ impl DeploymentEdge {
     }
 }
 
-/// Says once per fleet size when the deployed services cannot all listen
-/// under the open-file limit (instead of only one error per decky).
-#[derive(Default)]
-struct FileBudget {
-    warned_for: Option<u64>,
-}
-
-impl FileBudget {
-    fn observe(&mut self, listening: u64) {
-        if self.warned_for == Some(listening) {
-            return;
-        }
-        self.warned_for = Some(listening);
-        let limit = crate::rlimit::nofile_soft().unwrap_or(u64::MAX);
-        if let Some(said) = crate::rlimit::shortfall(listening, limit) {
-            tracing::error!("{said}");
-        }
-    }
-}
-
 /// Mutate due deckies until `shutdown`; `poll` caps each sleep.
 pub async fn watch_loop(mutator: Mutator, poll: Duration, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel(256);
@@ -239,13 +219,9 @@ pub async fn watch_loop(mutator: Mutator, poll: Duration, shutdown: Cancellation
         None => Vec::new(),
     };
     let mut edge = DeploymentEdge::default();
-    let mut files = FileBudget::default();
     while !shutdown.is_cancelled() {
         match crate::store::fleet::list_deployed(&mutator.pool).await {
-            Ok(d) => {
-                edge.observe(d.len());
-                files.observe(d.iter().map(|decky| decky.services.len() as u64).sum());
-            }
+            Ok(d) => edge.observe(d.len()),
             Err(e) => tracing::error!(error = %e, "cannot read the fleet"),
         }
         let next_due = mutator.mutate_all(None).await;

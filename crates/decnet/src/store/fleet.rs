@@ -2,7 +2,7 @@
 //! interval, when it last changed and whether it is deployed. The mutator
 //! reads and writes it; the database, not the bus, is the truth.
 
-use sqlx::{Row, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FleetDecky {
@@ -92,6 +92,104 @@ pub async fn record_mutation(pool: &SqlitePool, name: &str, services: &[String],
     Ok(())
 }
 
+/// What a fleet file says of one decky, saved by [`save_specs`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeckySpec {
+    pub name: String,
+    pub archetype: Option<String>,
+    pub interval_minutes: u32,
+    /// `None` keeps the address the decky has (or will be given).
+    pub address: Option<String>,
+    /// Persona overrides, a JSON object; `None` clears them.
+    pub persona: Option<serde_json::Value>,
+}
+
+/// Rows per multi-row statement: a handful of parameters each, far under
+/// SQLite's 32,766 bound parameters per statement.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// Save what a fleet file says of many deckies, in one transaction and a
+/// statement per [`ROWS_PER_STATEMENT`] deckies (a deploy of 10,000
+/// deckies is a few dozen round trips to SQLite's thread, not 40,000). A
+/// new decky is inserted undeployed; an existing one keeps its services
+/// and deployment and takes the archetype, interval and persona, and the
+/// address when one is given. A decky not deployed forgets whether the
+/// mutator served it (`serving`), so the next answer is about this deploy.
+pub async fn save_specs(pool: &SqlitePool, specs: &[DeckySpec]) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    for chunk in specs.chunks(ROWS_PER_STATEMENT) {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO fleet_deckies (name, archetype, interval_minutes, address, persona) ");
+        q.push_values(chunk, |mut b, spec| {
+            b.push_bind(&spec.name)
+                .push_bind(&spec.archetype)
+                .push_bind(i64::from(spec.interval_minutes))
+                .push_bind(&spec.address)
+                .push_bind(spec.persona.as_ref().map(|p| p.to_string()));
+        });
+        q.push(
+            " ON CONFLICT(name) DO UPDATE SET archetype = excluded.archetype,
+                 interval_minutes = excluded.interval_minutes,
+                 address = COALESCE(excluded.address, address), persona = excluded.persona,
+                 serving = CASE WHEN deployed THEN serving ELSE NULL END",
+        );
+        q.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A first deploy to record with [`record_creations`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Creation {
+    pub name: String,
+    pub services: Vec<String>,
+}
+
+/// Record first deploys at `at`, as [`record_mutation`] plus a
+/// `creation` row in `decky_mutations` each, in one transaction of
+/// multi-row statements. Fails, recording nothing, if a decky is not in
+/// the fleet.
+pub async fn record_creations(pool: &SqlitePool, created: &[Creation], at: f64) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    for chunk in created.chunks(ROWS_PER_STATEMENT) {
+        let rows: Vec<(&str, String)> = chunk
+            .iter()
+            .map(|c| Ok((c.name.as_str(), serde_json::to_string(&c.services)?)))
+            .collect::<anyhow::Result<_>>()?;
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("UPDATE fleet_deckies SET services = v.column2, last_mutated = ");
+        q.push_bind(at).push(", deployed = 1 FROM (");
+        // A VALUES list as a table: UPDATE … FROM (SQLite 3.33+).
+        q.push_values(&rows, |mut b, (name, services)| {
+            b.push_bind(*name).push_bind(services);
+        });
+        q.push(") AS v WHERE fleet_deckies.name = v.column1");
+        let done = q.build().execute(&mut *tx).await?;
+        if done.rows_affected() != chunk.len() as u64 {
+            anyhow::bail!(
+                "{} of {} deckies to record are not in the fleet",
+                chunk.len() as u64 - done.rows_affected(),
+                chunk.len()
+            );
+        }
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO decky_mutations (timestamp, decky, old_services, new_services, trigger, actor) ",
+        );
+        q.push_values(&rows, |mut b, (name, services)| {
+            b.push_bind(at)
+                .push_bind(*name)
+                .push_bind("[]")
+                .push_bind(services)
+                .push_bind("creation")
+                .push_bind(None::<String>);
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Mark a decky torn down: no services, not deployed.
 pub async fn record_retirement(pool: &SqlitePool, name: &str, at: f64) -> anyhow::Result<()> {
     sqlx::query("UPDATE fleet_deckies SET services = '[]', last_mutated = ?2, deployed = 0 WHERE name = ?1")
@@ -147,6 +245,28 @@ pub async fn serving_of(pool: &SqlitePool, name: &str) -> anyhow::Result<Option<
     let row: Option<(Option<String>,)> =
         sqlx::query_as("SELECT serving FROM fleet_deckies WHERE name = ?").bind(name).fetch_optional(pool).await?;
     Ok(row.and_then(|(s,)| s))
+}
+
+/// Whether the running mutator serves each of `names` (as
+/// [`serving_of`]), in one query per [`ROWS_PER_STATEMENT`] names; names
+/// not in the fleet are left out.
+pub async fn serving_of_many(
+    pool: &SqlitePool,
+    names: &[&str],
+) -> anyhow::Result<std::collections::HashMap<String, Option<String>>> {
+    let mut out = std::collections::HashMap::with_capacity(names.len());
+    for chunk in names.chunks(ROWS_PER_STATEMENT) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT name, serving FROM fleet_deckies WHERE name IN (");
+        let mut list = q.separated(", ");
+        for name in chunk {
+            list.push_bind(*name);
+        }
+        q.push(")");
+        for row in q.build().fetch_all(pool).await? {
+            out.insert(row.try_get("name")?, row.try_get("serving")?);
+        }
+    }
+    Ok(out)
 }
 
 /// One decky's address, if it has one (a single-row lookup: deploys call
