@@ -156,6 +156,17 @@ pub struct DeckyContext {
     pub artifacts: Option<Arc<artifacts::Artifacts>>,
 }
 
+/// What a decky keeps on disk; each `None` when it is not kept.
+#[derive(Clone, Default)]
+pub struct Keeping {
+    /// Where shell sessions are recorded (`<dir>/<decky>/<sid>.cast`).
+    pub recordings: Option<std::path::PathBuf>,
+    /// The quarantine and fetch policy for what attackers bring.
+    pub artifacts: Option<Arc<artifacts::Artifacts>>,
+    /// Where its SSH host keys are cached across restarts.
+    pub host_keys: Option<std::path::PathBuf>,
+}
+
 impl DeckyContext {
     pub fn new(name: &str, persona: Persona, sink: sink::LineSink, limits: Limits, host_key_seed: &[u8]) -> Arc<Self> {
         Self::with_recordings(name, persona, sink, limits, host_key_seed, None)
@@ -170,24 +181,23 @@ impl DeckyContext {
         host_key_seed: &[u8],
         recordings: Option<std::path::PathBuf>,
     ) -> Arc<Self> {
-        Self::with_capture(name, persona, sink, limits, host_key_seed, recordings, None)
+        Self::keeping(name, persona, sink, limits, host_key_seed, Keeping { recordings, ..Keeping::default() })
     }
 
-    /// As [`DeckyContext::with_recordings`], keeping what attackers bring in `artifacts`.
-    pub fn with_capture(
+    /// As [`DeckyContext::new`], keeping on disk what `keeping` names.
+    pub fn keeping(
         name: &str,
         persona: Persona,
         sink: sink::LineSink,
         limits: Limits,
         host_key_seed: &[u8],
-        recordings: Option<std::path::PathBuf>,
-        artifacts: Option<Arc<artifacts::Artifacts>>,
+        keeping: Keeping,
     ) -> Arc<Self> {
         Arc::new(DeckyContext {
-            recordings,
-            artifacts,
+            recordings: keeping.recordings,
+            artifacts: keeping.artifacts,
             name: name.to_string(),
-            host_keys: ssh::host_keys::HostKeys::new(host_key_seed, name, &persona),
+            host_keys: ssh::host_keys::HostKeys::cached(host_key_seed, name, &persona, keeping.host_keys),
             auth: auth::AuthTracker::default(),
             persona: Arc::new(persona),
             sink,

@@ -36,7 +36,8 @@ async fn server_keeping(artifacts: Option<&std::path::Path>) -> Server {
             decnet_decky::artifacts::ArtifactStore::open(dir, decnet_decky::artifacts::StoreLimits::default()).unwrap();
         Arc::new(decnet_decky::artifacts::Artifacts::new(store, Default::default()))
     });
-    let ctx = DeckyContext::with_capture("tftp-01", persona, sink, Limits::default(), b"seed", None, artifacts);
+    let keeping = decnet_decky::Keeping { artifacts, ..Default::default() };
+    let ctx = DeckyContext::keeping("tftp-01", persona, sink, Limits::default(), b"seed", keeping);
     let listener = ServiceListener::open(ctx, "tftp", "127.0.0.1:0".parse().unwrap()).unwrap();
     Server { at: listener.addr, _listener: listener, lines }
 }

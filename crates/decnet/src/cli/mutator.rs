@@ -192,6 +192,7 @@ impl FleetArgs {
         options.limits.max_sessions_per_source = self.decky_max_sessions_per_source.max(1);
         options.queue_bytes = self.sink_queue_bytes;
         options.recordings = self.recordings_path(&home);
+        options.host_key_cache = Some(home.join("host_keys"));
         options.lan = self.lan.lan()?;
         options.artifacts = Some(self.artifacts_dir.clone().unwrap_or_else(|| home.join("artifacts")));
         options.artifact_limits.max_total = self.artifacts_max_bytes;

@@ -46,6 +46,9 @@ pub struct NativeOptions {
     pub limits: Limits,
     /// Seed of the deckies' SSH host keys.
     pub host_key_seed: Vec<u8>,
+    /// Where the deckies' SSH host keys are kept across restarts (RSA
+    /// takes seconds per decky to make); `None`: made at every start.
+    pub host_key_cache: Option<std::path::PathBuf>,
     /// Fixed addresses by decky name (win over the database).
     pub addresses: HashMap<String, IpAddr>,
     /// Persona overrides by decky name (a JSON object of persona fields),
@@ -95,6 +98,7 @@ impl NativeOptions {
             ports: HashMap::new(),
             limits: Limits::default(),
             host_key_seed,
+            host_key_cache: None,
             addresses: HashMap::new(),
             personas: HashMap::new(),
             queue_bytes: decky::sink::DEFAULT_QUEUE_BYTES,
@@ -469,14 +473,17 @@ impl NativeDriver {
         let (ctx, placed) = match map.get(&key) {
             Some(d) => (d.ctx.clone(), d.placed.clone()),
             None => {
-                let ctx = DeckyContext::with_capture(
+                let ctx = DeckyContext::keeping(
                     change.decky,
                     self.persona_for(change.project, change.decky, address).await?,
                     live.sink.clone(),
                     live.options.limits.clone(),
                     &live.options.host_key_seed,
-                    live.options.recordings.clone(),
-                    live.artifacts.clone(),
+                    decky::Keeping {
+                        recordings: live.options.recordings.clone(),
+                        artifacts: live.artifacts.clone(),
+                        host_keys: live.options.host_key_cache.clone(),
+                    },
                 );
                 let placed = match &live.options.lan {
                     Some(_) if address.is_loopback() => {
@@ -629,12 +636,10 @@ impl DeployDriver for NativeDriver {
                 d.close(None).await;
             }
         }
+        let names: std::collections::HashSet<&str> = deployed.iter().map(|s| s.name.as_str()).collect();
         let stale: Vec<String> = {
             let map = self.deckies.lock().await;
-            map.keys()
-                .filter(|(p, d)| p == project && !deployed.iter().any(|s| &s.name == d))
-                .map(|(_, d)| d.clone())
-                .collect()
+            map.keys().filter(|(p, d)| p == project && !names.contains(d.as_str())).map(|(_, d)| d.clone()).collect()
         };
         for decky in stale {
             let change = Change { project, decky: &decky, services: &[], fleet: deployed };

@@ -8,7 +8,11 @@
 //!
 //! RSA generation takes seconds, so keys are made once per decky, off the
 //! async threads, when its ssh port opens ([`HostKeys::prefetch`]), and
-//! kept in its context for its life.
+//! kept in its context for its life. With a cache folder they are also
+//! kept on disk (one file per decky, mode 0600, named by a hash of the
+//! seed and the decky): a restart of a 10,000-decky fleet reads them back
+//! instead of spending hours of a core on RSA again. A cache file that
+//! cannot be read or does not hold the expected key types is made again.
 
 use std::sync::Arc;
 
@@ -86,11 +90,88 @@ pub fn derive(seed: &[u8], decky: &str, kind: KeyKind) -> Result<PrivateKey, Str
     })
 }
 
+/// Whether `key` is what `kind` makes (type and, for RSA, size).
+fn is_kind(key: &PrivateKey, kind: KeyKind) -> bool {
+    match kind {
+        KeyKind::Ed25519 => key.key_data().ed25519().is_some(),
+        KeyKind::EcdsaP256 => key.key_data().ecdsa().is_some_and(|k| k.curve() == EcdsaCurve::NistP256),
+        KeyKind::Rsa(bits) => key.key_data().rsa().is_some_and(|k| k.key_size() as usize == bits),
+    }
+}
+
+/// Where `decky`'s keys are cached under `dir`: named by a hash, so a new
+/// seed never reads old keys and no decky name becomes a path.
+fn cache_path(dir: &std::path::Path, seed: &[u8], decky: &str, kinds: &[KeyKind]) -> std::path::PathBuf {
+    let mut material = seed.to_vec();
+    material.extend_from_slice(b"\0decnet-host-key-cache\0");
+    material.extend_from_slice(decky.as_bytes());
+    for k in kinds {
+        material.extend_from_slice(format!("\0{k:?}").as_bytes());
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, &material);
+    let name: String = digest.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
+    dir.join(format!("{name}.keys"))
+}
+
+const PEM_END: &str = "-----END OPENSSH PRIVATE KEY-----";
+
+/// The cached keys at `path`, when the file holds exactly `kinds`.
+fn read_cached(path: &std::path::Path, kinds: &[KeyKind]) -> Option<Vec<PrivateKey>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let keys: Vec<PrivateKey> = text
+        .split_inclusive(PEM_END)
+        .map(str::trim)
+        .filter(|pem| !pem.is_empty())
+        .map(PrivateKey::from_openssh)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    (keys.len() == kinds.len() && keys.iter().zip(kinds).all(|(k, kind)| is_kind(k, *kind))).then_some(keys)
+}
+
+/// Write `keys` to `path` (mode 0600, through a temporary file so a
+/// reader never sees half a file). A failure costs the cache, not the keys.
+fn write_cached(path: &std::path::Path, keys: &[PrivateKey]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut text = String::new();
+    for key in keys {
+        text.push_str(&key.to_openssh(russh::keys::ssh_key::LineEnding::LF).map_err(std::io::Error::other)?);
+    }
+    if let Some(dir) = path.parent() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
 struct Inner {
     seed: Vec<u8>,
     decky: String,
     kinds: Vec<KeyKind>,
+    /// Where the keys are kept across restarts, if anywhere.
+    cache: Option<std::path::PathBuf>,
     keys: tokio::sync::OnceCell<Result<Arc<Vec<PrivateKey>>, String>>,
+}
+
+impl Inner {
+    /// Read the keys from the cache, or derive them (and cache them).
+    fn load_or_derive(&self) -> Result<Vec<PrivateKey>, String> {
+        let path = self.cache.as_deref().map(|dir| cache_path(dir, &self.seed, &self.decky, &self.kinds));
+        if let Some(keys) = path.as_deref().and_then(|p| read_cached(p, &self.kinds)) {
+            return Ok(keys);
+        }
+        let keys = self.kinds.iter().map(|k| derive(&self.seed, &self.decky, *k)).collect::<Result<Vec<_>, _>>()?;
+        if let Some(path) = path {
+            if let Err(e) = write_cached(&path, &keys) {
+                tracing::warn!(decky = %self.decky, path = %path.display(), "host keys not cached: {e}");
+            }
+        }
+        Ok(keys)
+    }
 }
 
 /// Background key making, one decky at a time (see [`HostKeys::prefetch`]).
@@ -102,10 +183,16 @@ pub struct HostKeys(Arc<Inner>);
 
 impl HostKeys {
     pub fn new(seed: &[u8], decky: &str, persona: &Persona) -> HostKeys {
+        Self::cached(seed, decky, persona, None)
+    }
+
+    /// As [`HostKeys::new`], kept in the folder `cache` across restarts.
+    pub fn cached(seed: &[u8], decky: &str, persona: &Persona, cache: Option<std::path::PathBuf>) -> HostKeys {
         HostKeys(Arc::new(Inner {
             seed: seed.to_vec(),
             decky: decky.to_string(),
             kinds: kinds_for(persona),
+            cache,
             keys: tokio::sync::OnceCell::new(),
         }))
     }
@@ -137,12 +224,10 @@ impl HostKeys {
             .keys
             .get_or_init(|| async move {
                 let job = inner.clone();
-                tokio::task::spawn_blocking(move || {
-                    job.kinds.iter().map(|k| derive(&job.seed, &job.decky, *k)).collect::<Result<Vec<_>, _>>()
-                })
-                .await
-                .map_err(|e| format!("host key generation of {} failed: {e}", inner.decky))
-                .and_then(|r| r.map(Arc::new))
+                tokio::task::spawn_blocking(move || job.load_or_derive())
+                    .await
+                    .map_err(|e| format!("host key generation of {} failed: {e}", inner.decky))
+                    .and_then(|r| r.map(Arc::new))
             })
             .await
             .clone()
@@ -168,6 +253,43 @@ mod tests {
         }
         let rsa = derive(b"seed", "web-01", KeyKind::Rsa(2048)).unwrap();
         assert_eq!(rsa.key_data().rsa().unwrap().key_size(), 2048);
+    }
+
+    #[tokio::test]
+    async fn cached_keys_come_back_from_disk_and_a_bad_cache_file_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let persona = Persona::derive("c", None, None, 1_700_000_000)
+            .with_overrides(&serde_json::json!({ "release": "centos-7" }))
+            .unwrap();
+        let fps = |keys: &[PrivateKey]| -> Vec<String> {
+            keys.iter().map(|k| k.public_key().fingerprint(HashAlg::Sha256).to_string()).collect()
+        };
+        let made = HostKeys::cached(b"seed", "cache-01", &persona, Some(dir.path().into())).get().await.unwrap();
+        let path = cache_path(dir.path(), b"seed", "cache-01", &kinds_for(&persona));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        // What is read back is what derivation makes.
+        let read = read_cached(&path, &kinds_for(&persona)).expect("the cache file reads back");
+        assert_eq!(fps(&read), fps(&made));
+        let derived: Vec<PrivateKey> =
+            kinds_for(&persona).iter().map(|k| derive(b"seed", "cache-01", *k).unwrap()).collect();
+        assert_eq!(fps(&read), fps(&derived));
+        // Another seed or decky never reads this file.
+        assert_ne!(path, cache_path(dir.path(), b"seed2", "cache-01", &kinds_for(&persona)));
+        assert_ne!(path, cache_path(dir.path(), b"seed", "cache-02", &kinds_for(&persona)));
+        // Wrong key types (a file for another release) or garbage: made again.
+        std::fs::write(
+            &path,
+            derive(b"seed", "x", KeyKind::Ed25519).unwrap().to_openssh(Default::default()).unwrap().as_bytes(),
+        )
+        .unwrap();
+        assert!(read_cached(&path, &kinds_for(&persona)).is_none(), "one ed25519 key is not the three kinds");
+        let again = HostKeys::cached(b"seed", "cache-01", &persona, Some(dir.path().into())).get().await.unwrap();
+        assert_eq!(fps(&again), fps(&made));
+        assert!(read_cached(&path, &kinds_for(&persona)).is_some(), "the bad file was replaced");
+        std::fs::write(&path, "not a key").unwrap();
+        let again = HostKeys::cached(b"seed", "cache-01", &persona, Some(dir.path().into())).get().await.unwrap();
+        assert_eq!(fps(&again), fps(&made));
     }
 
     #[test]
