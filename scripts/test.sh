@@ -43,8 +43,8 @@ command -v nmap >/dev/null || need_apt+=(nmap)
 [ -x /usr/sbin/vsftpd ] || need_apt+=(vsftpd)
 command -v nc >/dev/null || need_apt+=(netcat-openbsd)
 # lan_placement.rs: deckies on a veth "LAN" in namespaces (iproute2), pinged
-# from an attacker namespace.
-command -v ip >/dev/null || need_apt+=(iproute2)
+# from an attacker namespace; shared_ports.rs reads a socket's device with ss.
+{ command -v ip && command -v ss; } >/dev/null || need_apt+=(iproute2)
 command -v ping >/dev/null || need_apt+=(iputils-ping)
 [ -x /usr/sbin/nft ] || need_apt+=(nftables)
 # units.rs, install.rs: systemd-analyze verify/security of every shipped unit.
