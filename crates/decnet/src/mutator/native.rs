@@ -84,9 +84,9 @@ pub enum SharePorts {
     /// (each decky keeps its own until then).
     #[default]
     Auto,
-    /// Always: one socket per port for the whole loopback fleet.
+    /// One socket per port for the whole loopback fleet, from the start.
     Always,
-    /// Never: a socket per decky and service; deckies past the limit fail.
+    /// A socket per decky and service; deckies past the limit fail with the cause.
     Never,
 }
 
