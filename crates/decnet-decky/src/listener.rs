@@ -389,21 +389,34 @@ async fn accept_loop(
     listener: TcpListener,
     stop: CancellationToken,
 ) {
+    let on = format!("{} {service}", ctx.name);
+    while let Some((stream, peer)) = next_connection(&listener, &stop, &on).await {
+        serve_connection(&ctx, service, protocol, stream, peer, &stop);
+    }
+}
+
+/// The next connection accepted on `listener`; `None` once `stop` is
+/// cancelled. A failed accept (out of descriptors and the like) is logged,
+/// naming the listener `on`, and retried after 100 ms instead of spinning.
+pub(crate) async fn next_connection(
+    listener: &TcpListener,
+    stop: &CancellationToken,
+    on: &str,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
     loop {
         let accepted = tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => return None,
             a = listener.accept() => a,
         };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
+        match accepted {
+            Ok(a) => return Some(a),
+            // A shared port's socket is shut down just after its stop.
+            Err(_) if stop.is_cancelled() => return None,
             Err(e) => {
-                // Out of descriptors and the like: back off instead of spinning.
-                tracing::warn!(decky = %ctx.name, service, error = %e, "accept failed");
+                tracing::warn!(listener = on, error = %e, "accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
             }
-        };
-        serve_connection(&ctx, service, protocol, stream, peer, &stop);
+        }
     }
 }
 

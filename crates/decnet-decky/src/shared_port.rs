@@ -154,22 +154,8 @@ fn bind_shared(wildcard: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 async fn accept_loop(listener: Arc<TcpListener>, routes: Routes, stop: CancellationToken) {
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                if stop.is_cancelled() {
-                    return;
-                }
-                tracing::warn!(error = %e, "accept failed on a shared port");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    let on = listener.local_addr().map_or_else(|_| "a shared port".to_string(), |a| format!("shared {a}"));
+    while let Some((stream, peer)) = crate::listener::next_connection(&listener, &stop, &on).await {
         let to = stream.local_addr().map(|a| a.ip().to_canonical());
         let route = to.ok().and_then(|ip| routes.read().unwrap_or_else(|e| e.into_inner()).get(&ip).cloned());
         match route {
