@@ -235,11 +235,8 @@ pub struct ServiceListener {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Its TCP ports served from shared sockets instead (see
     /// [`crate::shared_port`]).
-    routes: Vec<SharedRoute>,
+    routes: Vec<crate::shared_port::Routed>,
 }
-
-/// A route on a shared port, with where it is for errors.
-type SharedRoute = crate::shared_port::Routed;
 
 /// Where `companion` of `protocol` listens when `protocol` listens at
 /// `addr`: any free port when the caller asked for any (port 0),

@@ -8,9 +8,9 @@
 //!
 //! Only for loopback addresses outside any namespace: the socket is bound
 //! to the wildcard address *on the `lo` device* (SO_BINDTODEVICE), so
-//! nothing from another host can reach it, and with SO_REUSEPORT so it
-//! can sit beside deckies that already hold sockets of their own on the
-//! same port (the kernel hands a connection to the most specific socket).
+//! nothing from another host can reach it. It cannot sit beside a decky's
+//! own socket on the same port (the wildcard bind conflicts), which is why
+//! the driver moves every loopback decky over when sharing begins.
 //! The price, and the reason this is not the default: on a shared port an
 //! address where no decky serves that port completes the TCP handshake
 //! and is reset at once, where a socket of its own would refuse the SYN
@@ -57,11 +57,10 @@ struct Port {
 
 impl Drop for Port {
     fn drop(&mut self) {
-        // shutdown(2) on a listening socket stops it listening now: new
-        // SYNs are refused before the accept task has noticed the cancel
-        // and dropped its handle.
-        // Cancelled first, so the accept task takes the error shutdown
-        // wakes it with for the end it is, not a fault.
+        // shutdown(2) on a listening socket stops it listening now, so new
+        // SYNs are refused before the accept task drops its handle. The
+        // cancel comes first, so that task takes the error shutdown wakes
+        // it with for the end it is, not a fault.
         self.stop.cancel();
         // SAFETY: the descriptor is open (`self.listener` owns it).
         unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };
@@ -143,8 +142,9 @@ fn bind_shared(wildcard: SocketAddr) -> std::io::Result<TcpListener> {
     if wildcard.is_ipv6() {
         socket.set_only_v6(true)?;
     }
+    // SO_REUSEADDR lets a port whose last decky just closed be bound again
+    // while the old accept task still holds its shut-down socket.
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
     // Unprivileged since Linux 5.7 for a socket not yet bound to a device.
     socket.bind_device(Some(b"lo"))?;
     socket.set_nonblocking(true)?;

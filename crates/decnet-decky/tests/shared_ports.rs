@@ -89,6 +89,10 @@ async fn each_address_reaches_its_own_decky_and_an_unserved_one_is_reset() {
         Some(std::io::ErrorKind::ConnectionRefused),
         "the port listens after its last decky closed"
     );
+    // And the port can be shared again at once.
+    let again = ServiceListener::open_shared(decky("shr-b", &sink), "http", b, &shared).unwrap();
+    assert!(get(b).await.unwrap().starts_with("HTTP/1."), "b does not answer after reopening");
+    again.close().await;
 }
 
 #[tokio::test]

@@ -97,19 +97,7 @@ impl Mutator {
             fleet_store::record_retirement(&self.pool, &decky.name, at).await?;
         } else {
             fleet_store::record_mutation(&self.pool, &decky.name, &services, at).await?;
-            if let Some(bus) = self.bus() {
-                let payload = serde_json::json!({
-                    "decky": decky.name,
-                    "services": services,
-                    "archetype": decky.archetype,
-                });
-                match topics::decky_state(&decky.name) {
-                    Ok(topic) => {
-                        events::publish_logged(bus, topic.as_str(), "state", payload).await;
-                    }
-                    Err(e) => tracing::error!(decky = %decky.name, error = %e, "state not published"),
-                }
-            }
+            self.publish_state(&decky.name, &services, decky.archetype.as_deref()).await;
         }
         events::emit_decky_mutated(self.bus(), &self.log_path, &decky.name, &old, &services, trigger, actor).await;
         // History for the API; the ingest log stays the record, so a
@@ -250,6 +238,19 @@ impl Mutator {
         Ok(failed)
     }
 
+    /// Publish `decky.<name>.state` (a deployed decky's services), when
+    /// there is a bus.
+    async fn publish_state(&self, name: &str, services: &[String], archetype: Option<&str>) {
+        let Some(bus) = self.bus() else { return };
+        let payload = serde_json::json!({"decky": name, "services": services, "archetype": archetype});
+        match topics::decky_state(name) {
+            Ok(topic) => {
+                events::publish_logged(bus, topic.as_str(), "state", payload).await;
+            }
+            Err(e) => tracing::error!(decky = %name, error = %e, "state not published"),
+        }
+    }
+
     /// Record deckies deployed for the first time, then tell the bus and
     /// the ingest log, as [`Self::deploy_and_record`] does for one.
     async fn record_creations(&self, created: Vec<(fleet_store::Creation, Option<String>)>) -> anyhow::Result<()> {
@@ -259,15 +260,7 @@ impl Mutator {
         let rows: Vec<fleet_store::Creation> = created.iter().map(|(c, _)| c.clone()).collect();
         fleet_store::record_creations(&self.pool, &rows, now_secs()).await?;
         for (c, archetype) in created {
-            if let Some(bus) = self.bus() {
-                let payload = serde_json::json!({"decky": c.name, "services": c.services, "archetype": archetype});
-                match topics::decky_state(&c.name) {
-                    Ok(topic) => {
-                        events::publish_logged(bus, topic.as_str(), "state", payload).await;
-                    }
-                    Err(e) => tracing::error!(decky = %c.name, error = %e, "state not published"),
-                }
-            }
+            self.publish_state(&c.name, &c.services, archetype.as_deref()).await;
             events::emit_decky_mutated(self.bus(), &self.log_path, &c.name, &[], &c.services, Trigger::Creation, None)
                 .await;
             tracing::info!(decky = %c.name, trigger = %Trigger::Creation, old = "", new = %c.services.join(","), "decky mutated");

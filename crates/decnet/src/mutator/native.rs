@@ -179,6 +179,11 @@ impl RunningDecky {
     }
 }
 
+/// A decky's address as stored in the fleet table.
+fn parse_address(decky: &str, text: &str) -> Result<IpAddr, String> {
+    text.parse().map_err(|_| format!("decky {decky} has an invalid address {text:?}"))
+}
+
 /// Where automatically assigned addresses start (deckies with no address
 /// in the fleet file): 127.2.0.1, 127.2.0.2, …, all loopback on Linux.
 const AUTO_BASE: Ipv4Addr = Ipv4Addr::new(127, 2, 0, 1);
@@ -354,7 +359,7 @@ impl NativeDriver {
         let fleet = self.pool.as_ref().filter(|_| project == FLEET_PROJECT);
         if let (Some(pool), Some(_)) = (fleet, &self.live) {
             if let Some(text) = crate::store::fleet::address_of(pool, decky).await.map_err(|e| e.to_string())? {
-                return text.parse().map_err(|_| format!("decky {decky} has an invalid address {text:?}"));
+                return parse_address(decky, &text);
             }
         }
         let mut cache = self.taken.lock().await;
@@ -371,7 +376,7 @@ impl NativeDriver {
         let taken = cache.as_mut().expect("filled above");
         if let (Some(_), None) = (fleet, &self.live) {
             if let Some(text) = taken.by_name.get(decky) {
-                return text.parse().map_err(|_| format!("decky {decky} has an invalid address {text:?}"));
+                return parse_address(decky, text);
             }
         }
         // On a LAN, the operator's range; else loopback addresses.
@@ -614,26 +619,24 @@ impl DeployDriver for NativeDriver {
         if live.judge_budget(listening as u64) {
             // Sharing just began: the loopback deckies' own sockets close
             // here and the pass below reopens them on the shared ones.
-            let moved: Vec<RunningDecky> = {
+            let (moved, listeners): (usize, Vec<ServiceListener>) = {
                 let mut map = self.deckies.lock().await;
-                map.values_mut()
+                let own = map
+                    .values_mut()
                     .filter(|d| d.placed.is_none() && !live.options.netns.contains_key(&d.ctx.name))
-                    .map(|d| RunningDecky {
-                        address: d.address,
-                        ctx: d.ctx.clone(),
-                        listeners: std::mem::take(&mut d.listeners),
-                        placed: None,
-                    })
-                    .collect()
+                    .map(|d| std::mem::take(&mut d.listeners))
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>();
+                (own.len(), own.into_iter().flat_map(BTreeMap::into_values).collect())
             };
-            if !moved.is_empty() {
+            if moved > 0 {
                 tracing::warn!(
-                    deckies = moved.len(),
+                    deckies = moved,
                     "moving loopback deckies onto the shared sockets; their open sessions end"
                 );
             }
-            for d in moved {
-                d.close(None).await;
+            for l in listeners {
+                l.close().await;
             }
         }
         let names: std::collections::HashSet<&str> = deployed.iter().map(|s| s.name.as_str()).collect();
